@@ -1,0 +1,41 @@
+# The two commands of the README: `make report` (main job on the bundled digits) and `make test`.
+# Both install what they need into .venv first. Override TORCH_SPEC where torch 2.13.0 is not
+# available (e.g. TORCH_SPEC='torch>=2.2,<3').
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed-stamp
+REPORT_DIR ?= reports/digits-default
+
+export OMP_WAIT_POLICY ?= passive
+
+.PHONY: install test lint report bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check '$(TORCH_SPEC)'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest tests
+	$(BIN)/ruff check aanntwin tests benchmarks
+
+lint: install
+	$(BIN)/ruff check aanntwin tests benchmarks
+	$(BIN)/ruff format --check aanntwin tests benchmarks
+
+report: install
+	$(BIN)/aanntwin train --dataset digits --out $(REPORT_DIR) --no-progress
+	$(BIN)/aanntwin evaluate $(REPORT_DIR) --ideal
+	$(BIN)/aanntwin evaluate $(REPORT_DIR) --nonidealities examples/reference_nonidealities.json --runs 10
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

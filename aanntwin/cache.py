@@ -1,0 +1,72 @@
+"""Epoch checkpoint cache: resume training exactly where it stopped, reuse finished runs.
+
+Layout: ``<root>/checkpoints/<key>/epoch-NNNN.pt``, one file per finished epoch (the older one is
+removed once the newer is safely written). ``key`` hashes everything that changes the weights
+(dataset content, model, training params, training nonidealities, normalization, seed, dtype).
+Files are written atomically and read with ``torch.load(weights_only=True)``: nothing is
+unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .io import atomic_path
+
+CACHE_ENV = "AANNTWIN_CACHE"
+_EPOCH_FILE = re.compile(r"^epoch-(\d{4,})\.pt$")
+
+
+def cache_root() -> Path:
+    """``$AANNTWIN_CACHE``, else ``$XDG_CACHE_HOME/aanntwin``, else ``~/.cache/aanntwin``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "aanntwin"
+
+
+class CheckpointCache:
+    """Per-key folders of epoch checkpoints."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else cache_root() / "checkpoints"
+
+    def folder(self, key: str) -> Path:
+        return self.root / key
+
+    def _epochs(self, key: str) -> list[tuple[int, Path]]:
+        folder = self.folder(key)
+        if not folder.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _EPOCH_FILE.match(p.name))]
+        return sorted(found)
+
+    def save(self, key: str, epoch: int, state: dict[str, Any]) -> Path:
+        """Write the checkpoint after ``epoch`` atomically, then drop older ones."""
+        path = self.folder(key) / f"epoch-{epoch:04d}.pt"
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        for e, old in self._epochs(key):
+            if e < epoch:
+                old.unlink(missing_ok=True)
+        return path
+
+    def latest(
+        self, key: str, map_location: torch.device | str = "cpu"
+    ) -> tuple[int, dict[str, Any]] | None:
+        """The newest readable checkpoint ``(epoch, state)``, or None.
+
+        An unreadable file (e.g. from a crashed older version) is skipped, not trusted.
+        """
+        for epoch, path in reversed(self._epochs(key)):
+            try:
+                return epoch, torch.load(path, map_location=map_location, weights_only=True)
+            except Exception:  # noqa: BLE001 - a damaged checkpoint is recomputed, not fatal
+                continue
+        return None

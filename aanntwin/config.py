@@ -1,0 +1,290 @@
+"""Configuration: model geometry, training, circuit nonidealities and input normalization.
+
+Every field carries its unit; every value is validated on construction; every class round-trips
+through JSON (``to_json`` / ``from_dict``) and has a stable ``content_hash`` for cache keys. The
+nonideality names of the reference tool (``input_noise``, ``relu_cutoff``, ``conv2d_input_nonlin``
+...) are kept so its JSON files load unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import ConfigError
+from .schema import SCHEMA_VERSION, Params, load_params, param
+
+STAGES = ("conv2d", "linear")
+"""Analog MAC stage kinds. Hidden linear stages use the ``linear_*`` settings (same circuit)."""
+
+
+@dataclass(frozen=True)
+class ModelParams(Params):
+    """Geometry of the Main network (DESIGN.md §1)."""
+
+    section = "model"
+
+    channels: int = param(4, ge=1, le=4096)
+    """Convolution output channels (count)."""
+    kernel: int = param(6, ge=1, le=64)
+    """Square convolution kernel side (pixels)."""
+    stride: int = param(2, ge=1, le=64)
+    """Convolution stride (pixels)."""
+    padding: int = param(1, ge=0, le=64)
+    """Zero padding on each image side (pixels); must be < kernel."""
+    pool: int = param(1, ge=1, le=64)
+    """Max-pool window and stride after the ReLU (1 = no pooling)."""
+    hidden: tuple[int, ...] = param((), ge=1, le=1_000_000, min_len=0)
+    """Widths of optional hidden analog linear stages (neurons each)."""
+
+    def check(self) -> None:
+        if self.padding >= self.kernel:
+            raise ConfigError(
+                f"model.padding = {self.padding}: must be < model.kernel = {self.kernel}"
+            )
+
+
+@dataclass(frozen=True)
+class TrainParams(Params):
+    """Optimizer and schedule for (hardware-aware) training."""
+
+    section = "train"
+
+    epochs: int = param(15, ge=0, le=100_000)
+    """Passes over the training set."""
+    batch_size: int = param(128, ge=1, le=1_000_000)
+    """Images per optimizer step."""
+    lr: float = param(0.01, gt=0.0, le=100.0)
+    """Learning rate (peak rate under the one-cycle schedule)."""
+    optimizer: Literal["adam", "sgd"] = param("adam")
+    """``adam`` or ``sgd``."""
+    momentum: float = param(0.0, ge=0.0, le=0.999999)
+    """SGD momentum (ignored by Adam)."""
+    weight_decay: float = param(0.0, ge=0.0, le=1.0)
+    """L2 weight decay coefficient."""
+    schedule: Literal["onecycle", "constant"] = param("onecycle")
+    """Learning-rate schedule over all steps: one-cycle (cosine warm-up/anneal) or constant."""
+    seed: int = param(0, ge=0, le=2**63 - 1)
+    """Seed of weight init, shuffling and training noise: same seed, same weights."""
+
+
+@dataclass(frozen=True)
+class Normalization(Params):
+    """Linear map from pixel values to the input voltages of the analog array.
+
+    ``v = min_out + (x - min_in) * (max_out - min_out) / (max_in - min_in)``.
+    """
+
+    section = "normalization"
+
+    min_in: float = param(0.0)
+    """Pixel value mapped to ``min_out`` (dataset units; datasets load in [0, 1])."""
+    max_in: float = param(1.0)
+    """Pixel value mapped to ``max_out`` (dataset units)."""
+    min_out: float = param(0.0, unit="V")
+    """Input voltage for the darkest pixel (V)."""
+    max_out: float = param(1.0, unit="V")
+    """Input voltage for the brightest pixel (V)."""
+
+    def check(self) -> None:
+        if self.max_in <= self.min_in:
+            raise ConfigError(
+                f"normalization.max_in = {self.max_in}: must be > min_in = {self.min_in}"
+            )
+        if self.max_out <= self.min_out:
+            raise ConfigError(
+                f"normalization.max_out = {self.max_out}: must be > min_out = {self.min_out}"
+            )
+
+    @property
+    def is_identity(self) -> bool:
+        return (self.min_in, self.max_in, self.min_out, self.max_out) == (0.0, 1.0, 0.0, 1.0)
+
+
+def _sigma(unit: str = "V") -> Any:
+    return param(None, unit=unit, ge=0.0)
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Nonidealities of one analog MAC stage, taken from :class:`Nonidealities` by prefix."""
+
+    input_clip: float | None = None
+    input_nonlin: tuple[float, ...] | None = None
+    gain_mismatch: float | None = None
+    offset_mismatch: float | None = None
+    out_saturation: float | None = None
+    saturation: str = "hard"
+    out_noise: float | None = None
+    weight_bits: int | None = None
+    weight_ref: float | None = None
+    weight_zero_level: bool = True
+    out_bits: int | None = None
+    out_full_scale: float | None = None
+
+
+@dataclass(frozen=True)
+class Nonidealities(Params):
+    """Circuit nonidealities; each ``None`` means off (ideal).
+
+    Temporal noise (``*_noise``) is redrawn every forward pass. Fixed-pattern mismatch
+    (``*_mismatch``) is drawn once per chip instance from ``chip_seed`` and stays constant.
+    Hidden linear stages share the ``linear_*`` and ``relu_*`` settings: they are built from the
+    same MAC and ReLU circuits as the final stage.
+    """
+
+    section = "nonidealities"
+
+    input_noise: float | None = _sigma()
+    """Std of Gaussian noise added to every input voltage, per forward (V)."""
+    input_bits: int | None = param(None, ge=1, le=24)
+    """Input DAC resolution (bits) over the normalization range [min_out, max_out]."""
+
+    conv2d_input_clip: float | None = param(None, unit="V", gt=0.0)
+    """Conv multiplier input range: inputs clip to +-this (V)."""
+    conv2d_input_nonlin: tuple[float, ...] | None = param(None)
+    """Conv multiplier input polynomial a_0, a_1, ... (constant first; a_k in V^(1-k))."""
+    conv2d_gain_mismatch: float | None = _sigma("relative")
+    """Per-multiplier relative gain error std, fixed per chip (1 = 100 %)."""
+    conv2d_offset_mismatch: float | None = _sigma()
+    """Per-MAC output offset std, fixed per chip (V)."""
+    conv2d_out_saturation: float | None = param(None, unit="V", gt=0.0)
+    """Conv MAC output swing limit +-this (V), hard or tanh (see ``saturation``)."""
+    conv2d_out_noise: float | None = _sigma()
+    """Std of Gaussian noise on each conv MAC output, per forward (V)."""
+    conv2d_weight_bits: int | None = param(None, ge=0, le=24)
+    """Conv weight precision at deployment (bits, not counting sign)."""
+    conv2d_weight_ref: float | None = param(None, unit="weight units", gt=0.0)
+    """Conv weight reference/clip value; None = the layer's largest |w|."""
+
+    relu_cutoff: float | None = param(None, unit="V")
+    """ReLU circuit floor: output = max(cutoff, y) (V); None = 0."""
+    relu_out_noise: float | None = _sigma()
+    """Std of Gaussian noise on each ReLU output, per forward (V)."""
+    relu_out_bits: int | None = param(None, ge=1, le=24)
+    """ADC after each ReLU (bits) over [0, relu_out_full_scale]."""
+    relu_out_full_scale: float | None = param(None, unit="V", gt=0.0)
+    """Full scale of the ReLU-output ADC (V)."""
+
+    linear_input_clip: float | None = param(None, unit="V", gt=0.0)
+    """Linear multiplier input range: inputs clip to +-this (V)."""
+    linear_input_nonlin: tuple[float, ...] | None = param(None)
+    """Linear multiplier input polynomial a_0, a_1, ... (constant first)."""
+    linear_gain_mismatch: float | None = _sigma("relative")
+    """Per-multiplier relative gain error std in linear stages, fixed per chip."""
+    linear_offset_mismatch: float | None = _sigma()
+    """Per-MAC output offset std in linear stages, fixed per chip (V)."""
+    linear_out_saturation: float | None = param(None, unit="V", gt=0.0)
+    """Linear MAC output swing limit +-this (V)."""
+    linear_out_noise: float | None = _sigma()
+    """Std of Gaussian noise on each linear MAC output, per forward (V)."""
+    linear_weight_bits: int | None = param(None, ge=0, le=24)
+    """Linear weight precision at deployment (bits, not counting sign)."""
+    linear_weight_ref: float | None = param(None, unit="weight units", gt=0.0)
+    """Linear weight reference/clip value; None = the layer's largest |w|."""
+    linear_out_bits: int | None = param(None, ge=1, le=24)
+    """ADC on the final class scores (bits) over [-full scale, +full scale]."""
+    linear_out_full_scale: float | None = param(None, unit="V", gt=0.0)
+    """Full scale of the class-score ADC (V)."""
+
+    saturation: Literal["hard", "tanh"] = param("hard")
+    """Saturation shape: ``hard`` clip, or ``tanh`` (s * tanh(y / s))."""
+    weight_zero_level: bool = param(True)
+    """Weight quantizer has a zero level (k * step) or not ((k + 1/2) * step)."""
+    chip_seed: int = param(0, ge=0, le=2**63 - 1)
+    """Chip instance: seed of the fixed-pattern mismatch draw."""
+
+    def check(self) -> None:
+        for stage in STAGES:
+            bits = getattr(self, f"{stage}_weight_bits")
+            ref = getattr(self, f"{stage}_weight_ref")
+            if ref is not None and bits is None:
+                raise ConfigError(
+                    f"nonidealities.{stage}_weight_ref = {ref}: needs {stage}_weight_bits"
+                )
+        for prefix in ("relu_out", "linear_out"):
+            bits = getattr(self, f"{prefix}_bits")
+            if bits is not None and getattr(self, f"{prefix}_full_scale") is None:
+                raise ConfigError(
+                    f"nonidealities.{prefix}_bits = {bits}: needs {prefix}_full_scale (V)"
+                )
+
+    def stage(self, kind: str) -> StageSettings:
+        """The settings of one MAC stage kind (``conv2d`` or ``linear``)."""
+        if kind not in STAGES:
+            raise ValueError(f"unknown stage kind {kind!r}")
+        get = self.__getattribute__
+        return StageSettings(
+            input_clip=get(f"{kind}_input_clip"),
+            input_nonlin=get(f"{kind}_input_nonlin"),
+            gain_mismatch=get(f"{kind}_gain_mismatch"),
+            offset_mismatch=get(f"{kind}_offset_mismatch"),
+            out_saturation=get(f"{kind}_out_saturation"),
+            saturation=self.saturation,
+            out_noise=get(f"{kind}_out_noise"),
+            weight_bits=get(f"{kind}_weight_bits"),
+            weight_ref=get(f"{kind}_weight_ref"),
+            weight_zero_level=self.weight_zero_level,
+            out_bits=self.linear_out_bits if kind == "linear" else None,
+            out_full_scale=self.linear_out_full_scale if kind == "linear" else None,
+        )
+
+    def active(self) -> dict[str, Any]:
+        """The fields that are switched on (not None), for summaries."""
+        defaults = Nonidealities()
+        return {
+            k: v for k, v in self.to_dict().items() if v is not None and v != getattr(defaults, k)
+        }
+
+
+DATASETS = ("digits", "mnist", "fashion-mnist")
+
+
+@dataclass(frozen=True)
+class RunConfig(Params):
+    """Everything that determines a trained model: one file drives CLI, notebooks and library."""
+
+    section = ""
+
+    dataset: Literal["digits", "mnist", "fashion-mnist"] = param("digits")
+    """Dataset name (``digits`` is bundled with scikit-learn: works offline)."""
+    model: ModelParams = dataclasses.field(default_factory=ModelParams)
+    """Network geometry."""
+    train: TrainParams = dataclasses.field(default_factory=TrainParams)
+    """Optimizer and schedule."""
+    nonidealities: Nonidealities = dataclasses.field(default_factory=Nonidealities)
+    """Nonidealities on during training (hardware-aware training); all off = ideal."""
+    normalization: Normalization = dataclasses.field(default_factory=Normalization)
+    """Pixel-to-voltage map."""
+
+    def cache_key(self, data_fingerprint: str) -> str:
+        """Hash of everything that changes the trained weights (dataset content included)."""
+        from .schema import stable_hash
+
+        return stable_hash({"config": self.to_dict(), "data": data_fingerprint})
+
+
+def load_config(path: str) -> RunConfig:
+    """Read a run configuration JSON (nested sections, each optional)."""
+    return load_params(RunConfig, path)
+
+
+def load_nonidealities(path: str) -> Nonidealities:
+    """Read a flat nonidealities JSON (the reference tool's files load unchanged)."""
+    return load_params(Nonidealities, path)
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ModelParams",
+    "TrainParams",
+    "Normalization",
+    "Nonidealities",
+    "StageSettings",
+    "RunConfig",
+    "load_config",
+    "load_nonidealities",
+    "STAGES",
+    "DATASETS",
+]

@@ -1,0 +1,122 @@
+"""Pure functional core of the analog nonidealities (what the `layers` modules call).
+
+All functions are device- and dtype-agnostic: scalar settings are Python numbers, tensors come in
+as arguments, and new tensors are made ``*_like`` their input. Voltages are in volts; weights are
+dimensionless (multiplier gains). Where rounding has no useful gradient (quantizers) the
+straight-through estimator is used: forward = quantized value, backward = gradient of the clip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def normalize(x: Tensor, min_in: float, max_in: float, min_out: float, max_out: float) -> Tensor:
+    """``v = min_out + (x - min_in) * (max_out - min_out) / (max_in - min_in)`` (volts)."""
+    scale = (max_out - min_out) / (max_in - min_in)
+    return x * scale + (min_out - min_in * scale)
+
+
+def gaussian_noise(
+    x: Tensor, sigma: float | Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """``x + N(0, sigma^2)``, a fresh draw per element (temporal noise).
+
+    ``sigma`` is a float or a tensor broadcastable to ``x`` (e.g. one level per stacked copy).
+    """
+    if isinstance(sigma, Tensor):
+        unit = torch.empty_like(x).normal_(0.0, 1.0, generator=generator)
+        return unit.mul_(sigma).add_(x)
+    if sigma == 0:
+        return x
+    # Reusing the freshly drawn buffer for the sum saves one allocation per call.
+    return torch.empty_like(x).normal_(0.0, sigma, generator=generator).add_(x)
+
+
+def clip(x: Tensor, limit: float) -> Tensor:
+    """Symmetric input range of a multiplier: ``clamp(x, -limit, +limit)`` (volts)."""
+    return x.clamp(-limit, limit)
+
+
+def polynomial(x: Tensor, coeffs: Sequence[float]) -> Tensor:
+    """``p(x) = sum_k a_k x^k`` with ``coeffs = (a_0, a_1, ...)``, by Horner's rule."""
+    if len(coeffs) == 1:
+        return torch.full_like(x, coeffs[0])
+    out = x * coeffs[-1]
+    for a in reversed(coeffs[1:-1]):
+        out = (out + a) * x
+    return out + coeffs[0] if coeffs[0] != 0 else out
+
+
+def saturate(y: Tensor, full_scale: float, mode: str = "hard") -> Tensor:
+    """Output swing limit: ``clamp(y, -s, s)`` (hard) or ``s * tanh(y / s)`` (tanh)."""
+    if mode == "hard":
+        return y.clamp(-full_scale, full_scale)
+    if mode == "tanh":
+        return torch.tanh(y / full_scale) * full_scale
+    raise ValueError(f"saturation mode must be 'hard' or 'tanh', got {mode!r}")
+
+
+def analog_relu(y: Tensor, cutoff: float | None = None) -> Tensor:
+    """ReLU circuit: ``max(cutoff, y)``; ``cutoff=None`` is the ideal ``max(0, y)``."""
+    if cutoff is None or cutoff == 0:
+        return F.relu(y)
+    return y.clamp(min=cutoff)
+
+
+def _straight_through(x: Tensor, q: Tensor) -> Tensor:
+    """Forward ``q``, backward identity to ``x`` (the straight-through estimator)."""
+    if not x.requires_grad:
+        return q
+    return x + (q - x).detach()
+
+
+def quantize_uniform(x: Tensor, bits: int, lo: float, hi: float) -> Tensor:
+    """ADC/DAC: ``2**bits`` evenly spaced levels from ``lo`` to ``hi`` inclusive, nearest level.
+
+    ``step = (hi - lo) / (2**bits - 1)``; values outside ``[lo, hi]`` clip. Straight-through
+    gradient inside the range, zero outside.
+    """
+    step = (hi - lo) / (2**bits - 1)
+    xc = x.clamp(lo, hi)
+    q = torch.round((xc - lo) / step) * step + lo
+    return _straight_through(xc, q)
+
+
+def quantize_weights(w: Tensor, bits: int, ref: float | Tensor, zero_level: bool = True) -> Tensor:
+    """Deployed weight levels (DESIGN.md §1), ``bits`` not counting the sign.
+
+    ``step = ref / 2**bits``. With a zero level: ``k * step`` clipped to ``+-(ref - step)``.
+    Without: ``(k + 1/2) * step`` clipped to ``+-(ref - step/2)``. Nearest level;
+    straight-through gradient. ``ref`` may be a 0-d tensor (no host sync).
+    """
+    step = ref / 2**bits
+    if zero_level:
+        top = ref - step
+        q = torch.clamp(torch.round(w / step) * step, -top, top)
+    else:
+        top = ref - step / 2
+        q = torch.clamp((torch.floor(w / step) + 0.5) * step, -top, top)
+    return _straight_through(w, q)
+
+
+def conv2d_per_position(
+    x: Tensor, weight: Tensor, bias: Tensor | None, gain: Tensor, stride: int, padding: int
+) -> Tensor:
+    """Fully unrolled convolution where every output position has its own multipliers.
+
+    ``y[n, o, h, w] = sum_{c,i,j} weight[o,c,i,j] * gain[o,h,w,c,i,j] * x_pad[n, c, h*s+i, w*s+j]``
+    (+ ``bias[o]``). ``gain`` is ``1 + relative error`` of each physical multiplier.
+    """
+    k = weight.shape[-1]
+    xp = F.pad(x, (padding, padding, padding, padding)) if padding else x
+    patches = xp.unfold(2, k, stride).unfold(3, k, stride)  # (N, C, Ho, Wo, k, k) view
+    w_eff = weight[:, None, None] * gain  # (O, Ho, Wo, C, k, k)
+    y = torch.einsum("nchwij,ohwcij->nohw", patches, w_eff)
+    if bias is not None:
+        y = y + bias[:, None, None]
+    return y

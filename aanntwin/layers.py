@@ -1,0 +1,320 @@
+"""Analog circuit layers: thin ``nn.Module`` wrappers over :mod:`aanntwin.functional`.
+
+Stage order inside a MAC stage (conv or linear), as the signal flows through the circuit::
+
+    x -> clip(+-input_clip) -> p(x) -> MAC with effective weights -> + bias -> + offset mismatch
+      -> saturation -> + N(0, out_noise) [-> ADC, final stage only]
+
+Effective weight = quantize(w) * (1 + gain mismatch of each physical multiplier). Scalar settings
+are Python numbers (device- and dtype-free); mismatch draws are non-persistent buffers, so they
+move with ``.to()`` and stay out of the saved weights. Temporal noise is drawn from a
+:class:`NoiseSource` shared by the network, so an evaluation is reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import functional as AF
+from .config import Normalization, StageSettings
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts (e.g. ``(seed, epoch, "shuffle")``): independent streams."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+class NoiseSource:
+    """Seeded ``torch.Generator`` per device for temporal noise.
+
+    Generators live on the device of the tensors they fill (no host round trip). Re-seeding
+    restarts every device's stream; moving a model to a new device starts that device's stream
+    from the current seed.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def reseed(self, seed: int) -> None:
+        self.seed = seed
+        self._generators.clear()
+
+    def generator(self, device: torch.device) -> torch.Generator | None:
+        if device.type == "meta":
+            return None
+        gen = self._generators.get(device)
+        if gen is None:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(self.seed)
+            self._generators[device] = gen
+        return gen
+
+    def __repr__(self) -> str:
+        return f"NoiseSource(seed={self.seed})"
+
+
+def _fmt(value: object, unit: str) -> str:
+    return f"{value:g} {unit}".strip() if isinstance(value, float) else f"{value} {unit}".strip()
+
+
+class Normalize(nn.Module):
+    """Pixel values to input voltages (see :class:`~aanntwin.config.Normalization`)."""
+
+    def __init__(self, norm: Normalization | None = None) -> None:
+        super().__init__()
+        self.norm = norm or Normalization()
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = self.norm
+        if n.is_identity:
+            return x
+        return AF.normalize(x, n.min_in, n.max_in, n.min_out, n.max_out)
+
+    def extra_repr(self) -> str:
+        n = self.norm
+        return f"[{n.min_in:g}, {n.max_in:g}] -> [{n.min_out:g} V, {n.max_out:g} V]"
+
+
+class Noise(nn.Module):
+    """Additive Gaussian temporal noise ``x + N(0, sigma^2)``, redrawn every forward (sigma in V)."""
+
+    def __init__(self, sigma: float | None = None, rng: NoiseSource | None = None) -> None:
+        super().__init__()
+        self.sigma = sigma
+        self.rng = rng or NoiseSource()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.sigma:
+            return x
+        return AF.gaussian_noise(x, self.sigma, self.rng.generator(x.device))
+
+    def extra_repr(self) -> str:
+        return "sigma=off" if self.sigma is None else f"sigma={_fmt(self.sigma, 'V')}"
+
+
+class Quantize(nn.Module):
+    """ADC/DAC with ``2**bits`` levels over ``[lo, hi]`` volts (``bits=None``: ideal)."""
+
+    def __init__(self, bits: int | None = None, lo: float = 0.0, hi: float = 1.0) -> None:
+        super().__init__()
+        self.bits, self.lo, self.hi = bits, lo, hi
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.bits is None:
+            return x
+        return AF.quantize_uniform(x, self.bits, self.lo, self.hi)
+
+    def extra_repr(self) -> str:
+        if self.bits is None:
+            return "bits=off"
+        return f"bits={self.bits}, range=[{self.lo:g} V, {self.hi:g} V]"
+
+
+class AnalogReLU(nn.Module):
+    """ReLU circuit: ``max(cutoff, y) + N(0, out_noise^2)``, then optional ADC ``[0, full scale]``."""
+
+    def __init__(
+        self,
+        cutoff: float | None = None,
+        out_noise: float | None = None,
+        out_bits: int | None = None,
+        out_full_scale: float | None = None,
+        rng: NoiseSource | None = None,
+    ) -> None:
+        super().__init__()
+        self.cutoff = cutoff
+        self.noise = Noise(out_noise, rng)
+        self.adc = Quantize(out_bits, 0.0, out_full_scale or 1.0)
+
+    def forward(self, y: Tensor) -> Tensor:
+        return self.adc(self.noise(AF.analog_relu(y, self.cutoff)))
+
+    def extra_repr(self) -> str:
+        return "cutoff=0 V (ideal)" if self.cutoff is None else f"cutoff={_fmt(self.cutoff, 'V')}"
+
+
+class _AnalogMAC:
+    """Shared nonideality handling of a MAC stage; subclasses supply the weighted sum."""
+
+    weight: Tensor
+    bias: Tensor | None
+    gain_error: Tensor | None
+    offset_error: Tensor | None
+
+    def _init_analog(self, settings: StageSettings | None, rng: NoiseSource | None) -> None:
+        self.rng = rng or NoiseSource()
+        self.register_buffer("gain_error", None, persistent=False)
+        self.register_buffer("offset_error", None, persistent=False)
+        self.configure(settings or StageSettings())
+
+    def configure(self, settings: StageSettings) -> None:
+        """Apply new nonideality settings (weights and drawn mismatch are kept)."""
+        self.settings = settings
+
+    # Shapes of the per-multiplier gain and per-MAC offset draws.
+    def _mismatch_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        raise NotImplementedError
+
+    def draw_mismatch(self, seed: int) -> None:
+        """Draw this chip instance's fixed-pattern errors (unit normals, scaled in forward).
+
+        Drawn on the CPU from ``seed`` and copied to the weight's device once, so a chip
+        instance is the same on every device.
+        """
+        gain_shape, offset_shape = self._mismatch_shapes()
+        gen = torch.Generator().manual_seed(seed)
+        like = {"device": self.weight.device, "dtype": self.weight.dtype}
+        if self.weight.device.type == "meta":
+            self.gain_error = torch.empty(gain_shape, **like)
+            self.offset_error = torch.empty(offset_shape, **like)
+            return
+        self.gain_error = torch.randn(gain_shape, generator=gen).to(**like)
+        self.offset_error = torch.randn(offset_shape, generator=gen).to(**like)
+
+    def _input(self, x: Tensor) -> Tensor:
+        s = self.settings
+        if s.input_clip is not None:
+            x = AF.clip(x, s.input_clip)
+        if s.input_nonlin is not None:
+            x = AF.polynomial(x, s.input_nonlin)
+        return x
+
+    def effective_weight(self) -> Tensor:
+        """Weights as programmed on the chip (quantized when ``weight_bits`` is set)."""
+        s = self.settings
+        w = self.weight
+        if s.weight_bits is not None:
+            # Default reference: the largest |w|, kept as a tensor (no host sync in forward).
+            ref = s.weight_ref if s.weight_ref is not None else w.detach().abs().max()
+            w = AF.quantize_weights(w, s.weight_bits, ref, s.weight_zero_level)
+        return w
+
+    def _gain(self) -> Tensor | None:
+        sigma = self.settings.gain_mismatch
+        if not sigma:
+            return None
+        if self.gain_error is None:
+            raise RuntimeError(
+                "gain mismatch is on but no chip was drawn: call draw_mismatch(seed)"
+            )
+        return self.gain_error * sigma + 1.0
+
+    def _output(self, y: Tensor) -> Tensor:
+        s = self.settings
+        if s.offset_mismatch:
+            if self.offset_error is None:
+                raise RuntimeError(
+                    "offset mismatch is on but no chip was drawn: call draw_mismatch"
+                )
+            y = y + self.offset_error * s.offset_mismatch
+        if s.out_saturation is not None:
+            y = AF.saturate(y, s.out_saturation, s.saturation)
+        if s.out_noise:
+            y = AF.gaussian_noise(y, s.out_noise, self.rng.generator(y.device))
+        if s.out_bits is not None:
+            fs = s.out_full_scale or 1.0
+            y = AF.quantize_uniform(y, s.out_bits, -fs, fs)
+        return y
+
+    def _settings_repr(self) -> str:
+        units = {
+            "input_clip": "V",
+            "out_saturation": "V",
+            "out_noise": "V",
+            "offset_mismatch": "V",
+            "out_full_scale": "V",
+            "gain_mismatch": "rel",
+        }
+        s = self.settings
+        on = [
+            f"{k}={_fmt(getattr(s, k), units.get(k, ''))}"
+            for k in s.__dataclass_fields__
+            if getattr(s, k) is not None and k not in ("saturation", "weight_zero_level")
+        ]
+        if s.out_saturation is not None:
+            on.append(f"saturation={s.saturation}")
+        return ", ".join(on) or "ideal"
+
+
+class AnalogConv2d(_AnalogMAC, nn.Conv2d):
+    """Convolution stage of analog MACs, fully unrolled: one MAC per output position and channel.
+
+    ``in_size`` (H, W) of the input is needed only for the per-position mismatch draws.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        in_size: tuple[int, int] | None = None,
+        settings: StageSettings | None = None,
+        rng: NoiseSource | None = None,
+        **kwargs: object,
+    ) -> None:
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, **kwargs)
+        self.in_size = in_size
+        self._init_analog(settings, rng)
+
+    def out_size(self) -> tuple[int, int]:
+        if self.in_size is None:
+            raise ValueError("AnalogConv2d needs in_size for per-position mismatch")
+        k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
+        return tuple((n + 2 * p - k) // s + 1 for n in self.in_size)  # type: ignore[return-value]
+
+    def _mismatch_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        ho, wo = self.out_size()
+        c, k = self.in_channels, self.kernel_size[0]
+        return (self.out_channels, ho, wo, c, k, k), (self.out_channels, ho, wo)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self._input(x)
+        w = self.effective_weight()
+        gain = self._gain()
+        if gain is None:
+            y = F.conv2d(x, w, self.bias, self.stride, self.padding)
+        else:
+            y = AF.conv2d_per_position(x, w, self.bias, gain, self.stride[0], self.padding[0])
+        return self._output(y)
+
+    def extra_repr(self) -> str:
+        return f"{nn.Conv2d.extra_repr(self)}, {self._settings_repr()}"
+
+
+class AnalogLinear(_AnalogMAC, nn.Linear):
+    """Linear stage of analog MACs: one MAC per output, ``in_features`` multipliers each."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        settings: StageSettings | None = None,
+        rng: NoiseSource | None = None,
+        **kwargs: object,
+    ) -> None:
+        nn.Linear.__init__(self, in_features, out_features, bias, **kwargs)
+        self._init_analog(settings, rng)
+
+    def _mismatch_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return (self.out_features, self.in_features), (self.out_features,)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self._input(x)
+        w = self.effective_weight()
+        gain = self._gain()
+        if gain is not None:
+            w = w * gain
+        return self._output(F.linear(x, w, self.bias))
+
+    def extra_repr(self) -> str:
+        return f"{nn.Linear.extra_repr(self)}, {self._settings_repr()}"

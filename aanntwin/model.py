@@ -1,0 +1,275 @@
+"""The Main network (DESIGN.md §1): geometry checks, hardware counts, named weights.
+
+``Normalize -> [DAC] -> input noise -> AnalogConv2d -> AnalogReLU -> MaxPool -> Flatten
+-> [hidden AnalogLinear -> AnalogReLU]* -> AnalogLinear -> class scores``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from .config import ModelParams, Nonidealities, Normalization
+from .errors import GeometryError
+from .layers import (
+    AnalogConv2d,
+    AnalogLinear,
+    AnalogReLU,
+    Noise,
+    NoiseSource,
+    Normalize,
+    Quantize,
+    derive_seed,
+)
+
+
+@dataclass(frozen=True)
+class StageCount:
+    """Hardware of one analog stage: ``macs`` summing nodes of ``fan_in`` multipliers each."""
+
+    name: str
+    macs: int
+    fan_in: int
+
+    @property
+    def multipliers(self) -> int:
+        return self.macs * self.fan_in
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Shapes through the network for one input shape ``(C, H, W)``."""
+
+    in_shape: tuple[int, int, int]
+    conv_out: tuple[int, int, int]
+    pool_out: tuple[int, int, int]
+    features: int
+    stages: tuple[StageCount, ...]
+
+    @property
+    def macs(self) -> int:
+        return sum(s.macs for s in self.stages)
+
+    @property
+    def multipliers(self) -> int:
+        return sum(s.multipliers for s in self.stages)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "in_shape": list(self.in_shape),
+            "conv_out": list(self.conv_out),
+            "pool_out": list(self.pool_out),
+            "features": self.features,
+            "stages": [
+                {**dataclasses.asdict(s), "multipliers": s.multipliers} for s in self.stages
+            ],
+            "macs": self.macs,
+            "multipliers": self.multipliers,
+        }
+
+
+def geometry(params: ModelParams, in_shape: tuple[int, int, int], n_classes: int) -> Geometry:
+    """Validate the geometry and count the hardware.
+
+    Conv output side ``(in + 2 * pad - kernel) / stride + 1`` and pool output ``conv / pool``
+    must be whole numbers (the hardware has no partial windows). Every conv output position and
+    channel is one MAC (counted before pooling) with ``kernel^2 * in_channels`` multipliers;
+    every hidden or final linear output is one MAC with fan-in multipliers.
+    """
+    c, h, w = in_shape
+    k, s, p = params.kernel, params.stride, params.padding
+    sides = []
+    for name, n in (("height", h), ("width", w)):
+        span = n + 2 * p - k
+        if span < 0 or span % s:
+            raise GeometryError(
+                f"conv on input {name} {n}: (in + 2*padding - kernel) / stride + 1 = "
+                f"({n} + 2*{p} - {k}) / {s} + 1 = {span / s + 1:g} is not a whole number >= 1 "
+                "(the hardware has no partial windows); change kernel, stride or padding"
+            )
+        side = span // s + 1
+        if side % params.pool:
+            raise GeometryError(
+                f"pool {params.pool} does not divide the conv output {name} {side}: "
+                f"{side} / {params.pool} = {side / params.pool:g} is not whole"
+            )
+        sides.append(side)
+    conv_out = (params.channels, sides[0], sides[1])
+    pool_out = (params.channels, sides[0] // params.pool, sides[1] // params.pool)
+    features = math.prod(pool_out)
+    stages = [StageCount("conv", params.channels * sides[0] * sides[1], k * k * c)]
+    fan_in = features
+    for i, width in enumerate(params.hidden):
+        stages.append(StageCount(f"hidden{i}", width, fan_in))
+        fan_in = width
+    stages.append(StageCount("linear", n_classes, fan_in))
+    return Geometry(tuple(in_shape), conv_out, pool_out, features, tuple(stages))  # type: ignore[arg-type]
+
+
+class Main(nn.Module):
+    """The analog CNN twin. Weights are ``conv.*``, ``hidden{i}.*``, ``linear.*``.
+
+    Args:
+        params: geometry.
+        in_shape: input ``(C, H, W)``.
+        n_classes: number of class scores.
+        nonidealities: circuit nonidealities (default: all off).
+        normalization: pixel-to-voltage map.
+        noise_seed: seed of the temporal-noise generator (see :meth:`reseed`).
+    """
+
+    def __init__(
+        self,
+        params: ModelParams | None = None,
+        in_shape: tuple[int, int, int] = (1, 28, 28),
+        n_classes: int = 10,
+        nonidealities: Nonidealities | None = None,
+        normalization: Normalization | None = None,
+        noise_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.params = params or ModelParams()
+        self.in_shape = tuple(in_shape)
+        self.n_classes = n_classes
+        self.geometry = geometry(self.params, self.in_shape, n_classes)  # validates first
+        self.noise_source = NoiseSource(noise_seed)
+        rng = self.noise_source
+        p = self.params
+        self.normalize = Normalize(normalization)
+        self.dac = Quantize()
+        self.input_noise = Noise(None, rng)
+        self.conv = AnalogConv2d(
+            in_shape[0], p.channels, p.kernel, p.stride, p.padding, in_size=in_shape[1:], rng=rng
+        )
+        self.relu = AnalogReLU(rng=rng)
+        self.pool = nn.MaxPool2d(p.pool) if p.pool > 1 else nn.Identity()
+        self.flatten = nn.Flatten()
+        self.hidden_names: list[str] = []
+        fan_in = self.geometry.features
+        for i, width in enumerate(p.hidden):
+            self.add_module(f"hidden{i}", AnalogLinear(fan_in, width, rng=rng))
+            self.add_module(f"hidden{i}_relu", AnalogReLU(rng=rng))
+            self.hidden_names.append(f"hidden{i}")
+            fan_in = width
+        self.linear = AnalogLinear(fan_in, n_classes, rng=rng)
+        self.set_nonidealities(nonidealities or Nonidealities())
+
+    # ----------------------------------------------------------------- configuration
+    def mac_stages(self) -> list[AnalogConv2d | AnalogLinear]:
+        return [self.conv, *(getattr(self, n) for n in self.hidden_names), self.linear]
+
+    def relus(self) -> list[AnalogReLU]:
+        return [self.relu, *(getattr(self, f"{n}_relu") for n in self.hidden_names)]
+
+    def set_nonidealities(self, nl: Nonidealities) -> None:
+        """Switch nonidealities; weights are kept. Mismatch is (re)drawn from ``nl.chip_seed``."""
+        self.nonidealities = nl
+        norm = self.normalize.norm
+        self.dac.bits, self.dac.lo, self.dac.hi = nl.input_bits, norm.min_out, norm.max_out
+        self.input_noise.sigma = nl.input_noise
+        self.conv.configure(nl.stage("conv2d"))
+        hidden = dataclasses.replace(nl.stage("linear"), out_bits=None, out_full_scale=None)
+        for name in self.hidden_names:
+            getattr(self, name).configure(hidden)
+        self.linear.configure(nl.stage("linear"))
+        for relu in self.relus():
+            relu.cutoff = nl.relu_cutoff
+            relu.noise.sigma = nl.relu_out_noise
+            relu.adc.bits, relu.adc.hi = nl.relu_out_bits, nl.relu_out_full_scale or 1.0
+        if self.has_mismatch():
+            self.draw_mismatch(nl.chip_seed)
+
+    def has_mismatch(self) -> bool:
+        nl = self.nonidealities
+        return any(
+            getattr(nl, f"{k}_{m}_mismatch")
+            for k in ("conv2d", "linear")
+            for m in ("gain", "offset")
+        )
+
+    def draw_mismatch(self, chip_seed: int) -> None:
+        """Draw a chip instance: fixed-pattern errors of every stage from one seed."""
+        for i, stage in enumerate(self.mac_stages()):
+            stage.draw_mismatch(derive_seed(chip_seed, "mismatch", i))
+
+    def reseed(self, seed: int) -> None:
+        """Restart the temporal-noise stream: the same seed repeats the same noisy forward."""
+        self.noise_source.reseed(seed)
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.input_noise(self.dac(self.normalize(x)))
+        x = self.flatten(self.pool(self.relu(self.conv(x))))
+        for name in self.hidden_names:
+            x = getattr(self, f"{name}_relu")(getattr(self, name)(x))
+        return self.linear(x)
+
+    # ----------------------------------------------------------------- init and weights
+    @torch.no_grad()
+    def reset_parameters(self, seed: int) -> None:
+        """Default PyTorch init (uniform +-1/sqrt(fan_in)) from an explicit seed, on the CPU
+        and then copied, so a seed gives the same weights on every device."""
+        gen = torch.Generator().manual_seed(seed)
+        for stage in self.mac_stages():
+            bound = 1.0 / math.sqrt(stage.weight[0].numel())
+            for t in (stage.weight, stage.bias):
+                if t is not None:
+                    u = torch.rand(t.shape, generator=gen, dtype=torch.float64) * 2 - 1
+                    t.copy_(u * bound)
+
+    def extra_repr(self) -> str:
+        g = self.geometry
+        return f"in_shape={self.in_shape}, macs={g.macs}, multipliers={g.multipliers}"
+
+
+WEIGHTS_FILE = "weights.safetensors"
+
+
+def save_weights(model: Main, path: str | os.PathLike[str], metadata: dict | None = None) -> None:
+    """Write the named weights (``conv.weight`` ...) as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    from .io import atomic_path
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": "aanntwin-weights", **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata=meta)
+
+
+def load_weights(model: Main, path: str | os.PathLike[str]) -> None:
+    """Load named weights into ``model``; its nonidealities are left as they are.
+
+    Missing, extra or wrongly shaped tensors are an error naming the file and the key.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .errors import AanntwinError
+
+    try:
+        tensors = load_file(os.fspath(path))
+    except FileNotFoundError:
+        raise AanntwinError(f"{path}: weights file not found") from None
+    except (SafetensorError, OSError) as exc:
+        raise AanntwinError(f"{path}: not a readable safetensors file ({exc})") from None
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    if missing or extra:
+        raise AanntwinError(
+            f"{path}: weights do not match the model geometry (missing {missing}, unexpected {extra})"
+        )
+    for key, value in tensors.items():
+        if value.shape != own[key].shape:
+            raise AanntwinError(
+                f"{path}: {key} has shape {tuple(value.shape)}, the model needs {tuple(own[key].shape)}"
+            )
+    model.load_state_dict(tensors)

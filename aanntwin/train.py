@@ -1,0 +1,262 @@
+"""Hardware-aware training and evaluation on in-memory tensors.
+
+Training runs the twin's forward with the training nonidealities on (gradients flow through
+clip and polynomial as autograd gives them; through quantizers by the straight-through
+estimator). Every random draw has an explicit seed: the weight init from ``seed``, each epoch's
+shuffle and noise from ``(seed, epoch)``, so resuming after epoch k from the checkpoint cache gives
+exactly the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .cache import CheckpointCache
+from .config import RunConfig, TrainParams
+from .data import Dataset, batches
+from .layers import derive_seed
+from .model import Main
+
+
+@dataclass
+class EvalResult:
+    """Test metrics; with ``runs > 1`` noisy evaluations the mean and std over runs.
+
+    ``confusion[t][p]`` counts images of true class t predicted as p, summed over runs.
+    """
+
+    accuracy: float
+    accuracy_std: float
+    loss: float
+    loss_std: float
+    runs: int
+    n: int
+    accuracies: list[float]
+    losses: list[float]
+    per_class_accuracy: list[float]
+    confusion: list[list[int]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "accuracy_mean": self.accuracy,
+            "accuracy_std": self.accuracy_std,
+            "loss_mean": self.loss,
+            "loss_std": self.loss_std,
+            "runs": self.runs,
+            "n": self.n,
+        }
+
+
+@torch.no_grad()
+def evaluate(
+    model: Main,
+    x: Tensor,
+    y: Tensor,
+    *,
+    runs: int = 1,
+    seed: int = 0,
+    batch_size: int = 1000,
+) -> EvalResult:
+    """Accuracy and loss (cross-entropy weighted by sample count) over ``runs`` noise draws.
+
+    Run r reseeds the model's temporal noise from ``(seed, r)``: the same call gives the same
+    numbers. Work stays on the model's device; results come back once at the end.
+    """
+    if runs < 1:
+        raise ValueError(f"runs = {runs}: must be >= 1")
+    n, c = len(y), model.n_classes
+    device = x.device
+    losses = torch.zeros(runs, dtype=torch.float64, device=device)
+    correct = torch.zeros(runs, dtype=torch.int64, device=device)
+    confusion = torch.zeros(c * c, dtype=torch.int64, device=device)
+    was_training = model.training
+    model.eval()
+    for r in range(runs):
+        model.reseed(derive_seed(seed, "eval", r))
+        for start in range(0, n, batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            out = model(xb)
+            losses[r] += F.cross_entropy(out, yb, reduction="sum").double()
+            pred = out.argmax(1)
+            correct[r] += (pred == yb).sum()
+            confusion += torch.bincount(yb * c + pred, minlength=c * c)
+    model.train(was_training)
+    acc = (correct.double() / n).cpu()
+    loss = (losses / n).cpu()
+    conf = confusion.view(c, c).cpu()
+    per_class = (conf.diag().double() / conf.sum(1).clamp(min=1)).tolist()
+    std = lambda t: float(t.std()) if runs > 1 else 0.0  # noqa: E731
+    return EvalResult(
+        accuracy=float(acc.mean()),
+        accuracy_std=std(acc),
+        loss=float(loss.mean()),
+        loss_std=std(loss),
+        runs=runs,
+        n=n,
+        accuracies=acc.tolist(),
+        losses=loss.tolist(),
+        per_class_accuracy=per_class,
+        confusion=conf.tolist(),
+    )
+
+
+@dataclass
+class EpochMetrics:
+    """One epoch: training loss/accuracy over its batches, test metrics after it."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float | None
+    test_accuracy: float | None
+    seconds: float
+    """Wall time of the training steps of this epoch (s), evaluation excluded."""
+
+
+@dataclass
+class TrainResult:
+    model: Main
+    history: list[EpochMetrics]
+    key: str
+    resumed_from: int = 0
+    """Epochs read back from the cache rather than computed in this call."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def epoch_seconds(self) -> list[float]:
+        return [h.seconds for h in self.history]
+
+
+def build_model(
+    config: RunConfig,
+    data: Dataset,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Main:
+    """A freshly initialized Main for ``config`` and ``data`` (weights from ``config.train.seed``)."""
+    model = Main(
+        config.model,
+        data.in_shape,
+        data.n_classes,
+        nonidealities=config.nonidealities,
+        normalization=config.normalization,
+    )
+    model.reset_parameters(config.train.seed)
+    return model.to(device=device, dtype=dtype)
+
+
+def _optimizer(model: Main, tp: TrainParams, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    if tp.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(
+            model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay
+        )
+    else:
+        opt = torch.optim.SGD(
+            model.parameters(), lr=tp.lr, momentum=tp.momentum, weight_decay=tp.weight_decay
+        )
+    if tp.schedule == "onecycle" and steps > 0:
+        sched: Any = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tp.lr, total_steps=steps)
+    else:
+        sched = None
+    return opt, sched
+
+
+def train(
+    config: RunConfig,
+    data: Dataset,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cache: CheckpointCache | None = None,
+    progress: bool = True,
+    eval_each_epoch: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train ``config`` on ``data`` (moved to ``device`` once), resuming from ``cache``.
+
+    ``stop_after`` ends the call after that many epochs in total (the checkpoint is kept, a
+    later call resumes): what an interruption looks like, on purpose.
+    """
+    tp = config.train
+    device = torch.device(device)
+    key = config.cache_key(f"{data.fingerprint}:{dtype}")
+    data = data.to(device, dtype)
+    model = build_model(config, data, device, dtype)
+    n = len(data.y_train)
+    steps_per_epoch = -(-n // tp.batch_size)
+    opt, sched = _optimizer(model, tp, tp.epochs * steps_per_epoch)
+    history: list[EpochMetrics] = []
+    start = 0
+    if cache is not None and (found := cache.latest(key, map_location=device)) is not None:
+        start, state = found
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        history = [EpochMetrics(**h) for h in state["history"]]
+    end = tp.epochs if stop_after is None else min(tp.epochs, stop_after)
+    bar = tqdm(
+        total=(end - start) * steps_per_epoch,
+        disable=not progress or end <= start,
+        desc=f"train {data.name}",
+        unit="step",
+        leave=False,
+    )
+    chunk = max(1, steps_per_epoch // 50)
+    for epoch in range(start, end):
+        model.train()
+        model.reseed(derive_seed(tp.seed, "train-noise", epoch))
+        shuffle = torch.Generator().manual_seed(derive_seed(tp.seed, "shuffle", epoch))
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        t0 = time.perf_counter()
+        for step, idx in enumerate(batches(n, tp.batch_size, shuffle, device)):
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (out.detach().argmax(1) == yb).sum()
+            if (step + 1) % chunk == 0:
+                bar.update(chunk)
+        seconds = time.perf_counter() - t0
+        bar.update(steps_per_epoch - (steps_per_epoch // chunk) * chunk)
+        test = None
+        if eval_each_epoch and len(data.y_test):
+            test = evaluate(model, data.x_test, data.y_test, seed=derive_seed(tp.seed, "test"))
+        metrics = EpochMetrics(
+            epoch=epoch + 1,
+            train_loss=float(loss_sum) / n,
+            train_accuracy=float(correct) / n,
+            test_loss=test.loss if test else None,
+            test_accuracy=test.accuracy if test else None,
+            seconds=seconds,
+        )
+        history.append(metrics)
+        bar.set_postfix(loss=f"{metrics.train_loss:.3f}", test_acc=metrics.test_accuracy)
+        if cache is not None:
+            state = {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else {},
+                "history": [dataclasses.asdict(h) for h in history],
+                "config": config.to_json(),
+            }
+            cache.save(key, epoch + 1, state)
+    bar.close()
+    return TrainResult(model, history, key, resumed_from=start)

@@ -1,0 +1,125 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from aanntwin.cli import main
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "4",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+def test_train_writes_weights_metrics_and_provenance(trained):
+    assert (trained / "weights.safetensors").exists()
+    metrics = json.loads((trained / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_loss", "epochs", "epoch_seconds", "config", "provenance"):
+        assert key in metrics
+    assert metrics["epochs"] == 4 and len(metrics["epoch_seconds"]) == 4
+    assert metrics["test_accuracy"] > 0.5
+    prov = metrics["provenance"]
+    assert {"aanntwin", "torch", "device", "threads", "git_commit"} <= prov.keys()
+    assert metrics["config"]["dataset"] == "digits"
+
+
+def test_evaluate_prints_json_and_defaults_to_the_recorded_dataset(trained, capsys):
+    assert main(["evaluate", str(trained), "--ideal"]) == 0
+    ideal = json.loads(capsys.readouterr().out)
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert ideal["dataset"] == "digits"
+    assert ideal["accuracy_mean"] == pytest.approx(metrics["test_accuracy"])
+    nl = REPO / "examples" / "reference_nonidealities.json"
+    assert main(["evaluate", str(trained), "--nonidealities", str(nl), "--runs", "3"]) == 0
+    noisy = json.loads(capsys.readouterr().out)
+    assert noisy["runs"] == 3 and noisy["accuracy_std"] > 0
+    assert noisy["nonidealities"]["input_noise"] == 0.1
+
+
+def test_info_prints_hardware_counts(capsys):
+    assert main(["info", "--dataset", "mnist", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["macs"], info["multipliers"]) == (686, 31_096)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["train", "--epochs", "-1", "--out", "{tmp}/o"], "train.epochs = -1: out of range"),
+        (
+            ["train", "--kernel", "5", "--dataset", "mnist", "--out", "{tmp}/o"],
+            "not a whole number",
+        ),
+        (["train", "--out", "{tmp}/o", "--nonidealities", "{tmp}/none.json"], "file not found"),
+        (
+            ["train", "--out", "{tmp}/o", "--dataset", "mnist", "--data-dir", "{tmp}/nothing"],
+            "--data-dir",
+        ),
+        (["train", "--out", "{tmp}/o", "--device", "cuda:7"], "--device cuda:7"),
+        (["evaluate", "{tmp}/nowhere"], "no config.json here"),
+        (["info", "--pool", "0"], "model.pool = 0: out of range"),
+        (["train", "--epochs", "many", "--out", "x"], "argument --epochs: invalid int value"),
+        (["train", "--dataset", "cifar", "--out", "x"], "invalid choice: 'cifar'"),
+        (["evaluate", "x", "--runs", "0"], "--runs: must be >= 1"),
+    ],
+)
+def test_user_errors_are_one_clear_line(tmp_path, argv, needle, monkeypatch, capsys):
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", _offline)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own checks
+        code = exc.code
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert needle in lines[0]
+
+
+def _offline(*a, **k):
+    raise OSError("offline")
+
+
+def test_a_user_error_in_a_real_process_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "aanntwin", "info", "--kernel", "0"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "aanntwin info: error: model.kernel = 0: out of range, allowed >= 1 and <= 64"
+    )
+
+
+def test_help_for_every_command():
+    proc = subprocess.run(
+        [sys.executable, "-m", "aanntwin", "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "usage: aanntwin" in proc.stdout
+    for cmd in ("train", "evaluate", "info"):
+        with pytest.raises(SystemExit) as done:
+            main([cmd, "--help"])
+        assert done.value.code == 0

@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+from aanntwin.config import ModelParams, Nonidealities
+from aanntwin.errors import AanntwinError, GeometryError
+from aanntwin.model import Main, geometry, load_weights, save_weights
+
+
+def test_hardware_counts_of_the_default_model_on_mnist():
+    g = geometry(ModelParams(), (1, 28, 28), 10)
+    assert g.conv_out == (4, 13, 13)
+    assert [(s.name, s.macs, s.fan_in) for s in g.stages] == [
+        ("conv", 676, 36),
+        ("linear", 10, 676),
+    ]
+    assert g.macs == 686
+    assert g.multipliers == 31_096
+
+
+def test_conv_macs_are_counted_before_pooling_and_hidden_stages_count():
+    g = geometry(
+        ModelParams(channels=2, kernel=4, stride=2, padding=1, pool=2, hidden=(16,)),
+        (1, 28, 28),
+        10,
+    )
+    assert g.conv_out == (2, 14, 14) and g.pool_out == (2, 7, 7)
+    assert [s.macs for s in g.stages] == [2 * 14 * 14, 16, 10]
+    assert [s.fan_in for s in g.stages] == [16, 98, 16]
+    assert g.multipliers == 392 * 16 + 16 * 98 + 10 * 16
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        (ModelParams(kernel=5, padding=1), "(28 + 2*1 - 5) / 2 + 1 = 13.5 is not a whole number"),
+        (ModelParams(pool=2), "pool 2 does not divide the conv output height 13"),
+        (ModelParams(kernel=40, padding=1, stride=1), "is not a whole number >= 1"),
+    ],
+)
+def test_invalid_geometry_is_a_clear_error(params, needle):
+    with pytest.raises(GeometryError) as err:
+        Main(params)
+    assert needle in str(err.value)
+
+
+def test_weight_names_and_forward_shape():
+    model = Main(ModelParams(hidden=(8,)), (1, 28, 28))
+    assert sorted(model.state_dict()) == [
+        "conv.bias",
+        "conv.weight",
+        "hidden0.bias",
+        "hidden0.weight",
+        "linear.bias",
+        "linear.weight",
+    ]
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_same_seed_same_init_and_different_seed_differs():
+    a, b, c = Main(), Main(), Main()
+    a.reset_parameters(1)
+    b.reset_parameters(1)
+    c.reset_parameters(2)
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert not torch.equal(a.conv.weight, c.conv.weight)
+
+
+def test_weights_round_trip_and_keep_the_users_nonidealities(tmp_path):
+    src = Main(nonidealities=Nonidealities(input_noise=0.3))
+    src.reset_parameters(4)
+    path = tmp_path / "w.safetensors"
+    save_weights(src, path, {"note": "x"})
+    mine = Nonidealities(conv2d_out_noise=0.01)
+    dst = Main(nonidealities=mine)
+    load_weights(dst, path)
+    assert dst.nonidealities == mine
+    assert dst.input_noise.sigma is None and dst.conv.settings.out_noise == 0.01
+    assert torch.equal(dst.linear.weight, src.linear.weight)
+
+
+def test_loading_mismatched_or_broken_weights_names_the_file(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_weights(Main(ModelParams(channels=8)), path)
+    with pytest.raises(AanntwinError, match=r"w.safetensors: conv\.\w+ has shape \(8"):
+        load_weights(Main(), path)
+    save_weights(Main(ModelParams(hidden=(4,))), path)
+    with pytest.raises(AanntwinError, match="unexpected"):
+        load_weights(Main(), path)
+    path.write_bytes(b"garbage")
+    with pytest.raises(AanntwinError, match="not a readable safetensors file"):
+        load_weights(Main(), path)
