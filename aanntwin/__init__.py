@@ -19,7 +19,7 @@ from .config import (  # noqa: E402
 )
 from .data import Dataset, load_dataset  # noqa: E402
 from .model import Main, geometry, load_weights, save_weights  # noqa: E402
-from .train import EvalResult, evaluate, train  # noqa: E402
+from .training import EvalResult, evaluate, train  # noqa: E402
 
 __all__ = [
     "__version__",

@@ -157,7 +157,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .io import write_json_atomic
     from .model import WEIGHTS_FILE, geometry, save_weights
     from .provenance import provenance
-    from .train import evaluate, train
+    from .training import evaluate, train
 
     cfg: RunConfig = _run_config(args)
     geometry(cfg.model, IN_SHAPES[cfg.dataset], 10)  # fail before loading any data
@@ -213,7 +213,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .config import Nonidealities, load_config, load_nonidealities
     from .data import load_dataset
     from .model import WEIGHTS_FILE, Main, load_weights
-    from .train import evaluate
+    from .training import evaluate
 
     folder = Path(args.dir)
     if not (folder / "config.json").exists():

@@ -51,20 +51,24 @@ class TrainParams(Params):
 
     section = "train"
 
-    epochs: int = param(15, ge=0, le=100_000)
+    epochs: int = param(12, ge=0, le=100_000)
     """Passes over the training set."""
     batch_size: int = param(128, ge=1, le=1_000_000)
     """Images per optimizer step."""
-    lr: float = param(0.01, gt=0.0, le=100.0)
+    lr: float = param(0.1, gt=0.0, le=100.0)
     """Learning rate (peak rate under the one-cycle schedule)."""
-    optimizer: Literal["adam", "sgd"] = param("adam")
+    optimizer: Literal["adam", "sgd"] = param("sgd")
     """``adam`` or ``sgd``."""
-    momentum: float = param(0.0, ge=0.0, le=0.999999)
-    """SGD momentum (ignored by Adam)."""
+    momentum: float = param(0.9, ge=0.0, le=0.999999)
+    """SGD momentum (ignored by Adam); constant, also under the one-cycle schedule."""
+    nesterov: bool = param(True)
+    """Nesterov momentum for SGD (applies when momentum > 0)."""
     weight_decay: float = param(0.0, ge=0.0, le=1.0)
     """L2 weight decay coefficient."""
     schedule: Literal["onecycle", "constant"] = param("onecycle")
-    """Learning-rate schedule over all steps: one-cycle (cosine warm-up/anneal) or constant."""
+    """Learning-rate schedule over all steps: ``onecycle`` (PyTorch's OneCycleLR: cosine warm-up
+    from lr/25 over 30 % of the steps, then cosine anneal to lr/25e4; momentum not cycled) or
+    ``constant``."""
     seed: int = param(0, ge=0, le=2**63 - 1)
     """Seed of weight init, shuffling and training noise: same seed, same weights."""
 

@@ -42,14 +42,23 @@ def clip(x: Tensor, limit: float) -> Tensor:
     return x.clamp(-limit, limit)
 
 
+def _recording(*tensors: Tensor) -> bool:
+    """Whether autograd records ops on these tensors (else fresh buffers may be updated in place)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def polynomial(x: Tensor, coeffs: Sequence[float]) -> Tensor:
     """``p(x) = sum_k a_k x^k`` with ``coeffs = (a_0, a_1, ...)``, by Horner's rule."""
     if len(coeffs) == 1:
         return torch.full_like(x, coeffs[0])
     out = x * coeffs[-1]
-    for a in reversed(coeffs[1:-1]):
-        out = (out + a) * x
-    return out + coeffs[0] if coeffs[0] != 0 else out
+    if _recording(x):
+        for a in reversed(coeffs[1:-1]):
+            out = (out + a) * x
+        return out + coeffs[0] if coeffs[0] != 0 else out
+    for a in reversed(coeffs[1:-1]):  # same arithmetic, in the one fresh buffer
+        out.add_(a).mul_(x)
+    return out.add_(coeffs[0]) if coeffs[0] != 0 else out
 
 
 def saturate(y: Tensor, full_scale: float, mode: str = "hard") -> Tensor:

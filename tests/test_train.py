@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from aanntwin.cache import CheckpointCache
 from aanntwin.config import Nonidealities, Normalization, RunConfig, TrainParams
 from aanntwin.model import Main
-from aanntwin.train import evaluate, train
+from aanntwin.training import evaluate, train
 
 QUICK = RunConfig(train=TrainParams(epochs=3, batch_size=64))
 

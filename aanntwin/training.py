@@ -163,10 +163,16 @@ def _optimizer(model: Main, tp: TrainParams, steps: int) -> tuple[torch.optim.Op
         )
     else:
         opt = torch.optim.SGD(
-            model.parameters(), lr=tp.lr, momentum=tp.momentum, weight_decay=tp.weight_decay
+            model.parameters(),
+            lr=tp.lr,
+            momentum=tp.momentum,
+            nesterov=tp.nesterov and tp.momentum > 0,
+            weight_decay=tp.weight_decay,
         )
     if tp.schedule == "onecycle" and steps > 0:
-        sched: Any = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tp.lr, total_steps=steps)
+        sched: Any = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=tp.lr, total_steps=steps, cycle_momentum=False
+        )
     else:
         sched = None
     return opt, sched
