@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--runs", type=_positive_int, default=1, help="noisy repetitions (mean, std)")
     e.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise")
     e.add_argument("--dataset", choices=sorted(IN_SHAPES), help="default: the one it trained on")
-    e.add_argument("--batch-size", type=_positive_int, default=1000)
+    e.add_argument("--batch-size", type=_positive_int, help="images per pass (default: by device)")
     _add_runtime_args(e)
 
     i = sub.add_parser("info", help="geometry and hardware counts of a configuration")
@@ -147,6 +147,10 @@ def _device(args: argparse.Namespace) -> Any:
         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise AanntwinError(f"--device {args.device}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise AanntwinError(
+            f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
     return device
 
 

@@ -66,17 +66,21 @@ def evaluate(
     *,
     runs: int = 1,
     seed: int = 0,
-    batch_size: int = 1000,
+    batch_size: int | None = None,
 ) -> EvalResult:
     """Accuracy and loss (cross-entropy weighted by sample count) over ``runs`` noise draws.
 
     Run r reseeds the model's temporal noise from ``(seed, r)``: the same call gives the same
     numbers. Work stays on the model's device; results come back once at the end.
+    ``batch_size`` defaults to 1000 images on the CPU (cache-sized slices were fastest there)
+    and 16384 on a GPU (fewer kernel launches).
     """
     if runs < 1:
         raise ValueError(f"runs = {runs}: must be >= 1")
     n, c = len(y), model.n_classes
     device = x.device
+    if batch_size is None:
+        batch_size = 1000 if device.type == "cpu" else 16384
     losses = torch.zeros(runs, dtype=torch.float64, device=device)
     correct = torch.zeros(runs, dtype=torch.int64, device=device)
     confusion = torch.zeros(c * c, dtype=torch.int64, device=device)
