@@ -243,6 +243,8 @@ class Nonidealities(Params):
 
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
+IN_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
+"""Image shape (C, H, W) of each dataset, known without loading it."""
 
 
 @dataclass(frozen=True)
@@ -291,4 +293,5 @@ __all__ = [
     "load_nonidealities",
     "STAGES",
     "DATASETS",
+    "IN_SHAPES",
 ]

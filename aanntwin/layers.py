@@ -60,6 +60,11 @@ class NoiseSource:
         return f"NoiseSource(seed={self.seed})"
 
 
+def _off(sigma: float | Tensor | None) -> bool:
+    """A noise level that adds nothing: None or 0 (a tensor of levels is always applied)."""
+    return sigma is None or (not isinstance(sigma, Tensor) and sigma == 0)
+
+
 def _fmt(value: object, unit: str) -> str:
     return f"{value:g} {unit}".strip() if isinstance(value, float) else f"{value} {unit}".strip()
 
@@ -91,11 +96,13 @@ class Noise(nn.Module):
         self.rng = rng or NoiseSource()
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.sigma:
+        if _off(self.sigma):
             return x
         return AF.gaussian_noise(x, self.sigma, self.rng.generator(x.device))
 
     def extra_repr(self) -> str:
+        if isinstance(self.sigma, Tensor):
+            return f"sigma=<{tuple(self.sigma.shape)} tensor> V"
         return "sigma=off" if self.sigma is None else f"sigma={_fmt(self.sigma, 'V')}"
 
 
@@ -133,8 +140,16 @@ class AnalogReLU(nn.Module):
         self.noise = Noise(out_noise, rng)
         self.adc = Quantize(out_bits, 0.0, out_full_scale or 1.0)
 
+    def core(self, y: Tensor) -> Tensor:
+        """The noiseless circuit: ``max(cutoff, y)``."""
+        return AF.analog_relu(y, self.cutoff)
+
+    def finish(self, r: Tensor) -> Tensor:
+        """Output noise, then the ADC."""
+        return self.adc(self.noise(r))
+
     def forward(self, y: Tensor) -> Tensor:
-        return self.adc(self.noise(AF.analog_relu(y, self.cutoff)))
+        return self.finish(self.core(y))
 
     def extra_repr(self) -> str:
         return "cutoff=0 V (ideal)" if self.cutoff is None else f"cutoff={_fmt(self.cutoff, 'V')}"
@@ -207,6 +222,7 @@ class _AnalogMAC:
         return self.gain_error * sigma + 1.0
 
     def _output(self, y: Tensor) -> Tensor:
+        """Per-MAC offset, then saturation (everything between the sum and the output noise)."""
         s = self.settings
         if s.offset_mismatch:
             if self.offset_error is None:
@@ -216,7 +232,20 @@ class _AnalogMAC:
             y = y + self.offset_error * s.offset_mismatch
         if s.out_saturation is not None:
             y = AF.saturate(y, s.out_saturation, s.saturation)
-        if s.out_noise:
+        return y
+
+    def _weighted_sum(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def mac(self, x: Tensor) -> Tensor:
+        """The noiseless MAC output (V): input range and polynomial, weighted sum, offset,
+        saturation. ``forward(x) == finish(mac(x))``."""
+        return self._output(self._weighted_sum(self._input(x)))
+
+    def finish(self, y: Tensor) -> Tensor:
+        """Temporal output noise, then the ADC (final stage only)."""
+        s = self.settings
+        if not _off(s.out_noise):
             y = AF.gaussian_noise(y, s.out_noise, self.rng.generator(y.device))
         if s.out_bits is not None:
             fs = s.out_full_scale or 1.0
@@ -276,15 +305,15 @@ class AnalogConv2d(_AnalogMAC, nn.Conv2d):
         c, k = self.in_channels, self.kernel_size[0]
         return (self.out_channels, ho, wo, c, k, k), (self.out_channels, ho, wo)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self._input(x)
+    def _weighted_sum(self, x: Tensor) -> Tensor:
         w = self.effective_weight()
         gain = self._gain()
         if gain is None:
-            y = F.conv2d(x, w, self.bias, self.stride, self.padding)
-        else:
-            y = AF.conv2d_per_position(x, w, self.bias, gain, self.stride[0], self.padding[0])
-        return self._output(y)
+            return F.conv2d(x, w, self.bias, self.stride, self.padding)
+        return AF.conv2d_per_position(x, w, self.bias, gain, self.stride[0], self.padding[0])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.finish(self.mac(x))
 
     def extra_repr(self) -> str:
         return f"{nn.Conv2d.extra_repr(self)}, {self._settings_repr()}"
@@ -308,13 +337,15 @@ class AnalogLinear(_AnalogMAC, nn.Linear):
     def _mismatch_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return (self.out_features, self.in_features), (self.out_features,)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self._input(x)
+    def _weighted_sum(self, x: Tensor) -> Tensor:
         w = self.effective_weight()
         gain = self._gain()
         if gain is not None:
             w = w * gain
-        return self._output(F.linear(x, w, self.bias))
+        return F.linear(x, w, self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.finish(self.mac(x))
 
     def extra_repr(self) -> str:
         return f"{nn.Linear.extra_repr(self)}, {self._settings_repr()}"

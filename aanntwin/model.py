@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -204,12 +205,55 @@ class Main(nn.Module):
         self.noise_source.reseed(seed)
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.input_noise(self.dac(self.normalize(x)))
-        x = self.flatten(self.pool(self.relu(self.conv(x))))
+    def _steps(self) -> list[tuple[str | None, Callable[[Tensor], Tensor] | None]]:
+        """The signal chain as (tap, step) pairs; a tap names the value after its step."""
+        steps: list[tuple[str | None, Callable[[Tensor], Tensor] | None]] = [
+            ("input", lambda x: self.dac(self.normalize(x))),
+            (None, self.input_noise),
+            ("conv_out", self.conv.mac),
+            (None, self.conv.finish),
+            ("relu_out", self.relu.core),
+            (None, self.relu.finish),
+            ("features", lambda r: self.flatten(self.pool(r))),
+        ]
         for name in self.hidden_names:
-            x = getattr(self, f"{name}_relu")(getattr(self, name)(x))
-        return self.linear(x)
+            stage, relu = getattr(self, name), getattr(self, f"{name}_relu")
+            steps += [(None, stage), (None, relu)]
+        steps += [("linear_in", None), ("linear_out", self.linear.mac), (None, self.linear.finish)]
+        return steps
+
+    def _run(self, h: Tensor, start: str | None, stop: str | None) -> Tensor:
+        steps = self._steps()
+        names = [t for t, _ in steps if t]
+        for tap in (start, stop):
+            if tap is not None and tap not in names:
+                raise ValueError(f"unknown tap {tap!r}; taps: {', '.join(names)}")
+        running = start is None
+        for tap, step in steps:
+            if running and step is not None:
+                h = step(h)
+            if tap is not None and tap == stop:
+                return h
+            if tap is not None and tap == start:
+                running = True
+        return h
+
+    def forward_until(self, x: Tensor, tap: str) -> Tensor:
+        """The noiseless signal at ``tap`` (before that point's temporal noise).
+
+        Taps: ``input`` (input volts), ``conv_out`` (conv MAC outputs), ``relu_out`` (first ReLU
+        outputs), ``features`` (after pool and flatten), ``linear_in`` (input of the final
+        stage), ``linear_out`` (final MAC outputs). Studies compute a prefix once and vary only
+        what follows it.
+        """
+        return self._run(x, None, tap)
+
+    def forward_from(self, h: Tensor, tap: str) -> Tensor:
+        """Continue the forward pass from the signal ``h`` at ``tap`` (its noise included)."""
+        return self._run(h, tap, None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._run(x, None, None)
 
     # ----------------------------------------------------------------- init and weights
     @torch.no_grad()

@@ -89,3 +89,23 @@ def test_loading_mismatched_or_broken_weights_names_the_file(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(AanntwinError, match="not a readable safetensors file"):
         load_weights(Main(), path)
+
+
+def test_forward_splits_at_every_tap():
+    from aanntwin.config import Nonidealities
+
+    nl = Nonidealities(input_noise=0.1, conv2d_out_noise=0.1, relu_out_noise=0.1,
+                       linear_out_noise=0.1, conv2d_input_clip=1.0, relu_cutoff=0.01)
+    model = Main(ModelParams(hidden=(6,)), (1, 8, 8), nonidealities=nl)
+    x = torch.rand(5, 1, 8, 8)
+    model.reseed(1)
+    whole = model(x)
+    for tap in ("input", "conv_out", "relu_out", "features", "linear_in", "linear_out"):
+        model.reseed(1)
+        h = model.forward_until(x, tap)
+        assert torch.allclose(model.forward_from(h, tap), whole, atol=1e-6), tap
+    model.reseed(1)
+    assert model.forward_until(x, "conv_out").shape == (5, 4, 3, 3)
+    assert model.forward_until(x, "linear_in").shape == (5, 6)
+    with pytest.raises(ValueError, match="unknown tap 'nowhere'"):
+        model.forward_until(x, "nowhere")

@@ -1,0 +1,194 @@
+"""Sweep engine: independent, idempotent tasks; results appended to CSV as they finish; resume.
+
+A sweep is a list of :class:`Task` s. Each task computes the rows of one or more points and is
+keyed by the hash of everything that determines them. :func:`run_tasks` skips tasks whose rows
+are already in the result CSV, runs the rest on any ``concurrent.futures.Executor`` (in-process
+when None, a ``ProcessPoolExecutor``, or a Dask ``Client(...).get_executor()``), appends each
+finished task's rows to the CSV (flushed and fsynced), and at the end rewrites the CSV in task
+order, so a run that was killed and resumed ends with the same file as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..errors import AanntwinError
+from ..io import atomic_path, write_json_atomic
+from ..schema import stable_hash
+
+KEY_COLUMN = "task_key"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: ``fn(**kwargs)`` returns the rows (dicts) of its points.
+
+    ``fn`` must be a module-level function and ``kwargs`` picklable, so that process pools and
+    Dask workers can run it; ``points`` is how many result rows it yields (for progress).
+    """
+
+    fn: Callable[..., list[dict[str, Any]]]
+    kwargs: dict[str, Any]
+    points: int = 1
+    key: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            ident = {"fn": f"{self.fn.__module__}.{self.fn.__qualname__}", "kwargs": self.kwargs}
+            object.__setattr__(self, "key", stable_hash(_jsonable(ident)))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+class ResultStore:
+    """``folder/results.csv`` (one row per point, a ``task_key`` column) + ``folder/config.json``."""
+
+    def __init__(self, folder: str | os.PathLike[str], columns: Sequence[str],
+                 config: dict[str, Any], name: str = "results") -> None:
+        self.folder = Path(folder)
+        self.columns = [*columns, KEY_COLUMN]
+        self.csv = self.folder / f"{name}.csv"
+        self.config_path = self.folder / "config.json"
+        self.config = _jsonable(config)
+
+    def open(self, resume: bool = True) -> None:
+        """Prepare the folder; without ``resume`` earlier results are discarded."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not resume and self.csv.exists():
+            self.csv.unlink()
+        if self.csv.exists():
+            self._drop_partial_line()
+            with open(self.csv, newline="", encoding="utf-8") as fh:
+                header = next(csv.reader(fh), None)
+            if header is not None and header != self.columns:
+                raise AanntwinError(
+                    f"{self.csv}: its columns differ from this sweep's; use another --out or "
+                    "--no-resume"
+                )
+        write_json_atomic(self.config_path, self.config)
+
+    def _drop_partial_line(self) -> None:
+        """A kill mid-write can leave a last line without its newline: cut it off."""
+        data = self.csv.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut != len(data):
+            with open(self.csv, "r+b") as fh:
+                fh.truncate(cut)
+
+    def _rows(self) -> list[list[str]]:
+        if not self.csv.exists():
+            return []
+        with open(self.csv, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        return [r for r in rows[1:] if len(r) == len(self.columns)]
+
+    def done_keys(self) -> set[str]:
+        return {r[-1] for r in self._rows()}
+
+    def append(self, key: str, rows: Iterable[dict[str, Any]]) -> None:
+        """Append one task's rows durably (flush + fsync); the header comes first."""
+        new = not self.csv.exists() or self.csv.stat().st_size == 0
+        with open(self.csv, "a", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(self.columns)
+            for row in rows:
+                missing = set(self.columns[:-1]) - row.keys()
+                if missing:
+                    raise ValueError(f"row lacks columns {sorted(missing)}")  # a bug, not input
+                writer.writerow([_cell(row[c]) for c in self.columns[:-1]] + [key])
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def finalize(self, order: Sequence[str]) -> None:
+        """Rewrite the CSV atomically with rows in task order (rows of a task keep their order)."""
+        rank = {k: i for i, k in enumerate(order)}
+        rows = [r for r in self._rows() if r[-1] in rank]
+        rows.sort(key=lambda r: rank[r[-1]])  # stable: keeps each task's row order
+        with atomic_path(self.csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(self.columns)
+            writer.writerows(rows)
+
+    def frame(self) -> Any:
+        import pandas as pd
+
+        return pd.read_csv(self.csv) if self.csv.exists() else pd.DataFrame(columns=self.columns)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return value  # csv writes repr() of floats: exact round trip
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    store: ResultStore,
+    executor: Executor | None = None,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    desc: str = "sweep",
+) -> Any:
+    """Run what is not done yet, append results as tasks finish, return the DataFrame."""
+    store.open(resume)
+    done = store.done_keys()
+    pending = [t for t in tasks if t.key not in done]
+    total = sum(t.points for t in tasks)
+    bar = tqdm(total=total, initial=total - sum(t.points for t in pending), desc=desc,
+               unit="point", disable=not progress)
+    try:
+        if executor is None:
+            for task in pending:
+                store.append(task.key, task.fn(**task.kwargs))
+                bar.update(task.points)
+        else:
+            futures = {executor.submit(t.fn, **t.kwargs): t for t in pending}
+            for fut in as_completed(futures):
+                task = futures[fut]
+                store.append(task.key, fut.result())
+                bar.update(task.points)
+    finally:
+        bar.close()
+    store.finalize([t.key for t in tasks])
+    return store.frame()
+
+
+def executor_from_args(workers: int | None, scheduler: str | None) -> Executor | None:
+    """None (in-process), a process pool of ``workers``, or a Dask client's executor."""
+    if scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise AanntwinError(
+                "--dask-scheduler needs Dask: pip install 'aanntwin[dask]'"
+            ) from None
+        return Client(scheduler).get_executor()
+    if workers and workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing
+
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return None
