@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="geometry and hardware counts of a configuration")
     _add_config_args(i)
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    from .studies.cli import add_sweep_parser
+
+    add_sweep_parser(sub, _Parser)
     return parser
 
 
@@ -291,14 +295,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info}
+    commands = {
+        "train": cmd_train,
+        "evaluate": cmd_evaluate,
+        "info": cmd_info,
+        "sweep": lambda a: a.sweep_run(a),
+    }
     try:
         return commands[args.command](args)
     except AanntwinError as exc:
         print(f"aanntwin {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"aanntwin {args.command}: interrupted (finished epochs are cached)", file=sys.stderr)
+        print(
+            f"aanntwin {args.command}: interrupted (finished work is kept: rerun to resume)",
+            file=sys.stderr,
+        )
         return 130
 
 

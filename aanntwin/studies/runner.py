@@ -62,8 +62,13 @@ def _jsonable(obj: Any) -> Any:
 class ResultStore:
     """``folder/results.csv`` (one row per point, a ``task_key`` column) + ``folder/config.json``."""
 
-    def __init__(self, folder: str | os.PathLike[str], columns: Sequence[str],
-                 config: dict[str, Any], name: str = "results") -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        columns: Sequence[str],
+        config: dict[str, Any],
+        name: str = "results",
+    ) -> None:
         self.folder = Path(folder)
         self.columns = [*columns, KEY_COLUMN]
         self.csv = self.folder / f"{name}.csv"
@@ -157,8 +162,13 @@ def run_tasks(
     done = store.done_keys()
     pending = [t for t in tasks if t.key not in done]
     total = sum(t.points for t in tasks)
-    bar = tqdm(total=total, initial=total - sum(t.points for t in pending), desc=desc,
-               unit="point", disable=not progress)
+    bar = tqdm(
+        total=total,
+        initial=total - sum(t.points for t in pending),
+        desc=desc,
+        unit="point",
+        disable=not progress,
+    )
     try:
         if executor is None:
             for task in pending:
@@ -187,8 +197,8 @@ def executor_from_args(workers: int | None, scheduler: str | None) -> Executor |
             ) from None
         return Client(scheduler).get_executor()
     if workers and workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     return None

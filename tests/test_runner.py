@@ -1,0 +1,72 @@
+"""Sweep engine: incremental CSV, resume, canonical order, executors."""
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from aanntwin.errors import AanntwinError
+from aanntwin.studies import runner
+from aanntwin.studies.runner import ResultStore, Task, run_tasks
+
+CALLS: list[int] = []
+
+
+def square_task(i: int) -> list[dict]:
+    CALLS.append(i)
+    return [{"i": i, "sq": i * i, "half": i / 3}, {"i": i, "sq": -i, "half": None}]
+
+
+def _tasks(n=6):
+    return [Task(square_task, {"i": i}, points=2) for i in range(n)]
+
+
+def test_rows_land_in_task_order_and_floats_round_trip(tmp_path):
+    store = ResultStore(tmp_path, ["i", "sq", "half"], {"study": "squares"})
+    df = run_tasks(_tasks(), store, ThreadPoolExecutor(3), progress=False)
+    assert df["i"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert df["half"].iloc[2] == 1 / 3  # exact
+    assert df["half"].isna().sum() == 6  # None is an empty cell
+    assert (tmp_path / "config.json").exists()
+
+
+def test_resume_skips_finished_tasks_and_cuts_a_torn_last_line(tmp_path):
+    store = ResultStore(tmp_path, ["i", "sq", "half"], {})
+    full = run_tasks(_tasks(), store, progress=False)
+    reference = (tmp_path / "results.csv").read_bytes()
+    # an interrupted run: two tasks finished, a third torn mid-line
+    lines = reference.splitlines(keepends=True)
+    (tmp_path / "results.csv").write_bytes(b"".join(lines[:5]) + lines[5][:7])
+    CALLS.clear()
+    again = run_tasks(_tasks(), ResultStore(tmp_path, ["i", "sq", "half"], {}), progress=False)
+    assert sorted(CALLS) == [2, 3, 4, 5]  # 0 and 1 were read back, not recomputed
+    assert (tmp_path / "results.csv").read_bytes() == reference
+    assert again.equals(full)
+
+
+def test_no_resume_recomputes_and_other_columns_are_refused(tmp_path):
+    run_tasks(_tasks(2), ResultStore(tmp_path, ["i", "sq", "half"], {}), progress=False)
+    CALLS.clear()
+    run_tasks(
+        _tasks(2), ResultStore(tmp_path, ["i", "sq", "half"], {}), resume=False, progress=False
+    )
+    assert sorted(CALLS) == [0, 1]
+    with pytest.raises(AanntwinError, match="columns differ"):
+        run_tasks(_tasks(2), ResultStore(tmp_path, ["i", "sq"], {}), progress=False)
+
+
+def test_task_keys_depend_on_arguments_not_on_wrappers():
+    assert Task(square_task, {"i": 1}).key == Task(square_task, {"i": 1}).key
+    assert Task(square_task, {"i": 1}).key != Task(square_task, {"i": 2}).key
+    wrapped = functools.wraps(square_task)(lambda **kw: square_task(**kw))
+    assert Task(wrapped, {"i": 1}).key == Task(square_task, {"i": 1}).key
+
+
+def test_executor_from_args():
+    assert runner.executor_from_args(None, None) is None
+    assert runner.executor_from_args(1, None) is None
+    pool = runner.executor_from_args(2, None)
+    try:
+        assert pool.submit(square_task, 3).result()[0]["sq"] == 9
+    finally:
+        pool.shutdown()
