@@ -122,8 +122,61 @@ def run_noise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_architecture(sub: Any) -> None:
+    p = sub.add_parser("architecture", help="train and test every valid geometry (area/accuracy)")
+    p.add_argument("--config", help="run configuration JSON (training parameters, dataset)")
+    p.add_argument("--dataset", choices=["digits", "mnist", "fashion-mnist"])
+    p.add_argument("--epochs", type=int, help="training epochs per geometry")
+    p.add_argument(
+        "--channels",
+        default="1,2,4,8,16,32,64,128",
+        help="e.g. 1,2,4 (default: 1..128 by powers of 2)",
+    )
+    p.add_argument("--kernel", default="1:7", help="kernel sides, e.g. 3:7")
+    p.add_argument("--stride", default="1:7", help="strides, e.g. 1:3")
+    p.add_argument("--pool", default="1:7", help="pool windows, e.g. 1,2")
+    p.add_argument(
+        "--max-multipliers", type=int, help="skip geometries above this many multipliers"
+    )
+    p.add_argument("--limit", type=int, help="only the N geometries with the fewest multipliers")
+    add_execution_args(p)
+    p.set_defaults(sweep_run=run_architecture)
+
+
+def run_architecture(args: argparse.Namespace) -> int:
+    from ..config import RunConfig, load_config
+    from .architecture import pareto_front, run_architecture_sweep
+    from .common import resolve_device
+
+    cfg = load_config(args.config) if args.config else RunConfig()
+    if args.dataset:
+        cfg = cfg.replace(dataset=args.dataset)
+    if args.epochs is not None:
+        cfg = cfg.replace(train=cfg.train.replace(epochs=args.epochs))
+    space = {
+        "channels": args.channels,
+        "kernel": args.kernel,
+        "stride": args.stride,
+        "pool": args.pool,
+    }
+    df = run_architecture_sweep(cfg, args.out, space=space,
+                                max_multipliers=args.max_multipliers, limit=args.limit,
+                                data_dir=args.data_dir, device=resolve_device(args.device),
+                                executor=executor(args), resume=args.resume,
+                                progress=not args.no_progress)  # fmt: skip
+    front = pareto_front(df)
+    print(f"{len(df)} geometries in {args.out}/results.csv; Pareto front (multipliers, accuracy):")
+    for _, r in front.iterrows():
+        print(
+            f"  {r['multipliers']:>9,}  {100 * r['accuracy']:6.2f} %  channels {r['channels']}, "
+            f"kernel {r['kernel']}, stride {r['stride']}, padding {r['padding']}, pool {r['pool']}"
+        )
+    return 0
+
+
 def add_sweep_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     """Register ``sweep`` and its studies."""
     sweep = sub.add_parser("sweep", help="noise, quantization and architecture sweeps")
     studies = sweep.add_subparsers(dest="study", parser_class=parser_class, required=True)
     _add_noise(studies)
+    _add_architecture(studies)
