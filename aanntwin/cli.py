@@ -98,8 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(i)
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    from .studies import normalize as normalize_study
     from .studies.cli import add_sweep_parser
 
+    normalize_study.add_parser(sub)
     add_sweep_parser(sub, _Parser)
     return parser
 
@@ -284,6 +286,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _normalize(args: argparse.Namespace) -> int:
+    from .studies import normalize as normalize_study
+
+    return normalize_study.run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -300,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "info": cmd_info,
         "sweep": lambda a: a.sweep_run(a),
+        "normalize": _normalize,
     }
     try:
         return commands[args.command](args)

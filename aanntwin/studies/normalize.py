@@ -1,0 +1,293 @@
+"""Normalization: scale each analog stage so its output full scale equals its reference voltage.
+
+``a_k = target_k / FS_k``; stage k: ``W_k <- W_k a_k / a_{k-1}``, ``b_k <- b_k a_k`` (``a_0 = 1``),
+where ``FS_k`` is the full scale of stage k's noiseless MAC output over a calibration pass
+(``max |y|``, or its ``q``-quantile). ReLU (cutoff 0) and max-pool are positively homogeneous,
+so stage k's output is multiplied by ``a_k`` and stage k+1, divided by ``a_k``, computes the same
+function; the class scores come out multiplied by ``a_last`` (the argmax is unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import AanntwinError
+from ..io import write_json_atomic
+from ..model import WEIGHTS_FILE, Main, save_weights
+from .common import cached_dataset, load_run, resolve_device
+
+
+@dataclass
+class NormalizationResult:
+    """A normalized state and how it was made (full scales in V).
+
+    ``state``: new weights and biases (fresh tensors); ``scales``: per stage, the factor ``a_k``
+    its output is multiplied by; ``before`` / ``after``: calibrated full scales (V) before and
+    after (``after`` equals ``targets``); ``targets``: reference full scales (V); ``quantile``:
+    the full scale is this quantile of ``|y|`` (None: ``max |y|``).
+    """
+
+    state: dict[str, Tensor]
+    scales: dict[str, float]
+    before: dict[str, float]
+    after: dict[str, float]
+    targets: dict[str, float]
+    quantile: float | None
+
+    def to_dict(self) -> dict[str, Any]:  # everything but the tensors (JSON-ready)
+        return {k: getattr(self, k) for k in ("targets", "scales", "before", "after", "quantile")}
+
+
+def stage_names(model: Main) -> list[str]:
+    """Names of the analog MAC stages in signal order: ``conv``, ``hidden0`` ..., ``linear``."""
+    return ["conv", *model.hidden_names, "linear"]
+
+
+def _noiseless(model: Main) -> Main:
+    """A deep copy with every temporal noise off (weights, mismatch and the rest are kept)."""
+    quiet = copy.deepcopy(model)
+    quiet.input_noise.sigma = None
+    for relu in quiet.relus():
+        relu.noise.sigma = None
+    for stage in quiet.mac_stages():
+        stage.configure(dataclasses.replace(stage.settings, out_noise=None))
+    return quiet
+
+
+def _mac_outputs(model: Main, x: Tensor) -> dict[str, Tensor]:
+    """One forward pass; the noiseless MAC output ``stage.mac(input)`` of every stage (V)."""
+    stages: dict[Any, str] = dict(zip(model.mac_stages(), stage_names(model), strict=True))
+    macs = {stage.mac: name for stage, name in stages.items()}
+    out: dict[str, Tensor] = {}
+    h = x
+    for _, step in model._steps():
+        if step in stages:  # a hidden stage is one step: split it at its MAC output
+            out[stages[step]] = h = step.mac(h)  # type: ignore[union-attr]
+            h = step.finish(h)  # type: ignore[union-attr]
+        elif step is not None:
+            h = step(h)
+            if step in macs:
+                out[macs[step]] = h
+    if list(out) != list(stages.values()):  # pragma: no cover - the signal chain changed
+        raise RuntimeError(f"MAC outputs {list(out)} do not match the stages {stages.values()}")
+    return out
+
+
+@torch.no_grad()
+def calibrate(
+    model: Main, x: Tensor, *, quantile: float | None = None, batch_size: int = 1000
+) -> dict[str, float]:
+    """Full scale (V) of every stage's noiseless MAC output over the images ``x``.
+
+    ``FS = max |y|`` over all images and MACs of the stage (running max over batches), or the
+    ``q``-quantile of ``|y|`` (linear interpolation, as ``torch.quantile``). The quantile keeps a
+    running top-``m`` buffer, ``m = n - floor(q (n - 1))`` of the ``n`` values, so it is exact and
+    holds only ``(1 - q) n`` values (no list of activations, no 16M-element limit). Temporal noise
+    is off (on a copy; the caller's model is untouched); other nonidealities are as in ``model``.
+    """
+    if quantile is not None and not 0.0 < quantile <= 1.0:
+        raise AanntwinError(f"quantile = {quantile}: must be in (0, 1] (None = max |y|)")
+    n_images = len(x)
+    if n_images == 0 or batch_size < 1:
+        raise AanntwinError(f"calibrate: {n_images} images, batch_size {batch_size}: need >= 1")
+    quiet = _noiseless(model).eval()
+    like = quiet.conv.weight
+    peak: dict[str, Tensor] = {}  # per stage: running max |y|
+    top: dict[str, Tensor] = {}  # per stage: the largest m values of |y| so far
+    total: dict[str, int] = {}  # per stage: n, the count of |y| over all images
+    for start in range(0, n_images, batch_size):
+        xb = x[start : start + batch_size].to(device=like.device, dtype=like.dtype)
+        for name, y in _mac_outputs(quiet, xb).items():
+            v = y.abs().flatten()
+            if quantile is None:
+                m = v.max()
+                peak[name] = m if name not in peak else torch.maximum(peak[name], m)
+                continue
+            total.setdefault(name, n_images * (v.numel() // len(xb)))
+            keep = total[name] - math.floor(quantile * (total[name] - 1))
+            if name in top:
+                v = torch.cat((top[name], v))
+            top[name] = v if v.numel() <= keep else v.topk(keep, sorted=False).values
+    if quantile is None:
+        return {name: float(p) for name, p in peak.items()}
+    return {name: _from_top(t, total[name], quantile) for name, t in top.items()}
+
+
+def _from_top(top: Tensor, n: int, q: float) -> float:
+    """The q-quantile of n values from their largest ``n - floor(q (n - 1))``."""
+    frac = (q * (n - 1)) % 1.0  # linear interpolation between the two smallest kept values
+    low = top.topk(min(2, top.numel()), largest=False).values.tolist()  # ascending
+    return low[0] + (low[-1] - low[0]) * frac
+
+
+def _targets(targets: float | dict[str, float], names: list[str]) -> dict[str, float]:
+    """Per-stage targets (V): a number for every stage, or a dict (missing stages: 1.0 V)."""
+    given = targets if isinstance(targets, dict) else dict.fromkeys(names, targets)
+    for name, volts in given.items():
+        if name not in names or not (math.isfinite(volts) and volts > 0):
+            raise AanntwinError(
+                f"normalization target {name} = {volts!r} V: stages are {', '.join(names)}, "
+                "each with a positive number of volts"
+            )
+    return {name: float(given.get(name, 1.0)) for name in names}
+
+
+def normalize(
+    model: Main,
+    x: Tensor,
+    targets: float | dict[str, float] = 1.0,
+    *,
+    quantile: float | None = None,
+    batch_size: int = 1000,
+) -> NormalizationResult:
+    """Rescale weights and biases so each stage's full scale equals its target (V).
+
+    ``a_k = target_k / FS_k`` (``FS_k`` from :func:`calibrate` on ``x``); stage k's weights are
+    multiplied by ``a_k / a_{k-1}`` and its bias by ``a_k``, so every hidden signal is ``a_k``
+    times the original and the class scores are ``a_last`` times the original (same argmax).
+    ``targets``: volts for every stage, or ``{stage: volts}`` (missing stages 1.0 V). Returns a
+    new state; the caller's model and tensors are never modified.
+
+    The function is preserved exactly only with ReLU cutoff 0 (positive homogeneity) and no
+    input-side or output nonlinearities (clip, polynomial, saturation, ADC/DAC, offsets are not
+    homogeneous): normalize the ideal model, then apply nonidealities. That is the purpose: set
+    each stage's signal swing to the circuit's voltage range. ``after`` is measured on the
+    normalized model, so any departure shows there.
+    """
+    names = stage_names(model)
+    goal = _targets(targets, names)
+    before = calibrate(model, x, quantile=quantile, batch_size=batch_size)
+    for name, fs in before.items():
+        if not (math.isfinite(fs) and fs > 0):
+            raise AanntwinError(f"stage {name}: full scale {fs:g} V; cannot normalize a dead stage")
+    scales = {name: goal[name] / before[name] for name in names}
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    prev = 1.0
+    for name in names:
+        state[f"{name}.weight"].mul_(scales[name] / prev)
+        if f"{name}.bias" in state:
+            state[f"{name}.bias"].mul_(scales[name])
+        prev = scales[name]
+    result = NormalizationResult(state, scales, before, {}, goal, quantile)
+    result.after = calibrate(apply(model, result), x, quantile=quantile, batch_size=batch_size)
+    return result
+
+
+def apply(model: Main, result: NormalizationResult) -> Main:
+    """A deep copy of ``model`` with the normalized weights (nonidealities and chip kept)."""
+    new = copy.deepcopy(model)
+    new.load_state_dict(result.state)
+    return new
+
+
+def normalize_run(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    targets: float | dict[str, float] = 1.0,
+    quantile: float | None = None,
+    calibration_images: int = 10000,
+    data_dir: str | None = None,
+    device: str = "cpu",
+) -> NormalizationResult:
+    """Normalize a trained folder (ideal model) on its first training images; write ``out``.
+
+    ``out`` gets ``weights.safetensors``, ``config.json`` (the run's) and ``normalization.json``
+    (targets, scales, before/after full scales in V, quantile, images, source): a folder that
+    ``aanntwin evaluate`` and :func:`~aanntwin.studies.common.load_run` read.
+    """
+    src, dst = Path(run_dir), Path(out)
+    if dst.resolve() == src.resolve():
+        raise AanntwinError(f"{dst}: the output folder must differ from the trained folder")
+    if calibration_images < 1:
+        raise AanntwinError(f"calibration_images = {calibration_images}: must be >= 1")
+    dev = resolve_device(device)
+    cfg, model = load_run(src, device=dev)
+    _targets(targets, stage_names(model))  # fail before loading any data
+    data = cached_dataset(cfg.dataset, data_dir, dev)
+    x = data.x_train[:calibration_images]
+    result = normalize(model, x, targets, quantile=quantile)
+    record = {**result.to_dict(), "calibration_images": len(x), "dataset": cfg.dataset}
+    record["source"] = str(src.resolve())
+    save_weights(apply(model, result), dst / WEIGHTS_FILE, {"config": cfg.to_dict()})
+    write_json_atomic(dst / "config.json", json.loads(cfg.to_json()))
+    write_json_atomic(dst / "normalization.json", record)
+    return result
+
+
+def _number(kind: type, test: Any, allowed: str) -> Any:
+    """CLI: an argparse type, ``kind(text)`` that passes ``test``, else a clear error."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} {text!r}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
+        return value
+
+    return parse
+
+
+_volts = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number of volts")
+
+
+def _stage_targets(text: str) -> dict[str, float]:
+    """``conv=0.8,linear=1.0`` -> ``{"conv": 0.8, "linear": 1.0}``."""
+    targets: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, volts = (t.strip() for t in item.partition("="))
+        try:
+            targets[name] = float(volts) if sep and name else math.nan
+        except ValueError:
+            targets[name] = math.nan
+        if not (math.isfinite(targets[name]) and targets[name] > 0):
+            raise argparse.ArgumentTypeError(
+                f"expected STAGE=VOLTS pairs, volts > 0 (e.g. conv=0.8,linear=1.0), got {item!r}"
+            )
+    return targets
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``aanntwin normalize RUN_DIR --out DIR ...``."""
+    count = _number(int, lambda v: v >= 1, ">= 1")
+    p = subparsers.add_parser("normalize", help="set each stage's full scale to a reference (V)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by 'aanntwin train'")
+    p.add_argument("--out", required=True, help="output folder (a trained-model folder)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--target", type=_volts, default=1.0, help="every stage's full scale (V, 1.0)")
+    g.add_argument("--targets", type=_stage_targets, help="conv=0.8,linear=1.0 (V; others 1.0)")
+    q = _number(float, lambda v: 0 < v <= 1, "in (0, 1]")
+    p.add_argument("--quantile", type=q, help="full scale = this quantile of |y| (default max)")
+    p.add_argument("--calibration-images", type=count, default=10000, help="first N train images")
+    p.add_argument("--data-dir", help="folder with the IDX files (or $AANNTWIN_DATA_DIR)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--threads", type=count, help="CPU threads for torch")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """``aanntwin normalize``: normalize a trained folder, print one line per stage."""
+    from ..cli import _device
+
+    device, targets = str(_device(args)), args.targets or args.target
+    options = {k: getattr(args, k) for k in ("quantile", "calibration_images", "data_dir")}
+    result = normalize_run(args.run_dir, args.out, targets=targets, device=device, **options)
+    for name, a in result.scales.items():
+        fs = f"{result.before[name]:.4g} V -> {result.after[name]:.4g} V"
+        print(f"{name:<8} {fs} (target {result.targets[name]:g} V, scale {a:.4g})")
+    what = "max |y|" if result.quantile is None else f"the {result.quantile:g}-quantile of |y|"
+    print(f"full scale = {what}; wrote {args.out}/")
+    return 0

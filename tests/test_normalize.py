@@ -1,0 +1,240 @@
+"""Normalization study: full scales hit their targets, the network function is unchanged."""
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
+from aanntwin.errors import AanntwinError
+from aanntwin.io import write_json_atomic
+from aanntwin.model import WEIGHTS_FILE, save_weights
+from aanntwin.studies.common import load_run
+from aanntwin.studies.normalize import (
+    add_parser,
+    apply,
+    calibrate,
+    normalize,
+    normalize_run,
+    run,
+    stage_names,
+)
+from aanntwin.training import evaluate, train
+
+CONFIG = RunConfig(train=TrainParams(epochs=3))
+HIDDEN = RunConfig(model=ModelParams(hidden=(8,)), train=TrainParams(epochs=3))
+
+
+@pytest.fixture(scope="module")
+def model(digits):
+    return train(CONFIG, digits, progress=False).model.eval()
+
+
+@pytest.fixture(scope="module")
+def hidden_model(digits):
+    return train(HIDDEN, digits, progress=False).model.eval()
+
+
+def _mac_outputs(model, x):
+    """Each stage's MAC output, computed independently of the module under test."""
+    with torch.no_grad():
+        out = {"conv": model.forward_until(x, "conv_out")}
+        h = model.forward_until(x, "features")
+        for name in model.hidden_names:
+            out[name] = getattr(model, name).mac(h)
+            h = getattr(model, f"{name}_relu")(out[name])
+        out["linear"] = model.forward_until(x, "linear_out")
+    return out
+
+
+@pytest.mark.parametrize("which", ["model", "hidden_model"])
+def test_calibration_matches_the_max_and_quantile_of_each_stage_output(which, digits, request):
+    m, x = request.getfixturevalue(which), digits.x_train
+    outputs = _mac_outputs(m, x)
+    peak = calibrate(m, x, batch_size=97)  # several uneven batches
+    q = calibrate(m, x, quantile=0.9, batch_size=97)
+    assert list(peak) == list(q) == stage_names(m) == list(outputs)
+    for name, y in outputs.items():
+        assert peak[name] == pytest.approx(float(y.abs().max()), rel=1e-6)
+        assert q[name] == pytest.approx(float(torch.quantile(y.abs().flatten(), 0.9)), rel=1e-5)
+        assert q[name] < peak[name]
+
+
+@pytest.mark.parametrize("which", ["model", "hidden_model"])
+def test_function_is_unchanged_and_scores_scale_by_the_last_factor(which, digits, request):
+    m = request.getfixturevalue(which)
+    result = normalize(m, digits.x_train)
+    assert any(abs(a - 1) > 0.1 for a in result.scales.values())  # a real rescaling
+    new = apply(m, result)
+    with torch.no_grad():
+        before, after = m(digits.x_test), new(digits.x_test)
+    assert torch.equal(before.argmax(1), after.argmax(1))
+    a = result.scales["linear"]
+    torch.testing.assert_close(after, before * a, rtol=1e-4, atol=1e-5 * a)
+
+
+def test_per_stage_targets_are_met_with_a_hidden_stage(hidden_model, digits):
+    targets = {"conv": 0.5, "hidden0": 0.8, "linear": 2.0}
+    result = normalize(hidden_model, digits.x_train, targets)
+    assert result.targets == targets
+    outputs = _mac_outputs(apply(hidden_model, result), digits.x_train)
+    for name, volts in targets.items():
+        assert result.after[name] == pytest.approx(volts, rel=1e-4)
+        assert float(outputs[name].abs().max()) == pytest.approx(volts, rel=1e-4)
+        a = volts / result.before[name]
+        assert result.scales[name] == pytest.approx(a, rel=1e-12)
+
+
+def test_missing_stages_default_to_one_volt_and_a_number_applies_to_all(model, digits):
+    result = normalize(model, digits.x_train, {"linear": 2.5})
+    assert result.after == pytest.approx({"conv": 1.0, "linear": 2.5}, rel=1e-4)
+    result = normalize(model, digits.x_train, 0.3)
+    assert result.after == pytest.approx({"conv": 0.3, "linear": 0.3}, rel=1e-4)
+
+
+def test_the_callers_model_and_tensors_are_never_modified(hidden_model, digits):
+    noisy = apply(hidden_model, normalize(hidden_model, digits.x_train))  # a copy to dirty
+    noisy.set_nonidealities(Nonidealities(input_noise=0.2, linear_out_noise=0.1))
+    saved = {k: v.clone() for k, v in noisy.state_dict().items()}
+    result = normalize(noisy, digits.x_train, {"conv": 0.5})
+    apply(noisy, result)
+    for key, value in noisy.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+        assert value.data_ptr() != result.state[key].data_ptr()
+    assert noisy.input_noise.sigma == 0.2 and noisy.linear.settings.out_noise == 0.1
+    # calibration is of the noiseless signal: noise settings do not change it
+    ideal = apply(noisy, result)
+    ideal.set_nonidealities(Nonidealities())
+    assert calibrate(apply(noisy, result), digits.x_train) == calibrate(ideal, digits.x_train)
+
+
+def test_quantile_full_scale_is_smaller_and_its_quantile_hits_the_target(model, digits):
+    x = digits.x_train
+    peak = calibrate(model, x)
+    result = normalize(model, x, {"conv": 0.7, "linear": 1.5}, quantile=0.99, batch_size=300)
+    assert result.quantile == 0.99
+    for name in ("conv", "linear"):
+        assert result.before[name] < peak[name]
+    new = apply(model, result)
+    q = calibrate(new, x, quantile=0.99)
+    assert q == pytest.approx({"conv": 0.7, "linear": 1.5}, rel=1e-4)
+    assert result.after == pytest.approx(q, rel=1e-6)
+    assert calibrate(new, x)["conv"] > 0.7  # the max lies above the quantile full scale
+
+
+@pytest.mark.parametrize(
+    ("targets", "needle"),
+    [({"conv2": 1.0}, "conv2"), ({"linear": -1.0}, "linear"), ({"conv": 0.0}, "conv")],
+)
+def test_bad_targets_name_the_stage_and_the_allowed_ones(model, digits, targets, needle):
+    with pytest.raises(AanntwinError, match=needle) as err:
+        normalize(model, digits.x_train[:10], targets)
+    assert "conv, linear" in str(err.value)
+
+
+def test_dead_stage_and_bad_quantile_are_errors(model, digits):
+    dead = apply(model, normalize(model, digits.x_train[:50]))
+    with torch.no_grad():
+        dead.conv.weight.zero_()
+        dead.conv.bias.zero_()
+    with pytest.raises(AanntwinError, match="stage conv.*dead"):
+        normalize(dead, digits.x_train[:50])
+    with pytest.raises(AanntwinError, match="quantile"):
+        calibrate(model, digits.x_train[:50], quantile=1.5)
+
+
+def test_float64(hidden_model, digits):
+    m = apply(hidden_model, normalize(hidden_model, digits.x_train[:10])).double()
+    x = digits.x_train.double()
+    result = normalize(m, x, {"conv": 0.5, "linear": 2.0})
+    assert result.state["conv.weight"].dtype == torch.float64
+    assert result.after == pytest.approx({"conv": 0.5, "hidden0": 1.0, "linear": 2.0}, rel=1e-12)
+    with torch.no_grad():
+        before, after = m(digits.x_test.double()), apply(m, result)(digits.x_test.double())
+    assert torch.equal(before.argmax(1), after.argmax(1))
+    torch.testing.assert_close(after, before * result.scales["linear"], rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def run_dir(model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    save_weights(model, folder / WEIGHTS_FILE, {"config": CONFIG.to_dict()})
+    write_json_atomic(folder / "config.json", json.loads(CONFIG.to_json()))
+    return folder
+
+
+def test_normalize_run_writes_a_loadable_folder_with_the_same_accuracy(run_dir, tmp_path, digits):
+    out = tmp_path / "norm"
+    result = normalize_run(run_dir, out, targets={"conv": 0.8}, calibration_images=500)
+    record = json.loads((out / "normalization.json").read_text())
+    assert record["targets"] == {"conv": 0.8, "linear": 1.0}
+    assert record["calibration_images"] == 500 and record["quantile"] is None
+    assert record["after"] == pytest.approx(result.after) and record["source"].endswith(
+        run_dir.name
+    )
+    _, original = load_run(run_dir)
+    cfg, normalized = load_run(out)
+    assert cfg == CONFIG
+    assert calibrate(normalized, digits.x_train[:500]) == pytest.approx(record["targets"], rel=1e-4)
+    acc = evaluate(original, digits.x_test, digits.y_test).accuracy
+    assert evaluate(normalized, digits.x_test, digits.y_test).accuracy == acc
+    with pytest.raises(AanntwinError, match="must differ"):
+        normalize_run(run_dir, run_dir)
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="aanntwin")
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["normalize", *argv])
+
+
+def test_cli_prints_one_line_per_stage(run_dir, tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = _parse(
+        [
+            str(run_dir),
+            "--out",
+            str(out),
+            "--targets",
+            "conv=0.8, linear=2",
+            "--quantile",
+            "0.999",
+            "--calibration-images",
+            "300",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert args.targets == {"conv": 0.8, "linear": 2.0}
+    assert run(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("conv ") and "-> 0.8 V" in lines[0]
+    assert lines[1].startswith("linear ") and "-> 2 V" in lines[1]
+    assert json.loads((out / "normalization.json").read_text())["quantile"] == 0.999
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--targets", "conv"],
+        ["--targets", "conv=-1"],
+        ["--targets", "conv=abc"],
+        ["--target", "0"],
+        ["--quantile", "0"],
+        ["--target", "1", "--targets", "conv=1"],
+    ],
+)
+def test_cli_rejects_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _parse(["run", "--out", "x", *argv])
+    assert exc.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda(model, digits):
+    m = apply(model, normalize(model, digits.x_train[:10])).to("cuda")
+    result = normalize(m, digits.x_train.to("cuda"), {"conv": 0.5}, quantile=0.99)
+    assert result.state["conv.weight"].device.type == "cuda"
+    assert result.after == pytest.approx({"conv": 0.5, "linear": 1.0}, rel=1e-4)
