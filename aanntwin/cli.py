@@ -99,9 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     from .studies import normalize as normalize_study
+    from .studies import weights as weights_study
     from .studies.cli import add_sweep_parser
 
     normalize_study.add_parser(sub)
+    weights_study.add_weights_parser(sub)
     add_sweep_parser(sub, _Parser)
     return parser
 
@@ -292,6 +294,12 @@ def _normalize(args: argparse.Namespace) -> int:
     return normalize_study.run(args)
 
 
+def _weights(args: argparse.Namespace) -> int:
+    from .studies import weights as weights_study
+
+    return weights_study.run_weights(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -309,12 +317,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "info": cmd_info,
         "sweep": lambda a: a.sweep_run(a),
         "normalize": _normalize,
+        "weights": _weights,
     }
     try:
         return commands[args.command](args)
     except AanntwinError as exc:
         print(f"aanntwin {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
     except KeyboardInterrupt:
         print(
             f"aanntwin {args.command}: interrupted (finished work is kept: rerun to resume)",

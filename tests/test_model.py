@@ -94,8 +94,14 @@ def test_loading_mismatched_or_broken_weights_names_the_file(tmp_path):
 def test_forward_splits_at_every_tap():
     from aanntwin.config import Nonidealities
 
-    nl = Nonidealities(input_noise=0.1, conv2d_out_noise=0.1, relu_out_noise=0.1,
-                       linear_out_noise=0.1, conv2d_input_clip=1.0, relu_cutoff=0.01)
+    nl = Nonidealities(
+        input_noise=0.1,
+        conv2d_out_noise=0.1,
+        relu_out_noise=0.1,
+        linear_out_noise=0.1,
+        conv2d_input_clip=1.0,
+        relu_cutoff=0.01,
+    )
     model = Main(ModelParams(hidden=(6,)), (1, 8, 8), nonidealities=nl)
     x = torch.rand(5, 1, 8, 8)
     model.reseed(1)

@@ -179,4 +179,7 @@ def add_sweep_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> N
     sweep = sub.add_parser("sweep", help="noise, quantization and architecture sweeps")
     studies = sweep.add_subparsers(dest="study", parser_class=parser_class, required=True)
     _add_noise(studies)
+    from . import quantization
+
+    quantization.add_parser(studies).set_defaults(sweep_run=quantization.run)
     _add_architecture(studies)

@@ -35,8 +35,9 @@ def load_run(
             f"{folder}: not a trained model folder (needs config.json and {WEIGHTS_FILE})"
         )
     cfg = load_config(str(folder / "config.json"))
-    model = Main(cfg.model, IN_SHAPES[cfg.dataset], 10, nonidealities or Nonidealities(),
-                 cfg.normalization)
+    model = Main(
+        cfg.model, IN_SHAPES[cfg.dataset], 10, nonidealities or Nonidealities(), cfg.normalization
+    )
     load_weights(model, folder / WEIGHTS_FILE)
     return cfg, model.to(device)
 

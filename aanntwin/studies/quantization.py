@@ -1,0 +1,349 @@
+"""Quantization study (DESIGN.md §2): accuracy with one layer's weights clipped or quantized.
+
+For one MAC stage (``conv``, ``hidden0`` ..., ``linear``) and parameter (``weight``/``bias``) each
+point sets ``ref = ref_sigma * std`` (population std of that parameter, weight units) and tests
+with the parameter ``clipped`` (``clamp(w, -ref, ref)``) or ``quantized`` by
+:func:`aanntwin.functional.quantize_weights` (DESIGN.md §1 levels; clipped rows have empty
+``bits``/``zero_level``). Other layers keep their trained values; the studied stage's own
+``*_weight_bits`` is replaced by the point's, its other nonidealities apply. The studied stage's
+input is computed once (with temporal noise: one draw shared by all points); the final stage
+evaluates many points per matrix product. The caller's model is never changed (a copy is used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import hashlib
+import math
+import numbers
+import os
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import functional as AF
+from ..config import load_config, load_nonidealities
+from ..errors import AanntwinError
+from ..layers import derive_seed
+from ..model import WEIGHTS_FILE, Main
+from .common import cached_dataset, load_run, resolve_device
+from .runner import ResultStore, Task, executor_from_args, run_tasks
+from .weights import add_weights_parser, run_weights, stage_names  # noqa: F401 (CLI glue)
+
+COLUMNS = ["layer", "param", "ref_sigma", "ref", "bits", "zero_level", "mode", "accuracy"]
+COLUMNS += ["loss", "n"]
+PARAMS = ("weight", "bias")
+MAX_BITS = 24
+_CHUNK_BYTES = 2**28  # one (images, points, classes) float32 block of the linear path
+Variants = Iterator[tuple[dict[str, Any], Tensor]]
+
+
+def reference_sigmas() -> list[float]:
+    """The reference grid: 30 values over 0.1..3 (rounded to 1e-10 so they print cleanly)."""
+    return [round(float(v), 10) for v in np.linspace(0.1, 3.0, 30)]
+
+
+def _listed(name: str, values: Any, ok: Callable[[Any], bool], allowed: str, cast=None) -> list:
+    """De-duplicated ``values``; AanntwinError naming the option when empty or one is bad."""
+    out = list(dict.fromkeys(values))
+    bad = [v for v in out if not ok(v)]
+    if not out or bad:
+        got = f"{bad[0]!r} is not allowed" if bad else "empty"
+        raise AanntwinError(f"{name}: {got}; allowed: {allowed}")
+    return [cast(v) for v in out] if cast else out
+
+
+def _validate(layers: Any, allowed: list[str], params: Any, refs: Any, bits: Any, zeros: Any):
+    real = lambda r: isinstance(r, numbers.Real) and not isinstance(r, bool)  # noqa: E731
+    integer = lambda b: isinstance(b, numbers.Integral) and not isinstance(b, bool)  # noqa: E731
+    refs = reference_sigmas() if refs is None else refs
+    positive = lambda r: real(r) and math.isfinite(r) and r > 0  # noqa: E731
+    bit_count = lambda b: integer(b) and 0 <= b <= MAX_BITS  # noqa: E731
+    boolean = lambda z: isinstance(z, (bool, np.bool_))  # noqa: E731
+    return (
+        _listed("layers", layers, allowed.__contains__, f"one or more of {', '.join(allowed)}"),
+        _listed("params", params, PARAMS.__contains__, " and/or ".join(PARAMS)),
+        _listed("ref_sigmas", refs, positive, "finite numbers > 0 (in stds)", float),
+        _listed("bits", bits, bit_count, f"integers 0..{MAX_BITS}", int),
+        _listed("zero_levels", zeros, boolean, "True and/or False", bool),
+    )
+
+
+def _variants(w: Tensor, refs: list[float], bits: list[int], zeros: list[bool]) -> Variants:
+    """(row fields, modified parameter) of every point, in row order."""
+    std = float(w.double().std(correction=0)) if w.numel() > 1 else 0.0
+    if std == 0:
+        raise AanntwinError("this parameter has zero spread (std 0): no reference can be derived")
+    for s in refs:
+        ref = s * std
+        row = {"ref_sigma": s, "ref": ref, "bits": None, "zero_level": None, "mode": "clipped"}
+        yield row, w.clamp(-ref, ref)
+        for b in bits:
+            for z in zeros:
+                row = {**row, "bits": b, "zero_level": z, "mode": "quantized"}
+                yield row, AF.quantize_weights(w, b, ref, z)
+
+
+def _score(z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Correct counts and summed cross-entropy (float64) per point of logits ``(P, N, C)``.
+
+    Reductions run over C in whatever memory layout ``z`` has (class-major is fastest here).
+    """
+    top, pred = z.max(-1)  # first maximal index, as argmax
+    lse = (z - top[..., None]).exp_().sum(-1).log_().add_(top)
+    zy = z.gather(-1, y[None, :, None].expand(z.shape[0], -1, 1)).squeeze(-1)
+    return (pred == y).sum(1), (lse - zy).double().sum(1)
+
+
+@torch.no_grad()
+def quantization_points(
+    model: Main,
+    x: Tensor,
+    y: Tensor,
+    layer: str,
+    *,
+    param: str = "weight",
+    ref_sigmas: Iterable[float] | None = None,
+    bits: Iterable[int] = range(8),
+    zero_levels: Iterable[bool] = (True, False),
+    batch_size: int | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Rows (columns :data:`COLUMNS`) of every point of one layer and parameter, in process.
+
+    ``ref_sigmas`` default to :func:`reference_sigmas`. ``batch_size`` (images per pass) defaults
+    to 1000 on the CPU and 16384 on a GPU; ``seed`` seeds the temporal noise, if any.
+    """
+    names = stage_names(model)
+    _, _, refs, bits_, zeros = _validate([layer], names, [param], ref_sigmas, bits, zero_levels)
+    work = copy.deepcopy(model).eval()
+    stage = getattr(work, layer)
+    stage.settings = dataclasses.replace(stage.settings, weight_bits=None, weight_ref=None)
+    target = getattr(stage, param)
+    if target is None:
+        raise AanntwinError(f"layer {layer} has no {param}")
+    bs = batch_size or (1000 if x.device.type == "cpu" else 16384)
+    work.reseed(derive_seed(seed, "quantization", "prefix"))
+    hidden = work.hidden_names
+    tap = {"conv": "input", "linear": "linear_in"}.get(layer, "features")
+    h = torch.cat([work.forward_until(xb, tap) for xb in x.split(bs)])
+    k = hidden.index(layer) if layer in hidden else len(hidden)
+    for name in hidden[:k] if tap == "features" else []:  # hidden stages before this one, once
+        h = getattr(work, f"{name}_relu")(getattr(work, name)(h))
+    variants = _variants(target.detach().clone(), refs, bits_, zeros)
+    if layer == "linear":
+        results = _linear_points(stage, param, h, y, variants, seed)
+    else:
+        results = []
+        for i, (fields, value) in enumerate(variants):
+            target.copy_(value)
+            work.reseed(derive_seed(seed, "quantization", i))
+            correct, loss = 0, 0.0
+            for hb, yb in zip(h.split(bs), y.split(bs), strict=True):
+                for name in hidden[k:] if tap == "features" else []:
+                    hb = getattr(work, f"{name}_relu")(getattr(work, name)(hb))
+                z = work.forward_from(hb, "input" if tap == "input" else "linear_in")
+                c, lsum = _score(z[None], yb)
+                correct, loss = correct + c, loss + lsum
+            results.append((fields, correct, loss))
+    n = len(y)
+    head = {"layer": layer, "param": param}
+    return [
+        {**head, **f, "accuracy": int(c) / n, "loss": float(ls) / n, "n": n} for f, c, ls in results
+    ]
+
+
+def _linear_points(
+    stage: Any, param: str, h: Tensor, y: Tensor, variants: Variants, seed: int
+) -> list[tuple]:
+    """The final stage for many points at once: one matrix product per chunk of points."""
+    h = stage._input(h)  # input clip and polynomial, once
+    gain = stage._gain()
+    n, out = h.shape[0], stage.out_features
+    chunk = max(1, _CHUNK_BYTES // (n * out * h.element_size()))
+    w = stage.weight if gain is None else stage.weight * gain
+    base = (w @ h.T)[None] if param == "bias" else None  # (1, out, N)
+    bias = stage.bias
+    results: list[tuple] = []
+    for i, group in enumerate(iter(lambda: list(islice(variants, chunk)), [])):
+        fields, values = zip(*group, strict=True)
+        t = torch.stack(values)
+        if param == "weight":  # class-major logits (P * out, N): one matrix product
+            t = (t if gain is None else t * gain).flatten(0, 1)
+            zt = t @ h.T if bias is None else torch.addmm(bias.repeat(len(group))[:, None], t, h.T)
+        else:
+            zt = base + t[:, :, None]
+        z = zt.view(len(group), out, n).transpose(1, 2)  # (P, N, out), memory stays class-major
+        stage.rng.reseed(derive_seed(seed, "quantization", "linear", i))
+        correct, loss = _score(stage.finish(stage._output(z)), y)
+        results += zip(fields, correct.tolist(), loss.tolist(), strict=True)
+    return results
+
+
+# ----------------------------------------------------------------------------- sweep integration
+def _quantization_task(
+    run_dir: str,
+    dataset: str,
+    data_dir: str | None,
+    device: str,
+    layer: str,
+    param: str,
+    ref_sigmas: list[float],
+    bits: list[int],
+    zero_levels: list[bool],
+    nonidealities: Any = None,
+    weights_sha256: str = "",
+) -> list[dict[str, Any]]:
+    """One (layer, param) chunk (data loaded once per worker); ``weights_sha256`` keys the task."""
+    _, model = load_run(run_dir, nonidealities, device)
+    data = cached_dataset(dataset, data_dir, device)
+    grid = {"ref_sigmas": ref_sigmas, "bits": bits, "zero_levels": zero_levels}
+    return quantization_points(model, data.x_test, data.y_test, layer, param=param, **grid)
+
+
+def quantization_tasks(
+    run_dir: str | os.PathLike[str],
+    *,
+    layers: Iterable[str] | None = None,
+    params: Iterable[str] = ("weight",),
+    ref_sigmas: Iterable[float] | None = None,
+    bits: Iterable[int] = range(8),
+    zero_levels: Iterable[bool] = (True, False),
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    nonidealities: Any = None,
+) -> list[Task]:
+    """One :class:`Task` per (layer, param) of a trained folder (``layers=None``: every stage),
+    evaluated with ``nonidealities`` (default: all off); the weights' hash enters each key."""
+    cfg, model = load_run(run_dir)  # checks the folder; cheap
+    names = stage_names(model)
+    grid = (names if layers is None else layers, names, params, ref_sigmas, bits, zero_levels)
+    layers, params, refs, bits, zeros = _validate(*grid)
+    sha = hashlib.sha256((Path(run_dir) / WEIGHTS_FILE).read_bytes()).hexdigest()
+    kw = dict(run_dir=os.fspath(run_dir), dataset=cfg.dataset, device=resolve_device(device))
+    kw.update(data_dir=None if data_dir is None else os.fspath(data_dir), ref_sigmas=refs)
+    kw.update(bits=bits, zero_levels=zeros, nonidealities=nonidealities, weights_sha256=sha)
+    size = len(refs) * (1 + len(bits) * len(zeros))
+    pairs = [(la, p) for la in layers for p in params]
+    return [Task(_quantization_task, {**kw, "layer": la, "param": p}, size) for la, p in pairs]
+
+
+def run_quantization(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    layers: Iterable[str] | None = None,
+    params: Iterable[str] = ("weight",),
+    ref_sigmas: Iterable[float] | None = None,
+    bits: Iterable[int] = range(8),
+    zero_levels: Iterable[bool] = (True, False),
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    executor: Any = None,
+    resume: bool = True,
+    progress: bool = True,
+    nonidealities: Any = None,
+) -> Any:
+    """The study of a trained folder into ``out/results.csv`` + ``out/config.json``, resumable
+    (see :func:`quantization_tasks`); returns the DataFrame."""
+    kw = dict(layers=layers, params=params, ref_sigmas=ref_sigmas, bits=bits, device=device)
+    kw.update(zero_levels=zero_levels, data_dir=data_dir, nonidealities=nonidealities)
+    tasks = quantization_tasks(run_dir, **kw)
+    config = {"study": "quantization", **tasks[0].kwargs}
+    for key in ("layer", "param"):
+        config[f"{key}s"] = list(dict.fromkeys(t.kwargs[key] for t in tasks))
+        del config[key]
+    config["run_config"] = load_config(os.path.join(run_dir, "config.json")).to_dict()
+    store = ResultStore(out, COLUMNS, config)
+    return run_tasks(tasks, store, executor, resume=resume, progress=progress, desc="quantization")
+
+
+def recommend(df: Any, max_drop: float = 0.01, param: str = "weight") -> dict[str, dict | None]:
+    """Per layer, the quantized point with the fewest bits whose accuracy is at most ``max_drop``
+    below the layer's best clipped-only accuracy (ties: highest accuracy, then smallest
+    ref_sigma); None where no point qualifies."""
+    out: dict[str, dict | None] = {}
+    for layer, g in df[df["param"] == param].groupby("layer", sort=False):
+        best = float(g.loc[g["mode"] == "clipped", "accuracy"].max())
+        ok = g[(g["mode"] == "quantized") & (g["accuracy"] >= best - max_drop - 1e-12)]
+        order = ["bits", "accuracy", "ref_sigma"]
+        r = ok.sort_values(order, ascending=[True, False, True], kind="stable").head(1)
+        out[str(layer)] = None
+        if not r.empty:
+            r = r.iloc[0]
+            rec = {k: float(r[k]) for k in ("ref_sigma", "ref", "accuracy")}
+            rec.update(bits=int(r["bits"]), zero_level=bool(r["zero_level"]), clipped_accuracy=best)
+            out[str(layer)] = {**rec, "drop": best - rec["accuracy"]}
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI glue
+def _numbers(kind: type) -> Callable[[str], list | None]:
+    """Parser of ``lo:hi[:step]`` (inclusive), ``v1,v2,...`` or (floats) ``reference``."""
+
+    def parse(text: str) -> list | None:
+        try:
+            if kind is float and text == "reference":
+                return None
+            if ":" not in text:
+                return [kind(p) for p in text.split(",") if p.strip()]
+            parts = [kind(p) for p in text.split(":")]
+            lo, hi, step = (*parts, 1) if len(parts) == 2 else parts
+            count = math.floor((hi - lo) / step + 1e-9) + 1 if step > 0 else 0
+            return [round(lo + i * step, 10) for i in range(count)]
+        except ValueError:
+            forms = "'reference', lo:hi:step" if kind is float else "lo:hi"
+            raise argparse.ArgumentTypeError(f"expected {forms} or a list, got {text!r}") from None
+
+    return parse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``quantization`` subcommand (``run(args)`` executes it)."""
+    p = subparsers.add_parser("quantization", help="accuracy with clipped / quantized weights")
+    a = p.add_argument
+    a("run_dir", help="folder written by 'aanntwin train'")
+    a("--out", required=True, help="results folder (results.csv, config.json)")
+    a("--layers", type=lambda t: t.split(","), help="stages, e.g. conv,linear (default: all)")
+    a("--bias", action="store_true", help="study the biases too")
+    a("--ref-sigmas", type=_numbers(float), help="in weight stds: reference, lo:hi:step or 0.5,1,2")
+    a("--bits", type=_numbers(int), default=list(range(8)), help="lo:hi or list (default 0:7)")
+    a("--zero-levels", choices=["both", "yes", "no"], default="both", help="zero level or not")
+    a("--nonidealities", help="nonidealities JSON to evaluate with (default: ideal)")
+    a("--workers", type=int, help="local worker processes (default: in-process)")
+    a("--dask-scheduler", help="address of a Dask scheduler to run the tasks on")
+    a("--no-resume", action="store_true", help="discard earlier results in --out")
+    a("--data-dir", help="folder with the IDX files (or $AANNTWIN_DATA_DIR)")
+    a("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    a("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``quantization``: write the results, print each layer's recommendation."""
+    nl = load_nonidealities(args.nonidealities) if args.nonidealities else None
+    zeros = {"both": (True, False), "yes": (True,), "no": (False,)}[args.zero_levels]
+    params = ("weight", "bias") if args.bias else ("weight",)
+    kw = dict(layers=args.layers, params=params, ref_sigmas=args.ref_sigmas, bits=args.bits)
+    kw.update(zero_levels=zeros, data_dir=args.data_dir, device=args.device, nonidealities=nl)
+    kw.update(resume=not args.no_resume, progress=not args.no_progress)
+    executor = executor_from_args(args.workers, args.dask_scheduler)
+    try:
+        df = run_quantization(args.run_dir, args.out, executor=executor, **kw)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    print(f"{len(df)} points in {Path(args.out) / 'results.csv'}; fewest bits within 1 point:")
+    fmt = (
+        "{bits} bits, ref {ref_sigma:g} sigma ({ref:.4g}), zero level {zero_level}: {accuracy:.2%}"
+    )
+    for layer, rec in recommend(df).items():
+        print(f"  {layer}:", fmt.format(**rec) if rec else "none (see the CSV)")
+    return 0

@@ -1,0 +1,345 @@
+"""Quantization study and weight analysis (aanntwin.studies.quantization / .weights)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import types
+
+import pytest
+import torch
+
+from aanntwin import functional as AF
+from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
+from aanntwin.errors import AanntwinError
+from aanntwin.io import write_json_atomic
+from aanntwin.model import WEIGHTS_FILE, Main, save_weights
+from aanntwin.studies import quantization as q
+from aanntwin.studies.weights import ALL_CHANNELS, weight_stats, weights_run
+from aanntwin.training import evaluate, train
+
+CFG = RunConfig(train=TrainParams(epochs=3, batch_size=32))
+
+
+@pytest.fixture(scope="module")
+def model(digits) -> Main:
+    return train(CFG, digits, progress=False).model.eval()
+
+
+@pytest.fixture(scope="module")
+def rows(model, digits) -> list[dict]:
+    return q.quantization_points(model, digits.x_test, digits.y_test, "linear")
+
+
+@pytest.fixture
+def run_dir(model, tmp_path):
+    folder = tmp_path / "run"
+    save_weights(model, folder / WEIGHTS_FILE)
+    write_json_atomic(folder / "config.json", json.loads(CFG.to_json()))
+    return folder
+
+
+def _replaced(model: Main, layer: str, param: str, row: dict, w: torch.Tensor) -> Main:
+    """A copy of ``model`` whose ``layer.param`` holds the point's values (the plain way)."""
+    if row["mode"] == "clipped":
+        value = w.clamp(-row["ref"], row["ref"])
+    else:
+        value = AF.quantize_weights(w, row["bits"], row["ref"], row["zero_level"])
+    other = copy.deepcopy(model)
+    stage = getattr(other, layer)
+    stage.settings = dataclasses.replace(stage.settings, weight_bits=None, weight_ref=None)
+    with torch.no_grad():
+        getattr(stage, param).copy_(value)
+    return other
+
+
+def _check_against_evaluate(model, data, layer, param, rows, picks):
+    w = getattr(getattr(model, layer), param).detach()
+    for i in picks:
+        row = rows[i]
+        ref = evaluate(_replaced(model, layer, param, row, w), data.x_test, data.y_test)
+        assert row["accuracy"] == ref.accuracy, row
+        assert row["loss"] == pytest.approx(ref.loss, rel=1e-5, abs=1e-6), row
+
+
+def test_linear_grid_rows(rows, model, digits):
+    assert len(rows) == 30 * (1 + 8 * 2)
+    assert [r["ref_sigma"] for r in rows[:: 1 + 16]] == q.reference_sigmas()
+    assert q.reference_sigmas()[0] == 0.1 and q.reference_sigmas()[-1] == 3.0
+    clipped = [r for r in rows if r["mode"] == "clipped"]
+    assert len(clipped) == 30
+    assert all(r["bits"] is None and r["zero_level"] is None for r in clipped)
+    quantized = {
+        (r["ref_sigma"], r["bits"], r["zero_level"]) for r in rows if r["bits"] is not None
+    }
+    assert len(quantized) == 30 * 8 * 2
+    std = float(model.linear.weight.detach().double().std(correction=0))
+    for r in rows:
+        assert set(r) == set(q.COLUMNS)
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["loss"] > 0
+        assert r["layer"] == "linear" and r["param"] == "weight" and r["n"] == len(digits.y_test)
+        assert r["ref"] == pytest.approx(r["ref_sigma"] * std)
+
+
+def test_vectorized_linear_matches_plain_evaluate(rows, model, digits):
+    # clipped, 0 bits both modes, 3 bits, 7 bits: small and large references
+    picks = [0, 1, 2, 6, 15, 16, 17 * 12, 17 * 12 + 9, 17 * 29, 17 * 29 + 15, 17 * 30 - 1]
+    _check_against_evaluate(model, digits, "linear", "weight", rows, picks)
+
+
+def test_fine_quantization_is_close_and_zero_bits_is_the_bias(rows, model, digits):
+    base = evaluate(model, digits.x_test, digits.y_test).accuracy
+    at = {(r["ref_sigma"], r["bits"], r["zero_level"]): r for r in rows}
+    for zero in (True, False):  # 7 bits at 3 sigma: the rounding costs little beyond the clip
+        assert abs(at[(3.0, 7, zero)]["accuracy"] - at[(3.0, None, None)]["accuracy"]) <= 0.02
+    # (this small model has |w| up to ~4.7 sigma: the 3-sigma clip alone costs a few points)
+    w = model.linear.weight.detach()
+    wide = 1.01 * float(w.abs().max() / w.double().std(correction=0))
+    for r in q.quantization_points(
+        model, digits.x_test, digits.y_test, "linear", ref_sigmas=[wide], bits=[7]
+    ):
+        assert abs(r["accuracy"] - base) <= 0.02, r
+    # 0 bits with a zero level: every weight is 0, the scores are the bias for every image
+    chance = (digits.y_test == model.linear.bias.argmax()).double().mean().item()
+    for s in q.reference_sigmas():
+        assert at[(s, 0, True)]["accuracy"] == pytest.approx(chance)
+    assert chance < 0.2 < base
+
+
+def test_model_is_not_mutated(model, digits):
+    model.set_nonidealities(Nonidealities(linear_weight_bits=3))
+    try:
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        settings = [s.settings for s in model.mac_stages()]
+        seed = model.noise_source.seed
+        for layer in ("linear", "conv"):
+            q.quantization_points(
+                model, digits.x_test, digits.y_test, layer, ref_sigmas=[0.5, 2.0], bits=[0, 2]
+            )
+        after = model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert [s.settings for s in model.mac_stages()] == settings
+        assert model.noise_source.seed == seed
+    finally:
+        model.set_nonidealities(Nonidealities())
+
+
+def test_conv_points_match_plain_evaluate(model, digits):
+    rows = q.quantization_points(
+        model, digits.x_test, digits.y_test, "conv", ref_sigmas=[0.5, 2.5], bits=[1, 5]
+    )
+    assert len(rows) == 2 * (1 + 2 * 2)
+    assert {r["layer"] for r in rows} == {"conv"}
+    _check_against_evaluate(model, digits, "conv", "weight", rows, range(len(rows)))
+
+
+@pytest.mark.parametrize("layer", ["hidden0", "hidden1", "linear"])
+@pytest.mark.parametrize("param", ["weight", "bias"])
+def test_hidden_and_bias_points_match_plain_evaluate(digits, layer, param):
+    model = Main(ModelParams(hidden=(12, 8)), (1, 8, 8), 10).eval()
+    model.reset_parameters(3)
+    rows = q.quantization_points(
+        model, digits.x_test, digits.y_test, layer, param=param, ref_sigmas=[0.3, 2.0], bits=[0, 3]
+    )
+    assert len(rows) == 2 * (1 + 2 * 2)
+    _check_against_evaluate(model, digits, layer, param, rows, range(len(rows)))
+
+
+def test_linear_path_applies_the_stage_nonidealities(model, digits):
+    nl = Nonidealities(
+        linear_input_clip=0.5,
+        linear_input_nonlin=(0.0, 1.0, 0.2),
+        linear_gain_mismatch=0.1,
+        linear_offset_mismatch=0.05,
+        linear_out_saturation=1.5,
+        linear_weight_bits=2,
+        chip_seed=4,
+    )
+    noisy = copy.deepcopy(model)
+    noisy.set_nonidealities(nl)
+    rows = q.quantization_points(
+        noisy, digits.x_test, digits.y_test, "linear", ref_sigmas=[1.0, 3.0], bits=[2, 6]
+    )
+    _check_against_evaluate(noisy, digits, "linear", "weight", rows, range(len(rows)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"layer": "nope"}, "layers: 'nope' is not allowed; allowed: one or more of conv, linear"),
+        ({"bits": [-1]}, r"bits: -1 is not allowed; allowed: integers 0\.\.24"),
+        ({"bits": [3, 25]}, "bits: 25"),
+        ({"bits": []}, "bits: empty"),
+        ({"ref_sigmas": []}, "ref_sigmas: empty"),
+        ({"ref_sigmas": [1.0, 0]}, "ref_sigmas: 0 is not allowed; allowed: finite numbers > 0"),
+        ({"ref_sigmas": [float("nan")]}, "ref_sigmas: nan"),
+        ({"zero_levels": ()}, "zero_levels: empty"),
+        ({"param": "gain"}, "params: 'gain' is not allowed; allowed: weight and/or bias"),
+    ],
+)
+def test_bad_options_fail_before_any_work(model, digits, monkeypatch, kwargs, match):
+    def boom(*args, **kw):
+        raise AssertionError("computed before validating")
+
+    monkeypatch.setattr(q, "copy", types.SimpleNamespace(deepcopy=boom))  # this module only
+    args = {"layer": "linear", **kwargs}
+    with pytest.raises(AanntwinError, match=match):
+        q.quantization_points(model, digits.x_test, digits.y_test, **args)
+
+
+def test_run_quantization_writes_and_resumes(run_dir, tmp_path, monkeypatch):
+    out = tmp_path / "quant"
+    grid = {"ref_sigmas": [1.0, 3.0], "bits": [0, 4], "layers": ["linear", "conv"]}
+    with pytest.raises(AanntwinError, match="layers: 'hidden0'"):
+        q.run_quantization(run_dir, out, **{**grid, "layers": ["hidden0"]}, progress=False)
+    assert not out.exists()
+    df = q.run_quantization(run_dir, out, **grid, progress=False)
+    assert len(df) == 2 * 2 * (1 + 2 * 2)
+    assert list(df["layer"].unique()) == ["linear", "conv"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["study"] == "quantization" and config["layers"] == ["linear", "conv"]
+    assert config["bits"] == [0, 4] and config["run_config"]["dataset"] == "digits"
+    assert df["bits"].isna().sum() == 2 * 2  # clipped-only rows
+    first = (out / "results.csv").read_bytes()
+
+    def boom(*args, **kw):
+        raise AssertionError("recomputed a finished task")
+
+    monkeypatch.setattr(q, "quantization_points", boom)
+    again = q.run_quantization(run_dir, out, **grid, progress=False)
+    assert (out / "results.csv").read_bytes() == first
+    assert again.equals(df)
+    rec = q.recommend(df, max_drop=0.05)
+    assert set(rec) == {"linear", "conv"}
+    for r in rec.values():
+        assert r is None or (r["bits"] in (0, 4) and r["drop"] <= 0.05 + 1e-12)
+
+
+def test_run_quantization_on_an_executor(run_dir, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    grid = {"ref_sigmas": [2.0], "bits": [3], "zero_levels": [False], "progress": False}
+    plain = q.run_quantization(run_dir, tmp_path / "a", **grid)
+    with ThreadPoolExecutor(2) as pool:
+        pooled = q.run_quantization(run_dir, tmp_path / "b", executor=pool, **grid)
+    assert pooled.equals(plain) and len(plain) == 2 * (1 + 1)  # (conv, linear) x 2 points
+
+
+def test_recommend_picks_fewest_bits_then_best_accuracy():
+    import pandas as pd
+
+    rows = [
+        ("clipped", 1.0, None, None, 0.90),
+        ("quantized", 1.0, 2, True, 0.85),
+        ("quantized", 1.0, 3, True, 0.895),
+        ("quantized", 2.0, 3, False, 0.899),
+        ("quantized", 1.0, 5, True, 0.91),
+    ]
+    df = pd.DataFrame(
+        [
+            {
+                "layer": "linear",
+                "param": "weight",
+                "mode": m,
+                "ref_sigma": s,
+                "ref": s / 10,
+                "bits": b,
+                "zero_level": z,
+                "accuracy": a,
+                "loss": 1.0,
+                "n": 10,
+            }
+            for m, s, b, z, a in rows
+        ]
+    )
+    rec = q.recommend(df, max_drop=0.01)["linear"]
+    assert (rec["bits"], rec["ref_sigma"], rec["zero_level"]) == (3, 2.0, False)
+    assert q.recommend(df, max_drop=0.0)["linear"]["bits"] == 5
+    assert q.recommend(df.assign(accuracy=[0.9, 0.1, 0.1, 0.1, 0.1]))["linear"] is None
+
+
+def test_cli_glue(run_dir, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    q.add_parser(sub)
+    q.add_weights_parser(sub)
+    out = tmp_path / "cli"
+    args = parser.parse_args(
+        [
+            "quantization",
+            str(run_dir),
+            "--out",
+            str(out),
+            "--layers",
+            "linear",
+            "--ref-sigmas",
+            "1:3:1",
+            "--bits",
+            "0:2",
+            "--zero-levels",
+            "yes",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert args.ref_sigmas == [1.0, 2.0, 3.0] and args.bits == [0, 1, 2]
+    assert q.run(args) == 0
+    assert "linear:" in capsys.readouterr().out
+    assert (
+        len(
+            q.run_quantization(
+                run_dir,
+                out,
+                layers=["linear"],
+                ref_sigmas=[1, 2, 3],
+                bits=[0, 1, 2],
+                zero_levels=[True],
+                device="cpu",
+                progress=False,
+            )
+        )
+        == 3 * 4
+    )
+    defaults = parser.parse_args(["quantization", "r", "--out", "o"])
+    assert defaults.ref_sigmas is None and defaults.bits == list(range(8))
+    assert (
+        parser.parse_args(
+            ["quantization", "r", "--out", "o", "--ref-sigmas", "0.1:3:0.1"]
+        ).ref_sigmas
+        == q.reference_sigmas()
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["quantization", "r", "--out", "o", "--bits", "x:y"])
+    csv = tmp_path / "w.csv"
+    assert q.run_weights(parser.parse_args(["weights", str(run_dir), "--out", str(csv)])) == 0
+    assert "median_abs" in capsys.readouterr().out and csv.exists()
+
+
+def test_weight_stats(model, run_dir):
+    df = weight_stats(model)
+    assert list(df["layer"].unique()) == ["conv", "linear"]
+    assert set(df["param"]) == {"weight"}
+    for name, stage in (("conv", model.conv), ("linear", model.linear)):
+        w = stage.weight.detach().double()
+        part = df[df["layer"] == name]
+        channels, whole = part[part["channel"] >= 0], part[part["channel"] == ALL_CHANNELS]
+        assert list(channels["channel"]) == list(range(w.shape[0]))
+        assert channels["count"].sum() == w.numel() == whole["count"].item()
+        assert whole["max_abs"].item() == w.abs().max().item()
+        assert whole["min_abs"].item() == w.abs().min().item()
+        assert whole["std"].item() == pytest.approx(w.std(correction=0).item())
+        assert whole["mean"].item() == pytest.approx(w.mean().item())
+        assert channels["max_abs"].tolist() == pytest.approx(w.flatten(1).abs().amax(1).tolist())
+        assert whole["unique"].item() == torch.unique(w).numel()
+    on_disk = weights_run(run_dir, ("weight", "bias"))
+    assert set(on_disk["param"]) == {"weight", "bias"}
+    assert on_disk[on_disk["param"] == "weight"].reset_index(drop=True).equals(df)
+    quantized = copy.deepcopy(model)
+    with torch.no_grad():
+        w = quantized.linear.weight
+        w.copy_(AF.quantize_weights(w, 2, float(w.abs().max()), True))
+    lin = weight_stats(quantized).query("layer == 'linear' and channel == -1")
+    assert lin["unique"].item() <= 2 ** (2 + 1) - 1
