@@ -36,6 +36,7 @@ report: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/studies.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -2,6 +2,12 @@
 
 Figures (MNIST from --data-dir, default ../shared/data/mnist beside the checkout; the default
 model is trained once through the checkpoint cache, later runs read it back):
+- noise_grid_eval_s: the evaluation part of the full reference noise grid for one kind (12
+  training levels x 102 test levels = 1,224 points, 10k test images each): the 12 models are
+  trained first (checkpoint-cached, not timed), then reading them back, normalizing and
+  evaluating every level is timed; --noise-kind picks the kind (default input, the costliest:
+  nothing before the noise can be reused);
+- clean_pass_s: a plain torch conv-ReLU-linear pass over the 10k test images, for scale;
 - quant_grid_s: the quantization study's full reference grid for the final linear layer with one
   zero mode (30 reference values x (clipped-only + bits 0..7) = 270 points) over the 10k test
   images, in process (``quantization_points``); median wall time over --repeat.
@@ -96,7 +102,57 @@ def bench_quant_grid(ctx: Context) -> None:
     )
 
 
-FIGURES = {"quant_grid": bench_quant_grid}
+def bench_noise_grid(ctx: Context) -> None:
+    from aanntwin.studies.grid import REFERENCE_TEST_LEVELS, REFERENCE_TRAIN_LEVELS
+    from aanntwin.studies.noise import TEMPORAL, _noise_task, trained_model, training_config
+
+    base = RunConfig(dataset="mnist")
+    data_dir, device = ctx.args.data_dir, str(ctx.device)
+    for level in REFERENCE_TRAIN_LEVELS:  # not timed: training
+        trained_model(training_config(base, level, list(TEMPORAL)).to_dict(), data_dir, device)
+    kind = ctx.args.noise_kind
+    t0 = time.perf_counter()
+    rows = [
+        row
+        for level in REFERENCE_TRAIN_LEVELS
+        for row in _noise_task(base.to_dict(), data_dir, device, level, list(TEMPORAL), kind,
+                               list(REFERENCE_TEST_LEVELS), {}, 1, 0, True, 1.0)
+    ]  # fmt: skip
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    seconds = time.perf_counter() - t0
+    emit("noise_grid_eval_s", seconds, "s", points=len(rows), kind=kind, images=10_000,
+         runs=1, common_random_numbers=True, normalized=True, **ctx.info())  # fmt: skip
+
+
+def bench_clean_pass(ctx: Context) -> None:
+    import torch.nn.functional as F
+
+    model, x = ctx.model, ctx.data.x_test
+    w_c, b_c = model.conv.weight.detach(), model.conv.bias.detach()
+    w_l, b_l = model.linear.weight.detach(), model.linear.bias.detach()
+    step = 1000 if ctx.device.type == "cpu" else len(x)
+
+    @torch.no_grad()
+    def once() -> float:
+        t0 = time.perf_counter()
+        for i in range(0, len(x), step):
+            h = F.relu(F.conv2d(x[i : i + step], w_c, b_c, 2, 1)).flatten(1)
+            F.linear(h, w_l, b_l).argmax(1)
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize(ctx.device)
+        return time.perf_counter() - t0
+
+    once()
+    times = [once() for _ in range(max(5, ctx.args.repeat))]
+    emit("clean_pass_s", statistics.median(times), "s", images=len(x), **ctx.info())
+
+
+FIGURES = {
+    "noise_grid": bench_noise_grid,
+    "clean_pass": bench_clean_pass,
+    "quant_grid": bench_quant_grid,
+}
 
 
 def main() -> int:
@@ -107,6 +163,7 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3, help="timed repetitions (median reported)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--only", choices=sorted(FIGURES), action="append")
+    p.add_argument("--noise-kind", default="input", help="kind timed by noise_grid")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ctx = Context(args)
