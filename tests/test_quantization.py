@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -261,60 +260,36 @@ def test_recommend_picks_fewest_bits_then_best_accuracy():
 
 
 def test_cli_glue(run_dir, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    q.add_parser(sub)
-    q.add_weights_parser(sub)
+    from aanntwin.cli import build_parser, main
+
     out = tmp_path / "cli"
-    args = parser.parse_args(
-        [
-            "quantization",
-            str(run_dir),
-            "--out",
-            str(out),
-            "--layers",
-            "linear",
-            "--ref-sigmas",
-            "1:3:1",
-            "--bits",
-            "0:2",
-            "--zero-levels",
-            "yes",
-            "--no-progress",
-            "--device",
-            "cpu",
-        ]
-    )
+    argv = ["sweep", "quantization", str(run_dir), "--out", str(out), "--layers", "linear",
+            "--ref-sigmas", "1:3:1", "--bits", "0:2", "--zero-levels", "yes", "--no-progress",
+            "--device", "cpu"]  # fmt: skip
+    args = build_parser().parse_args(argv)
     assert args.ref_sigmas == [1.0, 2.0, 3.0] and args.bits == [0, 1, 2]
-    assert q.run(args) == 0
+    assert main(argv) == 0
     assert "linear:" in capsys.readouterr().out
-    assert (
-        len(
-            q.run_quantization(
-                run_dir,
-                out,
-                layers=["linear"],
-                ref_sigmas=[1, 2, 3],
-                bits=[0, 1, 2],
-                zero_levels=[True],
-                device="cpu",
-                progress=False,
-            )
-        )
-        == 3 * 4
+    again = q.run_quantization(
+        run_dir,
+        out,
+        layers=["linear"],
+        ref_sigmas=[1, 2, 3],
+        bits=[0, 1, 2],
+        zero_levels=[True],
+        device="cpu",
+        progress=False,
     )
-    defaults = parser.parse_args(["quantization", "r", "--out", "o"])
-    assert defaults.ref_sigmas is None and defaults.bits == list(range(8))
-    assert (
-        parser.parse_args(
-            ["quantization", "r", "--out", "o", "--ref-sigmas", "0.1:3:0.1"]
-        ).ref_sigmas
-        == q.reference_sigmas()
+    assert len(again) == 3 * 4
+    parse = lambda *extra: build_parser().parse_args(  # noqa: E731
+        ["sweep", "quantization", "r", "--out", "o", *extra]
     )
+    assert parse().ref_sigmas is None and parse().bits == list(range(8))
+    assert parse("--ref-sigmas", "0.1:3:0.1").ref_sigmas == q.reference_sigmas()
     with pytest.raises(SystemExit):
-        parser.parse_args(["quantization", "r", "--out", "o", "--bits", "x:y"])
+        parse("--bits", "x:y")
     csv = tmp_path / "w.csv"
-    assert q.run_weights(parser.parse_args(["weights", str(run_dir), "--out", str(csv)])) == 0
+    assert main(["weights", str(run_dir), "--out", str(csv)]) == 0
     assert "median_abs" in capsys.readouterr().out and csv.exists()
 
 

@@ -12,9 +12,11 @@ from typing import Any
 from ..errors import AanntwinError
 
 
-def add_execution_args(p: argparse.ArgumentParser) -> None:
+def add_execution_args(p: argparse.ArgumentParser, out_required: bool = True) -> None:
+    """The options every sweep shares (``--out`` unless the study declares it itself)."""
     g = p.add_argument_group("execution")
-    g.add_argument("--out", required=True, help="result folder (results.csv, config.json)")
+    if out_required:
+        g.add_argument("--out", required=True, help="result folder (results.csv, config.json)")
     g.add_argument(
         "--resume",
         action=argparse.BooleanOptionalAction,
@@ -112,9 +114,14 @@ def run_noise(args: argparse.Namespace) -> int:
         common_random_numbers=not args.no_crn,
         normalize_target=target,
     )  # fmt: skip
-    df = run_noise_sweep(sweep, args.out, data_dir=args.data_dir,
-                         device=resolve_device(args.device), executor=executor(args),
-                         resume=args.resume, progress=not args.no_progress)  # fmt: skip
+    pool = executor(args)
+    try:
+        df = run_noise_sweep(sweep, args.out, data_dir=args.data_dir,
+                             device=resolve_device(args.device), executor=pool,
+                             resume=args.resume, progress=not args.no_progress)  # fmt: skip
+    finally:
+        if pool is not None:
+            pool.shutdown()
     print(f"{len(df)} points in {args.out}/results.csv")
     best = df.groupby("kind")["accuracy_mean"].agg(["min", "max"])
     for kind, row in best.iterrows():
@@ -159,11 +166,16 @@ def run_architecture(args: argparse.Namespace) -> int:
         "stride": args.stride,
         "pool": args.pool,
     }
-    df = run_architecture_sweep(cfg, args.out, space=space,
-                                max_multipliers=args.max_multipliers, limit=args.limit,
-                                data_dir=args.data_dir, device=resolve_device(args.device),
-                                executor=executor(args), resume=args.resume,
-                                progress=not args.no_progress)  # fmt: skip
+    pool = executor(args)
+    try:
+        df = run_architecture_sweep(cfg, args.out, space=space,
+                                    max_multipliers=args.max_multipliers, limit=args.limit,
+                                    data_dir=args.data_dir, device=resolve_device(args.device),
+                                    executor=pool, resume=args.resume,
+                                    progress=not args.no_progress)  # fmt: skip
+    finally:
+        if pool is not None:
+            pool.shutdown()
     front = pareto_front(df)
     print(f"{len(df)} geometries in {args.out}/results.csv; Pareto front (multipliers, accuracy):")
     for _, r in front.iterrows():

@@ -34,8 +34,8 @@ from ..errors import AanntwinError
 from ..layers import derive_seed
 from ..model import WEIGHTS_FILE, Main
 from .common import cached_dataset, load_run, resolve_device
-from .runner import ResultStore, Task, executor_from_args, run_tasks
-from .weights import add_weights_parser, run_weights, stage_names  # noqa: F401 (CLI glue)
+from .runner import ResultStore, Task, run_tasks
+from .weights import stage_names
 
 COLUMNS = ["layer", "param", "ref_sigma", "ref", "bits", "zero_level", "mode", "accuracy"]
 COLUMNS += ["loss", "n"]
@@ -317,12 +317,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     a("--bits", type=_numbers(int), default=list(range(8)), help="lo:hi or list (default 0:7)")
     a("--zero-levels", choices=["both", "yes", "no"], default="both", help="zero level or not")
     a("--nonidealities", help="nonidealities JSON to evaluate with (default: ideal)")
-    a("--workers", type=int, help="local worker processes (default: in-process)")
-    a("--dask-scheduler", help="address of a Dask scheduler to run the tasks on")
-    a("--no-resume", action="store_true", help="discard earlier results in --out")
-    a("--data-dir", help="folder with the IDX files (or $AANNTWIN_DATA_DIR)")
-    a("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    a("--no-progress", action="store_true", help="no progress bar")
+    from .cli import add_execution_args
+
+    add_execution_args(p, out_required=False)
     return p
 
 
@@ -332,9 +329,11 @@ def run(args: argparse.Namespace) -> int:
     zeros = {"both": (True, False), "yes": (True,), "no": (False,)}[args.zero_levels]
     params = ("weight", "bias") if args.bias else ("weight",)
     kw = dict(layers=args.layers, params=params, ref_sigmas=args.ref_sigmas, bits=args.bits)
-    kw.update(zero_levels=zeros, data_dir=args.data_dir, device=args.device, nonidealities=nl)
-    kw.update(resume=not args.no_resume, progress=not args.no_progress)
-    executor = executor_from_args(args.workers, args.dask_scheduler)
+    kw.update(zero_levels=zeros, data_dir=args.data_dir, nonidealities=nl)
+    kw.update(device=resolve_device(args.device), resume=args.resume, progress=not args.no_progress)
+    from .cli import executor as make_executor
+
+    executor = make_executor(args)
     try:
         df = run_quantization(args.run_dir, args.out, executor=executor, **kw)
     finally:
