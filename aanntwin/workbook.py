@@ -1,0 +1,319 @@
+"""The workbook runner: execute the notebooks with papermill, render HTML reports, index them.
+
+``reports/<name>/`` receives, per notebook, the executed copy (``executed/NN_x.ipynb``), the
+designers' report without code (``NN_x.html``) and a version with code (``NN_x.code.html``);
+``index.html`` links them with the run's parameters, seed, versions, timings and headline
+figures; ``run.json`` records the same for machines. Several variants (parameter sets) each get
+their own folder, and ``reports/index.html`` compares their headline figures side by side. A
+variant already rendered with identical parameters, notebooks and code is not rerun unless forced.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import AanntwinError
+from .io import write_json_atomic, write_text_atomic
+from .schema import stable_hash
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+"""The notebooks of a source checkout (``--notebooks`` points elsewhere)."""
+RESERVED = ("name", "notebooks", "variants")
+"""Keys of a parameters file that are not notebook parameters."""
+
+
+@dataclass
+class NotebookRun:
+    name: str
+    status: str = "not run"
+    """ok, failed, or not run (after a failure)."""
+    seconds: float = 0.0
+    report: str | None = None
+    report_with_code: str | None = None
+    executed: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class WorkbookRun:
+    name: str
+    folder: str
+    parameters: dict[str, Any]
+    fingerprint: str
+    notebooks: list[NotebookRun] = field(default_factory=list)
+    versions: dict[str, Any] = field(default_factory=dict)
+    headlines: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    skipped: bool = False
+    """True when an identical earlier run was reused."""
+
+    @property
+    def ok(self) -> bool:
+        return all(nb.status == "ok" for nb in self.notebooks)
+
+
+def load_parameters(path: str | Path) -> dict[str, Any]:
+    """A parameters file (YAML or JSON): notebook parameters plus ``name``, ``notebooks``
+    (per-notebook overrides: ``{"02_training": {"epochs": 5}}``) and ``variants`` (a list of
+    ``{"name": ..., **overrides}``, each run into its own folder)."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AanntwinError(f"{p}: parameters file not found") from None
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise AanntwinError(
+            f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'} ({exc})"
+        ) from None
+    data = data or {}
+    if not isinstance(data, dict):
+        raise AanntwinError(f"{p}: expected a mapping of parameters")
+    if not isinstance(data.get("notebooks", {}), dict):
+        raise AanntwinError(f"{p}: 'notebooks' must map notebook names to parameter overrides")
+    variants = data.get("variants", [])
+    if not isinstance(variants, list) or any(
+        not isinstance(v, dict) or not v.get("name") for v in variants
+    ):
+        raise AanntwinError(f"{p}: 'variants' must be a list of mappings, each with a 'name'")
+    return data
+
+
+def expand_variants(data: dict[str, Any], default_name: str) -> list[tuple[str, dict, dict]]:
+    """``[(name, parameters, per-notebook overrides)]``: one per variant, or the file itself."""
+    base = {k: v for k, v in data.items() if k not in RESERVED}
+    overrides = data.get("notebooks", {})
+    variants = data.get("variants") or [{"name": data.get("name", default_name)}]
+    return [
+        (str(v["name"]), {**base, **{k: x for k, x in v.items() if k != "name"}}, overrides)
+        for v in variants
+    ]
+
+
+def notebook_paths(folder: Path, only: list[str] | None = None) -> list[Path]:
+    paths = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        raise AanntwinError(f"{folder}: no notebooks (NN_name.ipynb) here; pass --notebooks DIR")
+    if only:
+        known = {p.stem for p in paths}
+        for name in only:
+            if name not in known:
+                raise AanntwinError(
+                    f"--only {name}: no such notebook; known: {', '.join(sorted(known))}"
+                )
+        paths = [p for p in paths if p.stem in only]
+    return paths
+
+
+def _versions() -> dict[str, Any]:
+    import platform
+
+    import nbconvert
+    import papermill
+    import torch
+
+    from . import __version__
+    from .provenance import git_commit
+
+    return {"aanntwin": __version__, "git_commit": git_commit(), "torch": torch.__version__,
+            "papermill": papermill.__version__, "nbconvert": nbconvert.__version__,
+            "python": platform.python_version()}  # fmt: skip
+
+
+def _render(executed: Path, target: Path, with_code: bool) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", exclude_input=not with_code,
+                            exclude_input_prompt=True, exclude_output_prompt=True)  # fmt: skip
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    write_text_atomic(target, body)
+
+
+def _failure(exc: Exception) -> str:
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    cell = getattr(exc, "exec_count", None)
+    where = f" (cell [{cell}])" if cell is not None else ""
+    return f"{ename}: {evalue}{where}".strip()
+
+
+def run_workbook(
+    parameters: dict[str, Any],
+    name: str,
+    out_root: str | Path = "reports",
+    *,
+    notebooks_dir: str | Path | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    only: list[str] | None = None,
+    force: bool = False,
+    code_html: bool = True,
+    log: Any = sys.stderr,
+) -> WorkbookRun:
+    """Execute the notebooks in order into ``out_root/name``; stop at the first failure."""
+    import papermill
+
+    nb_dir = Path(notebooks_dir) if notebooks_dir else NOTEBOOKS_DIR
+    paths = notebook_paths(nb_dir, only)
+    folder = Path(out_root) / name
+    overrides = overrides or {}
+    params = {**parameters, "out_dir": str((folder / "data").resolve())}
+    versions = _versions()
+    fingerprint = stable_hash(
+        {
+            "parameters": params,
+            "overrides": overrides,
+            "versions": versions,
+            "notebooks": {p.name: stable_hash(p.read_text()) for p in paths},
+        }
+    )
+    previous = folder / "run.json"
+    if not force and previous.exists():
+        old = json.loads(previous.read_text())
+        if old.get("fingerprint") == fingerprint and old.get("ok"):
+            print(f"workbook {name}: unchanged since the last run, not rerun (--force reruns)",
+                  file=log)  # fmt: skip
+            run = WorkbookRun(
+                **{k: v for k, v in old.items() if k in WorkbookRun.__dataclass_fields__}
+            )
+            run.notebooks = [NotebookRun(**nb) for nb in old["notebooks"]]
+            run.skipped = True
+            return run
+    run = WorkbookRun(name, str(folder), params, fingerprint, versions=versions)
+    run.notebooks = [NotebookRun(p.stem) for p in paths]
+    (folder / "executed").mkdir(parents=True, exist_ok=True)
+    t_run = time.perf_counter()
+    for i, (path, nb) in enumerate(zip(paths, run.notebooks, strict=True)):
+        print(f"workbook {name}: [{i + 1}/{len(paths)}] {path.stem} ...", file=log, flush=True)
+        executed = folder / "executed" / path.name
+        nb.executed = str(executed.relative_to(folder))
+        t0 = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(path), str(executed), parameters={**params, **overrides.get(path.stem, {})},
+                kernel_name="python3", progress_bar=False, cwd=str(nb_dir),
+            )  # fmt: skip
+            nb.status = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure is reported in the index
+            nb.status, nb.error = "failed", _failure(exc)
+        nb.seconds = time.perf_counter() - t0
+        if executed.exists():
+            _render(executed, folder / f"{path.stem}.html", with_code=False)
+            nb.report = f"{path.stem}.html"
+            if code_html:
+                _render(executed, folder / f"{path.stem}.code.html", with_code=True)
+                nb.report_with_code = f"{path.stem}.code.html"
+        print(f"workbook {name}: [{i + 1}/{len(paths)}] {path.stem} {nb.status} "
+              f"({nb.seconds:.1f} s)", file=log, flush=True)  # fmt: skip
+        if nb.status != "ok":
+            break
+    run.seconds = time.perf_counter() - t_run
+    headlines = Path(params["out_dir"]) / "headlines.json"
+    if headlines.exists():
+        run.headlines = json.loads(headlines.read_text())
+    write_json_atomic(previous, {**asdict(run), "ok": run.ok})
+    write_text_atomic(folder / "index.html", render_index(run))
+    return run
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_STYLE = """<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;
+text-align:left}th{background:#f3f3f3}.ok{color:#1a7f37}.failed{color:#cf222e;font-weight:bold}
+</style>"""
+
+
+def _headline_cells(value: Any) -> str:
+    if isinstance(value, dict) and "value" in value:
+        v = value["value"]
+        shown = f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
+        return f"{shown} {html.escape(str(value.get('unit', '')))}".strip()
+    return html.escape(json.dumps(value))
+
+
+def render_index(run: WorkbookRun) -> str:
+    """The run's index page: notebooks, status, timings, parameters, versions, headlines."""
+    esc = html.escape
+    rows = []
+    for nb in run.notebooks:
+        links = " ".join(
+            f'<a href="{esc(href)}">{label}</a>'
+            for href, label in ((nb.report, "report"), (nb.report_with_code, "with code"),
+                                (nb.executed, "notebook")) if href
+        )  # fmt: skip
+        status = f'<span class="{esc(nb.status)}">{esc(nb.status)}</span>'
+        if nb.error:
+            status += f"<br><code>{esc(nb.error)}</code>"
+        rows.append([esc(nb.name), status, f"{nb.seconds:.1f} s", links])
+    params = [[esc(k), f"<code>{esc(json.dumps(v))}</code>"] for k, v in run.parameters.items()]
+    versions = [[esc(k), esc(str(v))] for k, v in run.versions.items()]
+    heads = [[esc(k), _headline_cells(v)] for k, v in run.headlines.items()]
+    title = f"aanntwin workbook: {esc(run.name)}"
+    seed = esc(str(run.parameters.get("seed", "")))
+    chip = esc(str(run.parameters.get("chip_seed", "")))
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>{_STYLE}"
+        f"</head><body><h1>{title}</h1><p>seed {seed}, chip instance {chip}, "
+        f"{run.seconds:.1f} s in all, {'all notebooks ran' if run.ok else 'FAILED'}</p>"
+        f"<h2>Notebooks</h2>{_table(rows, ['notebook', 'status', 'time', 'files'])}"
+        f"<h2>Headline figures</h2>{_table(heads, ['figure', 'value'])}"
+        f"<h2>Parameters</h2>{_table(params, ['parameter', 'value'])}"
+        f"<h2>Versions</h2>{_table(versions, ['package', 'version'])}</body></html>"
+    )
+
+
+def render_comparison(runs: list[WorkbookRun]) -> str:
+    """The top-level page: every variant's headline figures side by side."""
+    esc = html.escape
+    names = sorted({k for r in runs for k in r.headlines})
+    header = ["figure", *(r.name for r in runs)]
+    rows = [[esc(n), *(_headline_cells(r.headlines[n]) if n in r.headlines else "" for r in runs)]
+            for n in names]  # fmt: skip
+    status = [
+        ["status", *("ok" if r.ok else "FAILED" for r in runs)],
+        ["report", *(f'<a href="{esc(r.name)}/index.html">index</a>' for r in runs)],
+    ]
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>aanntwin variants</title>"
+        f"{_STYLE}</head><body><h1>aanntwin workbook variants</h1>"
+        f"{_table(status + rows, header)}</body></html>"
+    )
+
+
+def run_parameter_files(
+    files: list[str], out_root: str | Path = "reports", name: str | None = None, **kwargs: Any
+) -> list[WorkbookRun]:
+    """Run every variant of every parameters file (none: the defaults) into its own folder."""
+    variants: list[tuple[str, dict, dict]] = []
+    for f in files:
+        variants += expand_variants(load_parameters(f), name or Path(f).stem)
+    if not files:
+        variants = [(name or "default", {}, {})]
+    elif name and len(variants) == 1:
+        variants = [(name, variants[0][1], variants[0][2])]
+    seen = [v[0] for v in variants]
+    if len(set(seen)) != len(seen):
+        raise AanntwinError(f"variant names must be unique, got {seen}")
+    runs = []
+    for vname, params, overrides in variants:
+        run = run_workbook(params, vname, out_root, overrides=overrides, **kwargs)
+        runs.append(run)
+        if not run.ok:
+            break
+    if len(runs) > 1 or len(variants) > 1:
+        write_text_atomic(Path(out_root) / "index.html", render_comparison(runs))
+    return runs
