@@ -26,6 +26,8 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 """The notebooks of a source checkout (``--notebooks`` points elsewhere)."""
 RESERVED = ("name", "notebooks", "variants")
 """Keys of a parameters file that are not notebook parameters."""
+PATH_PARAMETERS = ("data_dir", "nonidealities")
+"""Parameters naming files: relative ones are taken from where the workbook is started."""
 
 
 @dataclass
@@ -167,6 +169,9 @@ def run_workbook(
     folder = Path(out_root) / name
     overrides = overrides or {}
     params = {**parameters, "out_dir": str((folder / "data").resolve())}
+    for key in PATH_PARAMETERS:  # the notebooks run in their own folder
+        if isinstance(params.get(key), str):
+            params[key] = str(Path(params[key]).expanduser().resolve())
     versions = _versions()
     fingerprint = stable_hash(
         {
