@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-stamp
-REPORT_DIR ?= reports/digits-default
+REPORT_PARAMS ?= examples/workbook.yaml
 
 export OMP_WAIT_POLICY ?= passive
 
@@ -30,9 +30,7 @@ lint: install
 	$(BIN)/ruff format --check aanntwin tests benchmarks
 
 report: install
-	$(BIN)/aanntwin train --dataset digits --out $(REPORT_DIR) --no-progress
-	$(BIN)/aanntwin evaluate $(REPORT_DIR) --ideal
-	$(BIN)/aanntwin evaluate $(REPORT_DIR) --nonidealities examples/reference_nonidealities.json --runs 10
+	$(BIN)/aanntwin workbook --params $(REPORT_PARAMS) --out reports
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -1,0 +1,390 @@
+"""What the notebooks share: parameters, trained models in ``out_dir``, headers, headline figures.
+
+Every notebook takes the same papermill parameters (``dataset``, ``data_dir``, ``epochs``,
+``seed``, ``nonidealities``, ``out_dir``, ``quick``, ``chip_seed``) and turns them into a
+:class:`Context` with :func:`setup`. Trained models are folders like ``aanntwin train`` writes
+(``weights.safetensors``, ``config.json``, ``metrics.json``) under ``out_dir``; training goes
+through the checkpoint cache, so asking again for the same model is cheap. Headline figures go
+to ``out_dir/headlines.json`` (``{name: {"value": v, "unit": u}}``) for the workbook runner.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import datetime
+import html
+import inspect
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Nonidealities, RunConfig, TrainParams, load_nonidealities
+from .errors import AanntwinError
+from .io import write_json_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The source checkout holding this package (``examples/`` and ``notebooks/`` live here)."""
+QUICK_EPOCHS = 2
+"""Epoch cap of ``quick`` runs."""
+IDEAL, HW = "model_ideal", "model_hw"
+"""Folder names (under ``out_dir``) of the ideal and the hardware-aware model."""
+HEADLINES = "headlines.json"
+PARAMETERS = ("dataset", "data_dir", "epochs", "seed", "nonidealities", "out_dir", "quick")
+PARAMETERS += ("chip_seed",)
+"""The parameters every notebook takes (papermill); notebooks may add their own."""
+
+
+def default_nonidealities_path() -> Path:
+    """The repository's ``examples/reference_nonidealities.json``."""
+    path = ROOT / "examples" / "reference_nonidealities.json"
+    if not path.exists():
+        raise AanntwinError(
+            f"{path}: not found (aanntwin is not run from a source checkout); pass the "
+            "'nonidealities' parameter"
+        )
+    return path
+
+
+def resolve_path(path: str | os.PathLike[str], output: bool = False) -> Path:
+    """``path`` made absolute. From a source checkout, a relative ``output`` path (``out_dir``)
+    is taken from the checkout root, so ``reports/scratch`` is one folder under papermill, the
+    workbook runner and Voila whatever their working folder; an input path is taken from the
+    current folder when it exists there, else from the checkout root."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or not (ROOT / "pyproject.toml").exists() or (p.exists() and not output):
+        return p.resolve()
+    return (ROOT / p).resolve()
+
+
+def run_config(dataset: str, epochs: int, seed: int, nl: Nonidealities | None) -> RunConfig:
+    """The run configuration of a notebook model (``nl``: training nonidealities)."""
+    train = TrainParams(epochs=epochs, seed=seed)
+    return RunConfig(dataset=dataset, train=train, nonidealities=nl or Nonidealities())
+
+
+def _dataset(dataset: str, data_dir: str | None) -> Any:
+    from .studies.common import cached_dataset
+
+    return cached_dataset(dataset, None if data_dir is None else str(resolve_path(data_dir)))
+
+
+def ensure_model(
+    out_dir: str | os.PathLike[str],
+    dataset: str = "digits",
+    data_dir: str | None = None,
+    epochs: int = 12,
+    seed: int = 0,
+    nonidealities: Nonidealities | str | os.PathLike[str] | None = None,
+    name: str = IDEAL,
+    quick: bool = False,
+) -> Path:
+    """The folder ``out_dir/name`` holding this model, trained (through the checkpoint cache)
+    unless it already holds exactly it. ``nonidealities``: training nonidealities (a
+    :class:`Nonidealities` or a JSON path); None trains the ideal model."""
+    import torch
+
+    from .cache import CheckpointCache
+    from .model import WEIGHTS_FILE, save_weights
+    from .provenance import provenance
+    from .training import evaluate, train
+
+    if nonidealities is not None and not isinstance(nonidealities, Nonidealities):
+        nonidealities = load_nonidealities(str(resolve_path(nonidealities)))
+    epochs = min(epochs, QUICK_EPOCHS) if quick else epochs
+    cfg = run_config(dataset, epochs, seed, nonidealities)
+    folder = resolve_path(out_dir, output=True) / name
+    data = _dataset(dataset, data_dir)
+    key = cfg.cache_key(f"{data.fingerprint}:{torch.float32}")
+    try:
+        if load_metrics(folder)["cache_key"] == key and (folder / WEIGHTS_FILE).exists():
+            return folder
+    except (OSError, KeyError, ValueError):
+        pass
+    result = train(cfg, data, cache=CheckpointCache(), progress=False)
+    test = evaluate(result.model, data.x_test, data.y_test)
+    save_weights(result.model, folder / WEIGHTS_FILE, {"config": cfg.to_dict()})
+    write_json_atomic(folder / "config.json", json.loads(cfg.to_json()))
+    ds = {k: getattr(data, k) for k in ("name", "source", "fingerprint")}
+    ds.update(n_train=len(data.y_train), n_test=len(data.y_test))
+    metrics = {"test_accuracy": test.accuracy, "test_loss": test.loss, "epochs": cfg.train.epochs}
+    metrics.update(epoch_seconds=result.epoch_seconds, train_seconds=sum(result.epoch_seconds))
+    metrics.update(resumed_from_epoch=result.resumed_from, confusion=test.confusion)
+    metrics.update(per_class_accuracy=test.per_class_accuracy)
+    metrics.update(history=[dataclasses.asdict(h) for h in result.history])
+    metrics.update(dataset=ds, geometry=result.model.geometry.to_dict(), cache_key=key)
+    metrics.update(config=cfg.to_dict(), provenance=provenance("cpu"))
+    write_json_atomic(folder / "metrics.json", metrics)
+    return folder
+
+
+def load_metrics(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """``metrics.json`` of a trained-model folder."""
+    return json.loads((Path(folder) / "metrics.json").read_text(encoding="utf-8"))
+
+
+@dataclass
+class Context:
+    """A notebook's resolved parameters (see :func:`setup`)."""
+
+    params: dict[str, Any]
+    """The parameters as passed (for the header)."""
+    dataset: str
+    data_dir: str | None
+    epochs: int
+    """Training epochs actually used (capped at 2 when ``quick``)."""
+    seed: int
+    chip_seed: int
+    quick: bool
+    out_dir: Path
+    nonidealities_path: Path
+    nonidealities: Nonidealities
+    """The file's nonidealities with ``chip_seed`` applied (the chip instance under test)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data(self) -> Any:
+        """The dataset (loaded once per kernel)."""
+        return _dataset(self.dataset, self.data_dir)
+
+    def model_dir(self, name: str = IDEAL) -> Path:
+        """``out_dir/name`` trained if needed: ``model_hw`` trains with the nonidealities on."""
+        nl = load_nonidealities(str(self.nonidealities_path)) if name == HW else None
+        return ensure_model(self.out_dir, self.dataset, self.data_dir, self.epochs, self.seed,
+                            nl, name)  # fmt: skip
+
+    def runs(self, default: int = 5) -> int:
+        """The ``runs`` parameter (noise draws per point), at most 2 when ``quick``."""
+        runs = int(self.extra.get("runs", default))
+        return min(runs, 2) if self.quick else runs
+
+    def model(self, name: str = IDEAL, nonidealities: Nonidealities | None = None) -> Any:
+        """The :class:`~aanntwin.model.Main` of ``out_dir/name`` with ``nonidealities`` on."""
+        from .studies.common import load_run
+
+        return load_run(self.model_dir(name), nonidealities)[1]
+
+
+def setup(params: dict[str, Any]) -> Context:
+    """Resolve the notebook parameters: paths made absolute, nonidealities loaded."""
+    p = dict(params)
+    path, data_dir = p.get("nonidealities"), p.get("data_dir")
+    nl_path = default_nonidealities_path() if path is None else resolve_path(path)
+    chip_seed, quick, epochs = int(p.get("chip_seed", 0)), bool(p.get("quick")), p.get("epochs")
+    epochs = int(12 if epochs is None else epochs)
+    return Context(
+        params=p,
+        dataset=p.get("dataset", "digits"),
+        data_dir=None if data_dir is None else str(resolve_path(data_dir)),
+        epochs=min(epochs, QUICK_EPOCHS) if quick else epochs,
+        seed=int(p.get("seed", 0)),
+        chip_seed=chip_seed,
+        quick=quick,
+        out_dir=resolve_path(p.get("out_dir", "reports/scratch"), output=True),
+        nonidealities_path=nl_path,
+        nonidealities=load_nonidealities(str(nl_path)).replace(chip_seed=chip_seed),
+        extra={k: v for k, v in p.items() if k not in PARAMETERS},
+    )
+
+
+def _cell(value: Any) -> str:
+    return "<code>None</code>" if value is None else html.escape(str(value))
+
+
+def header(params: dict[str, Any] | Context) -> Any:
+    """An HTML block: configuration, seed, chip instance, active nonidealities, versions."""
+    from IPython.display import HTML
+
+    from . import __version__
+    from .provenance import git_commit
+
+    ctx = params if isinstance(params, Context) else setup(params)
+    nl = ctx.nonidealities.active()
+    nl.pop("chip_seed", None)
+    rows = [
+        ("dataset", ctx.dataset),
+        ("training epochs", f"{ctx.epochs}" + (" (quick run: capped)" if ctx.quick else "")),
+        ("seed (weights, shuffling, noise draws)", ctx.seed),
+        ("chip instance (chip_seed: mismatch draw)", ctx.chip_seed),
+        ("nonidealities file", ctx.nonidealities_path),
+        ("active nonidealities", ", ".join(f"{k} = {v}" for k, v in nl.items()) or "none"),
+        ("data products (out_dir)", ctx.out_dir),
+        *((k, v) for k, v in ctx.extra.items()),
+        ("aanntwin / git commit", f"{__version__} / {git_commit() or 'unknown'}"),
+        ("run at", datetime.datetime.now().isoformat(timespec="seconds")),
+    ]
+    left = "style='text-align:left'"
+    body = "".join(f"<tr><th {left}>{html.escape(k)}</th><td {left}>{_cell(v)}</td></tr>"
+                   for k, v in rows)  # fmt: skip
+    return HTML(f"<table class='aanntwin-header'>{body}</table>")
+
+
+def record(out_dir: str | os.PathLike[str], name: str, value: Any, unit: str = "") -> None:
+    """Store one headline figure in ``out_dir/headlines.json`` (read, update, atomic write)."""
+    path = resolve_path(out_dir, output=True) / HEADLINES
+    data = load_headlines(out_dir)
+    value = value.item() if hasattr(value, "item") else value
+    data[name] = {"value": None if value != value else value, "unit": unit}  # NaN -> null
+    write_json_atomic(path, data)
+
+
+def load_headlines(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``out_dir/headlines.json`` (empty when absent)."""
+    path = resolve_path(out_dir, output=True) / HEADLINES
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def show(fig: Any, dpi: int = 100) -> None:
+    """Display a matplotlib Figure as a PNG (works without pyplot; lands in static HTML)."""
+    from IPython.display import Image, display
+
+    display(Image(data=png_bytes(fig, dpi)))
+
+
+def png_bytes(fig: Any, dpi: int = 100) -> bytes:
+    """The figure rendered as PNG bytes."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- nonidealities
+def field_docs(cls: type = Nonidealities) -> dict[str, str]:
+    """The attribute docstrings of a dataclass (first sentence each), read from its source."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for stmt, nxt in zip(body, body[1:], strict=False):
+        named = isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+        if named and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[stmt.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore
+    return docs
+
+
+def field_unit(name: str) -> str:
+    """The unit of a Nonidealities field (from its metadata, else from its kind)."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(Nonidealities)}
+    unit = meta.get(name, {}).get("unit", "")
+    if unit:
+        return unit
+    if name.endswith("_bits"):
+        return "bits"
+    if name.endswith("_nonlin"):
+        return "a_k in V^(1-k)"
+    return ""
+
+
+def nonidealities_table(nl: Nonidealities, active_only: bool = False) -> Any:
+    """A DataFrame: field, value (``off`` for None), unit, meaning."""
+    import pandas as pd
+
+    docs = field_docs()
+    rows = []
+    for name, value in nl.to_dict().items():
+        if active_only and name not in nl.active():
+            continue
+        shown = "off" if value is None else value
+        rows.append({"field": name, "value": shown, "unit": field_unit(name),
+                     "meaning": docs.get(name, "")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def transfer_curves(nl: Nonidealities, points: int = 401) -> dict[str, Any]:
+    """What the twin implies for a nonidealities set: multiplier input after clip + polynomial
+    for the conv and linear stages over an input voltage span (``v``, V), and the ReLU circuit
+    over MAC outputs (``y``, V). Keys: ``v``, ``conv``, ``linear``, ``y``, ``relu``."""
+    import torch
+
+    from . import functional as AF
+
+    clips = [c for c in (nl.conv2d_input_clip, nl.linear_input_clip) if c is not None]
+    span = 1.5 * max(clips) if clips else 2.0
+    v = torch.linspace(-span, span, points, dtype=torch.float64)
+    out: dict[str, Any] = {"v": v.numpy()}
+    for key, kind in (("conv", "conv2d"), ("linear", "linear")):
+        s = nl.stage(kind)
+        h = AF.clip(v, s.input_clip) if s.input_clip is not None else v
+        out[key] = (AF.polynomial(h, s.input_nonlin) if s.input_nonlin else h).numpy()
+    y = torch.linspace(-1.0, 1.0, points, dtype=torch.float64)
+    out["y"], out["relu"] = y.numpy(), AF.analog_relu(y, nl.relu_cutoff).numpy()
+    return out
+
+
+NOISE_FIELDS = ("input_noise", "conv2d_out_noise", "relu_out_noise", "linear_out_noise",
+                "conv2d_offset_mismatch", "linear_offset_mismatch", "conv2d_gain_mismatch",
+                "linear_gain_mismatch")  # fmt: skip
+
+
+def noise_sigmas(nl: Nonidealities) -> dict[str, tuple[float, str]]:
+    """Noise and mismatch sigmas as (value, unit); an off one is 0 (gain mismatch in %)."""
+    out = {}
+    for name in NOISE_FIELDS:
+        value = getattr(nl, name) or 0.0
+        out[name] = (100 * value, "%") if "gain" in name else (value, "V")
+    return out
+
+
+def tolerable_levels(df: Any, max_drop: float = 0.01) -> Any:
+    """From a noise sweep's results, per kind and training level: the largest test level (V)
+    such that every level up to it keeps ``accuracy_mean`` within ``max_drop`` of the ideal
+    model (training level none) at the lowest test level. Read off the grid (provisional)."""
+    import pandas as pd
+
+    d = df.copy()
+    d["train"] = d["train_level"].map(lambda v: "none" if pd.isna(v) else f"{v:g} V")
+    d["level"] = d["test_level"].fillna(0.0)
+    rows = []
+    for kind, g in d.groupby("kind", sort=False):
+        ideal = g[g["train"] == "none"].sort_values("level")
+        if ideal.empty:
+            raise AanntwinError("the sweep has no ideal model (training level none)")
+        ref = float(ideal["accuracy_mean"].iloc[0])
+        row: dict[str, Any] = {"kind": kind, "ideal accuracy (%)": 100 * ref}
+        for train, t in g.groupby("train", sort=False):
+            t = t.sort_values("level")
+            bad = t["accuracy_mean"] < ref - max_drop - 1e-12
+            ok = t["level"][~bad.cummax()]
+            row[f"tolerable level (V), trained at {train}"] = float(ok.max()) if len(ok) else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_models(models: dict[str, Any], data: Any, nl: Nonidealities, runs: int, seed: int = 0):
+    """Each model's ideal test accuracy and its accuracy under ``nl`` (mean ± std over ``runs``
+    noise draws, chip instance ``nl.chip_seed``): ``(DataFrame, {name: EvalResult under nl})``."""
+    import pandas as pd
+
+    from .training import evaluate
+
+    rows, under = [], {}
+    for name, model in models.items():
+        model.set_nonidealities(Nonidealities())
+        ideal = evaluate(model, data.x_test, data.y_test, seed=seed)
+        model.set_nonidealities(nl)
+        r = under[name] = evaluate(model, data.x_test, data.y_test, runs=runs, seed=seed)
+        row = {"model": name, "ideal test accuracy (%)": 100 * ideal.accuracy}
+        row.update(
+            {"under nonidealities: mean (%)": 100 * r.accuracy, "std (%)": 100 * r.accuracy_std}
+        )
+        rows.append({**row, "runs": runs, "chip_seed": nl.chip_seed})
+    return pd.DataFrame(rows), under
+
+
+def noise_plan(quick: bool) -> dict[str, list[float | None]]:
+    """Training and test levels (V) of the notebook noise sweep: small when ``quick``."""
+    step, top = (0.05, 0.5) if quick else (0.02, 1.0)
+    tests = [round(i * step, 10) for i in range(round(top / step) + 1)]
+    trains = [None, 0.1] if quick else [None, 0.05, 0.1, 0.2, 0.3]
+    return {"train_levels": trains, "test_levels": tests}
+
+
+def quantization_plan(quick: bool) -> dict[str, Any]:
+    """Grid of the notebook quantization study (zero level on): refs in weight stds, bits."""
+    from .studies.quantization import reference_sigmas
+
+    refs = [0.25 * k for k in range(1, 13)] if quick else reference_sigmas()
+    return {"ref_sigmas": refs, "bits": list(range(8)), "zero_levels": (True,)}
