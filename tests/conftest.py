@@ -11,7 +11,18 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(os.environ.get("AANNTWIN_TEST_MNIST", REPO.parent / "shared" / "data" / "mnist"))
 
-torch.set_num_threads(1)  # steadier on shared cores; the tests are small
+torch.set_num_threads(1)
+
+EVERYTHING = dict(
+    input_noise=0.1, input_bits=6, conv2d_input_clip=2.0, conv2d_input_nonlin=(0, 1, 0.1),
+    conv2d_gain_mismatch=0.02, conv2d_offset_mismatch=0.01, conv2d_out_saturation=3.0,
+    conv2d_out_noise=0.05, conv2d_weight_bits=4, relu_cutoff=0.01, relu_out_noise=0.05,
+    relu_out_bits=6, relu_out_full_scale=4.0, linear_input_clip=2.0,
+    linear_input_nonlin=(0, 1, 0.1), linear_gain_mismatch=0.02, linear_offset_mismatch=0.01,
+    linear_out_saturation=5.0, linear_out_noise=0.05, linear_weight_bits=4, linear_out_bits=8,
+    linear_out_full_scale=5.0, saturation="tanh",
+)  # fmt: skip
+"""Every nonideality on, at modest levels (Nonidealities(**EVERYTHING))."""  # steadier on shared cores; the tests are small
 
 
 @pytest.fixture(autouse=True)

@@ -6,34 +6,11 @@ import torch
 from aanntwin.config import Nonidealities, RunConfig, TrainParams
 from aanntwin.model import Main
 from aanntwin.training import evaluate, train
+from tests.conftest import EVERYTHING as ALL_ON
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-EVERYTHING = Nonidealities(
-    input_noise=0.1,
-    input_bits=6,
-    conv2d_input_clip=2.0,
-    conv2d_input_nonlin=(0, 1, 0.1),
-    conv2d_gain_mismatch=0.02,
-    conv2d_offset_mismatch=0.01,
-    conv2d_out_saturation=3.0,
-    conv2d_out_noise=0.05,
-    conv2d_weight_bits=4,
-    relu_cutoff=0.01,
-    relu_out_noise=0.05,
-    relu_out_bits=6,
-    relu_out_full_scale=4.0,
-    linear_input_clip=2.0,
-    linear_input_nonlin=(0, 1, 0.1),
-    linear_gain_mismatch=0.02,
-    linear_offset_mismatch=0.01,
-    linear_out_saturation=5.0,
-    linear_out_noise=0.05,
-    linear_weight_bits=4,
-    linear_out_bits=8,
-    linear_out_full_scale=5.0,
-    saturation="tanh",
-)
+EVERYTHING = Nonidealities(**ALL_ON)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -8,6 +8,7 @@ from aanntwin import functional as AF
 from aanntwin.config import Nonidealities, StageSettings
 from aanntwin.layers import AnalogConv2d, AnalogLinear, AnalogReLU, Noise, NoiseSource, Quantize
 from aanntwin.model import Main
+from tests.conftest import EVERYTHING
 
 
 def test_noise_has_the_requested_std_and_is_redrawn():
@@ -165,32 +166,7 @@ def test_conv_gain_mismatch_is_per_output_position():
 
 
 def test_float64_with_every_nonideality():
-    nl = Nonidealities(
-        input_noise=0.1,
-        input_bits=6,
-        conv2d_input_clip=2.0,
-        conv2d_input_nonlin=(0, 1, 0.1),
-        conv2d_gain_mismatch=0.02,
-        conv2d_offset_mismatch=0.01,
-        conv2d_out_saturation=3.0,
-        conv2d_out_noise=0.05,
-        conv2d_weight_bits=4,
-        relu_cutoff=0.01,
-        relu_out_noise=0.05,
-        relu_out_bits=6,
-        relu_out_full_scale=4.0,
-        linear_input_clip=2.0,
-        linear_input_nonlin=(0, 1, 0.1),
-        linear_gain_mismatch=0.02,
-        linear_offset_mismatch=0.01,
-        linear_out_saturation=5.0,
-        linear_out_noise=0.05,
-        linear_weight_bits=4,
-        linear_weight_ref=0.5,
-        linear_out_bits=8,
-        linear_out_full_scale=5.0,
-        saturation="tanh",
-    )
+    nl = Nonidealities(**EVERYTHING, linear_weight_ref=0.5)
     model = Main(in_shape=(1, 8, 8), nonidealities=nl).double()
     x = torch.rand(4, 1, 8, 8, dtype=torch.float64, requires_grad=True)
     out = model(x)

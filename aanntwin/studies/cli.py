@@ -30,6 +30,24 @@ def add_execution_args(p: argparse.ArgumentParser, out_required: bool = True) ->
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def add_config_args(p: argparse.ArgumentParser, epochs_help: str) -> None:
+    """``--config``, ``--dataset`` and ``--epochs``: the base run configuration of a sweep."""
+    p.add_argument("--config", help="run configuration JSON (model, training, dataset)")
+    p.add_argument("--dataset", choices=["digits", "mnist", "fashion-mnist"])
+    p.add_argument("--epochs", type=int, help=epochs_help)
+
+
+def base_config(args: argparse.Namespace) -> Any:
+    from ..config import RunConfig, load_config
+
+    cfg = load_config(args.config) if args.config else RunConfig()
+    if args.dataset:
+        cfg = cfg.replace(dataset=args.dataset)
+    if args.epochs is not None:
+        cfg = cfg.replace(train=cfg.train.replace(epochs=args.epochs))
+    return cfg
+
+
 def executor(args: argparse.Namespace) -> Any:
     from .runner import executor_from_args
 
@@ -42,9 +60,7 @@ def executor(args: argparse.Namespace) -> Any:
 
 def _add_noise(sub: Any) -> None:
     p = sub.add_parser("noise", help="accuracy vs training and test noise levels per kind")
-    p.add_argument("--config", help="run configuration JSON (model, training, ...)")
-    p.add_argument("--dataset", choices=["digits", "mnist", "fashion-mnist"])
-    p.add_argument("--epochs", type=int, help="training epochs per training level")
+    add_config_args(p, "training epochs per training level")
     p.add_argument(
         "--train-levels",
         default="none",
@@ -84,16 +100,12 @@ def _add_noise(sub: Any) -> None:
 
 
 def run_noise(args: argparse.Namespace) -> int:
-    from ..config import Nonidealities, RunConfig, load_config, load_nonidealities
+    from ..config import Nonidealities, load_nonidealities
     from .common import resolve_device
     from .grid import REFERENCE_TEST_LEVELS, REFERENCE_TRAIN_LEVELS, parse_levels
     from .noise import NoiseSweep, run_noise_sweep
 
-    cfg = load_config(args.config) if args.config else RunConfig()
-    if args.dataset:
-        cfg = cfg.replace(dataset=args.dataset)
-    if args.epochs is not None:
-        cfg = cfg.replace(train=cfg.train.replace(epochs=args.epochs))
+    cfg = base_config(args)
     target = None
     if args.normalize_target.strip().lower() != "none":
         (target,) = parse_levels(args.normalize_target, "--normalize-target", allow_none=False)
@@ -131,9 +143,7 @@ def run_noise(args: argparse.Namespace) -> int:
 
 def _add_architecture(sub: Any) -> None:
     p = sub.add_parser("architecture", help="train and test every valid geometry (area/accuracy)")
-    p.add_argument("--config", help="run configuration JSON (training parameters, dataset)")
-    p.add_argument("--dataset", choices=["digits", "mnist", "fashion-mnist"])
-    p.add_argument("--epochs", type=int, help="training epochs per geometry")
+    add_config_args(p, "training epochs per geometry")
     p.add_argument(
         "--channels",
         default="1,2,4,8,16,32,64,128",
@@ -151,15 +161,10 @@ def _add_architecture(sub: Any) -> None:
 
 
 def run_architecture(args: argparse.Namespace) -> int:
-    from ..config import RunConfig, load_config
     from .architecture import pareto_front, run_architecture_sweep
     from .common import resolve_device
 
-    cfg = load_config(args.config) if args.config else RunConfig()
-    if args.dataset:
-        cfg = cfg.replace(dataset=args.dataset)
-    if args.epochs is not None:
-        cfg = cfg.replace(train=cfg.train.replace(epochs=args.epochs))
+    cfg = base_config(args)
     space = {
         "channels": args.channels,
         "kernel": args.kernel,
