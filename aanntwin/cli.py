@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     normalize_study.add_parser(sub)
     weights_study.add_weights_parser(sub)
+    from .specs_cli import add_parsers as add_spec_parsers
+
+    add_spec_parsers(sub)
     w = sub.add_parser(
         "workbook",
         help="run the notebooks headless (papermill) and render HTML reports",
@@ -356,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "normalize": _normalize,
         "weights": _weights,
         "workbook": cmd_workbook,
+        "specs": lambda a: __import__("aanntwin.specs_cli", fromlist=["x"]).run_specs(a),
+        "yield": lambda a: __import__("aanntwin.specs_cli", fromlist=["x"]).run_yield(a),
     }
     try:
         return commands[args.command](args)

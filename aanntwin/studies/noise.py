@@ -165,6 +165,7 @@ def evaluate_levels(
             "runs": runs,
             "seed": seed,
             "common_random_numbers": common_random_numbers,
+            "accuracies": acc[i].tolist(),  # per run (not a CSV column): for quantiles
         }
         for i, level in enumerate(levels)
     ]

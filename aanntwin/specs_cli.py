@@ -1,0 +1,120 @@
+"""``aanntwin specs`` (the sign-off table) and ``aanntwin yield`` (chip-instance Monte Carlo)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .errors import AanntwinError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="trained (ideally normalized) model folder")
+    p.add_argument(
+        "--target-drop",
+        type=float,
+        default=0.01,
+        help="largest accuracy loss against the ideal model (0.01 = 1 point)",
+    )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        help="fraction of noise draws / chips that must meet the target",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="folder with the IDX files (or $AANNTWIN_DATA_DIR)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")  # fmt: skip
+
+
+def add_parsers(sub: Any) -> None:
+    from .studies.noise import KINDS
+
+    s = sub.add_parser("specs", help="derive the spec table a circuit designer signs off")
+    _common(s)
+    s.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"nonidealities to bound: {', '.join(KINDS)}"
+    )
+    s.add_argument("--runs", type=int, default=20, help="noise draws / chips per evaluation")
+    s.add_argument("--out", required=True, help="folder for spec_table.csv/.html and spec.json")
+    y = sub.add_parser("yield", help="chip-instance Monte Carlo: accuracy spread and yield")
+    _common(y)
+    y.add_argument("--nonidealities", required=True, help="nonidealities JSON (with mismatch)")
+    y.add_argument("--instances", type=int, default=100, help="chip instances to sample")
+    y.add_argument("--out", help="write yield.json here")
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from .studies.common import cached_dataset, load_run, resolve_device
+
+    device = resolve_device(args.device)
+    cfg, model = load_run(args.run_dir, device=device)
+    data = cached_dataset(cfg.dataset, args.data_dir, device)
+    return cfg, model, data
+
+
+def run_specs(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .io import write_json_atomic, write_text_atomic
+    from .specs import SpecSearch, Target, spec_table
+    from .studies.grid import parse_choices
+    from .studies.noise import KINDS
+
+    target = Target(args.target_drop, args.confidence, args.runs)
+    kinds = parse_choices(args.kinds, "--kinds", list(KINDS))
+    cfg, model, data = _load(args)
+    t0 = time.perf_counter()
+    search = SpecSearch(model, data.x_test, data.y_test, target, seed=args.seed)
+    tolerances = [search.tolerance(k) for k in tqdm(kinds, desc="tolerances", leave=False)]
+    limits = {t.kind: t.limit for t in tolerances if t.limit}
+    joint, joint_check, shrinks = search.joint(limits)
+    bits = {stage: search.fewest_bits(stage) for stage in ("conv2d", "linear")}
+    table = spec_table(search, tolerances, joint, joint_check, bits)
+    seconds = time.perf_counter() - t0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "spec_table.csv", table.to_csv(index=False))
+    write_text_atomic(out / "spec_table.html", table.to_html(index=False, na_rep=""))
+    write_json_atomic(out / "spec.json", {
+        "schema_version": 1, "run": str(args.run_dir), "config_hash": cfg.content_hash(),
+        "target": asdict(target), "ideal_accuracy": search.ideal, "joint_limits": joint,
+        "joint_check": asdict(joint_check), "joint_shrink_steps": shrinks, "weight_bits": bits,
+        "tolerances": [asdict(t) for t in tolerances], "evaluations": search.evaluations,
+        "seconds": seconds,
+    })  # fmt: skip
+    print(f"ideal accuracy {100 * search.ideal:.2f} %, target >= "
+          f"{100 * search.threshold:.2f} % at {100 * target.confidence:g} % confidence; "
+          f"joint: {100 * joint_check.quantile:.2f} % ({'met' if joint_check.passed else 'NOT met'})")  # fmt: skip
+    shown = table[["stage", "quantity", "limit", "unit", "limit_alone"]]
+    print(shown.to_string(index=False, na_rep=""))
+    print(f"{search.evaluations} evaluations in {seconds:.1f} s; wrote {out}/spec_table.csv")
+    return 0 if joint_check.passed else 1
+
+
+def run_yield(args: argparse.Namespace) -> int:
+    from .config import load_nonidealities
+    from .io import write_json_atomic
+    from .specs import chip_yield
+    from .training import evaluate
+
+    nl = load_nonidealities(args.nonidealities)
+    if not 0 <= args.target_drop < 1:
+        raise AanntwinError(f"--target-drop {args.target_drop}: must be in [0, 1)")
+    if not 0 < args.confidence < 1:
+        raise AanntwinError(f"--confidence {args.confidence}: must be in (0, 1)")
+    _, model, data = _load(args)
+    ideal = evaluate(model, data.x_test, data.y_test).accuracy
+    res = chip_yield(model, data.x_test, data.y_test, nl, instances=args.instances,
+                     threshold=ideal - args.target_drop, confidence=args.confidence,
+                     seed=args.seed)  # fmt: skip
+    report = {"ideal_accuracy": ideal, "target_drop": args.target_drop, **asdict(res)}
+    if args.out:
+        write_json_atomic(Path(args.out) / "yield.json", report)
+    summary = {k: v for k, v in report.items() if k != "accuracies"}
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,117 @@
+"""Spec derivation: limits confirmed independently (alone and jointly), yield = brute force."""
+
+import json
+
+import pytest
+
+from aanntwin.cli import main
+from aanntwin.config import Nonidealities, RunConfig, TrainParams
+from aanntwin.errors import AanntwinError
+from aanntwin.layers import derive_seed
+from aanntwin.specs import SpecSearch, Target, chip_yield, lower_quantile, wilson_interval
+from aanntwin.studies.noise import KINDS
+from aanntwin.training import evaluate, train
+
+
+@pytest.fixture(scope="module")
+def model(digits):
+    return train(RunConfig(train=TrainParams(epochs=6, batch_size=32)), digits,
+                 progress=False).model  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def derived(model, digits):
+    search = SpecSearch(model, digits.x_test, digits.y_test, Target(0.02, 0.9, runs=12), seed=3)
+    tols = {k: search.tolerance(k) for k in ("input", "linear_out", "conv_gain")}
+    joint, check, _ = search.joint({k: t.limit for k, t in tols.items()})
+    return search, tols, joint, check
+
+
+def test_each_limit_alone_meets_the_target_in_an_independent_evaluation(derived, model, digits):
+    search, tols, _, _ = derived
+    for kind, tol in tols.items():
+        assert tol.limit and tol.limit > 0, kind
+        fresh = search.check(kind, tol.limit, seed=987_654)  # other noise draws and chips
+        assert fresh.passed, (kind, fresh)
+        failed_above = [t["value"] for t in tol.trace if not t["passed"]]
+        assert failed_above and min(failed_above) <= tol.limit / 0.7 * 1.6  # a tight bracket
+
+
+def test_the_joint_limits_meet_the_target_together(derived, model, digits):
+    search, tols, joint, check = derived
+    assert check.passed
+    assert all(joint[k] <= tols[k].limit for k in joint)
+    nl = Nonidealities(**{KINDS[k]: v for k, v in joint.items()})
+    independent = search.check_joint(nl, seed=55_555)
+    assert independent.passed and independent.quantile >= search.threshold
+
+
+def test_fewest_bits_is_the_smallest_passing_count(derived, model, digits):
+    search = derived[0]
+    bits = search.fewest_bits("linear")
+    assert bits is not None
+
+    def acc(b):
+        model.set_nonidealities(Nonidealities(linear_weight_bits=b))
+        a = evaluate(model, digits.x_test, digits.y_test).accuracy
+        model.set_nonidealities(Nonidealities())
+        return a
+
+    assert acc(bits) >= search.threshold
+    assert bits == 0 or acc(bits - 1) < search.threshold
+
+
+def test_yield_and_its_interval_match_a_brute_force_count(model, digits):
+    nl = Nonidealities(conv2d_gain_mismatch=0.05, linear_offset_mismatch=0.05, input_noise=0.02)
+    ideal = evaluate(model, digits.x_test, digits.y_test).accuracy
+    res = chip_yield(model, digits.x_test, digits.y_test, nl, instances=12,
+                     threshold=ideal - 0.01, seed=4)  # fmt: skip
+    brute = []
+    for i in range(12):
+        chip = derive_seed(4, "chip", i)
+        model.set_nonidealities(nl.replace(chip_seed=chip))
+        brute.append(evaluate(model, digits.x_test, digits.y_test, seed=chip).accuracy)
+    model.set_nonidealities(Nonidealities())
+    assert res.accuracies == brute
+    assert res.passing == sum(a >= ideal - 0.01 for a in brute)
+    assert res.low <= res.yield_ <= res.high
+    assert (res.low, res.high) == wilson_interval(res.passing, 12, 0.95)
+    assert len({round(a, 6) for a in brute}) > 1  # chips differ
+
+
+def test_wilson_interval_and_quantile():
+    assert wilson_interval(0, 10, 0.95)[0] == pytest.approx(0.0, abs=1e-12)
+    assert wilson_interval(10, 10, 0.95)[1] == pytest.approx(1.0, abs=1e-12)
+    lo, hi = wilson_interval(50, 100, 0.95)
+    assert lo == pytest.approx(0.404, abs=0.002) and hi == pytest.approx(0.596, abs=0.002)
+    assert lower_quantile([0.1 * i for i in range(11)], 0.9) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [({"max_drop": -0.1}, "target drop"),
+                                                ({"confidence": 1.0}, "confidence 1.0"),
+                                                ({"runs": 1}, "runs 1")])  # fmt: skip
+def test_bad_targets(kwargs, needle):
+    with pytest.raises(AanntwinError, match=needle):
+        Target(**kwargs)
+
+
+def test_specs_and_yield_commands(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "4", "--batch-size", "32",
+                 "--out", str(run), "--no-progress", "--no-cache"]) == 0  # fmt: skip
+    out = tmp_path / "spec"
+    code = main(["specs", str(run), "--out", str(out), "--runs", "6", "--kinds",
+                 "input,linear_out", "--target-drop", "0.03"])  # fmt: skip
+    assert code == 0
+    spec = json.loads((out / "spec.json").read_text())
+    assert spec["joint_check"]["passed"] and set(spec["joint_limits"]) == {"input", "linear_out"}
+    table = (out / "spec_table.csv").read_text()
+    for needle in ("input_noise", "linear_out_noise", "conv2d_weight_bits", "multipliers"):
+        assert needle in table
+    assert "<table" in (out / "spec_table.html").read_text()
+    nl = tmp_path / "nl.json"
+    nl.write_text(json.dumps({"conv2d_gain_mismatch": 0.05}))
+    capsys.readouterr()
+    assert main(["yield", str(run), "--nonidealities", str(nl), "--instances", "5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["instances"] == 5 and 0 <= report["yield_"] <= 1
