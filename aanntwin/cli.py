@@ -104,9 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     normalize_study.add_parser(sub)
     weights_study.add_weights_parser(sub)
+    from . import characterize_cli
     from .specs_cli import add_parsers as add_spec_parsers
 
     add_spec_parsers(sub)
+    characterize_cli.add_parser(sub)
     w = sub.add_parser(
         "workbook",
         help="run the notebooks headless (papermill) and render HTML reports",
@@ -359,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "normalize": _normalize,
         "weights": _weights,
         "workbook": cmd_workbook,
+        "characterize": lambda a: __import__("aanntwin.characterize_cli", fromlist=["x"]).run(a),
         "specs": lambda a: __import__("aanntwin.specs_cli", fromlist=["x"]).run_specs(a),
         "yield": lambda a: __import__("aanntwin.specs_cli", fromlist=["x"]).run_yield(a),
     }

@@ -124,6 +124,7 @@ class StageSettings:
     weight_bits: int | None = None
     weight_ref: float | None = None
     weight_zero_level: bool = True
+    weight_nonlin: tuple[float, ...] | None = None
     out_bits: int | None = None
     out_full_scale: float | None = None
 
@@ -161,9 +162,21 @@ class Nonidealities(Params):
     """Conv weight precision at deployment (bits, not counting sign)."""
     conv2d_weight_ref: float | None = param(None, unit="weight units", gt=0.0)
     """Conv weight reference/clip value; None = the layer's largest |w|."""
+    conv2d_weight_nonlin: tuple[float, ...] | None = param(None)
+    """Conv multiplier weight transfer: effective weight = sum_k c_k w^k, ``(c_0, c_1, ...)``
+    constant first (c_k in 1/w^(k-1); w in weight units, 1.0 = the weight full scale), applied to
+    the programmed (quantized) weight before the gain mismatch. A Gilbert cell's weight pair
+    fits ``(0, 1, c2, c3)`` with c3 < 0 (compression). None = linear."""
 
     relu_cutoff: float | None = param(None, unit="V")
     """ReLU circuit floor: output = max(cutoff, y) (V); None = 0."""
+    relu_gain: float | None = param(None, unit="V/V", gt=0.0)
+    """ReLU circuit gain above the knee (e.g. a current mirror's ratio) (V/V); None = 1."""
+    relu_threshold: float | None = param(None, unit="V")
+    """ReLU knee: output = cutoff + gain * max(0, y - threshold) (V); None = the cutoff."""
+    relu_softness: float | None = param(None, unit="V", gt=0.0)
+    """ReLU knee width (V): max(0, u) becomes softness * log(1 + exp(u / softness));
+    None = a hard knee."""
     relu_out_noise: float | None = _sigma()
     """Std of Gaussian noise on each ReLU output, per forward (V)."""
     relu_out_bits: int | None = param(None, ge=1, le=24)
@@ -187,6 +200,8 @@ class Nonidealities(Params):
     """Linear weight precision at deployment (bits, not counting sign)."""
     linear_weight_ref: float | None = param(None, unit="weight units", gt=0.0)
     """Linear weight reference/clip value; None = the layer's largest |w|."""
+    linear_weight_nonlin: tuple[float, ...] | None = param(None)
+    """Linear multiplier weight transfer polynomial (as ``conv2d_weight_nonlin``)."""
     linear_out_bits: int | None = param(None, ge=1, le=24)
     """ADC on the final class scores (bits) over [-full scale, +full scale]."""
     linear_out_full_scale: float | None = param(None, unit="V", gt=0.0)
@@ -230,6 +245,7 @@ class Nonidealities(Params):
             weight_bits=get(f"{kind}_weight_bits"),
             weight_ref=get(f"{kind}_weight_ref"),
             weight_zero_level=self.weight_zero_level,
+            weight_nonlin=get(f"{kind}_weight_nonlin"),
             out_bits=self.linear_out_bits if kind == "linear" else None,
             out_full_scale=self.linear_out_full_scale if kind == "linear" else None,
         )

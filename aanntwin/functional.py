@@ -77,6 +77,26 @@ def analog_relu(y: Tensor, cutoff: float | None = None) -> Tensor:
     return y.clamp(min=cutoff)
 
 
+def soft_relu(
+    y: Tensor,
+    cutoff: float | None = None,
+    gain: float | None = None,
+    threshold: float | None = None,
+    softness: float | None = None,
+) -> Tensor:
+    """ReLU circuit with gain and a (soft) knee, volts:
+    ``cutoff + gain * s * log(1 + exp((y - threshold) / s))`` with ``s = softness``;
+    ``softness=None`` is the hard ``cutoff + gain * max(0, y - threshold)``. Defaults: cutoff
+    0, gain 1, threshold = cutoff, so with only ``cutoff`` set this is :func:`analog_relu`.
+    """
+    c = cutoff or 0.0
+    u = y - (c if threshold is None else threshold)
+    r = F.relu(u) if softness is None else F.softplus(u, beta=1.0 / softness, threshold=20.0)
+    if gain is not None and gain != 1.0:
+        r = r * gain
+    return r + c if c else r
+
+
 def _straight_through(x: Tensor, q: Tensor) -> Tensor:
     """Forward ``q``, backward identity to ``x`` (the straight-through estimator)."""
     if not x.requires_grad:

@@ -125,7 +125,11 @@ class Quantize(nn.Module):
 
 
 class AnalogReLU(nn.Module):
-    """ReLU circuit: ``max(cutoff, y) + N(0, out_noise^2)``, then optional ADC ``[0, full scale]``."""
+    """ReLU circuit: ``max(cutoff, y) + N(0, out_noise^2)``, then optional ADC ``[0, full scale]``.
+
+    With ``gain``, ``threshold`` or ``softness`` set the core is
+    :func:`~aanntwin.functional.soft_relu` (``cutoff + gain * soft max(0, y - threshold)``).
+    """
 
     def __init__(
         self,
@@ -134,15 +138,21 @@ class AnalogReLU(nn.Module):
         out_bits: int | None = None,
         out_full_scale: float | None = None,
         rng: NoiseSource | None = None,
+        gain: float | None = None,
+        threshold: float | None = None,
+        softness: float | None = None,
     ) -> None:
         super().__init__()
         self.cutoff = cutoff
+        self.gain, self.threshold, self.softness = gain, threshold, softness
         self.noise = Noise(out_noise, rng)
         self.adc = Quantize(out_bits, 0.0, out_full_scale or 1.0)
 
     def core(self, y: Tensor) -> Tensor:
-        """The noiseless circuit: ``max(cutoff, y)``."""
-        return AF.analog_relu(y, self.cutoff)
+        """The noiseless circuit: ``max(cutoff, y)`` (or the soft ReLU, see the class)."""
+        if self.gain is None and self.threshold is None and self.softness is None:
+            return AF.analog_relu(y, self.cutoff)
+        return AF.soft_relu(y, self.cutoff, self.gain, self.threshold, self.softness)
 
     def finish(self, r: Tensor) -> Tensor:
         """Output noise, then the ADC."""
@@ -152,7 +162,11 @@ class AnalogReLU(nn.Module):
         return self.finish(self.core(y))
 
     def extra_repr(self) -> str:
-        return "cutoff=0 V (ideal)" if self.cutoff is None else f"cutoff={_fmt(self.cutoff, 'V')}"
+        text = "cutoff=0 V (ideal)" if self.cutoff is None else f"cutoff={_fmt(self.cutoff, 'V')}"
+        for name, unit in (("gain", ""), ("threshold", "V"), ("softness", "V")):
+            if getattr(self, name) is not None:
+                text += f", {name}={_fmt(getattr(self, name), unit)}"
+        return text
 
 
 class _AnalogMAC:
@@ -202,13 +216,16 @@ class _AnalogMAC:
         return x
 
     def effective_weight(self) -> Tensor:
-        """Weights as programmed on the chip (quantized when ``weight_bits`` is set)."""
+        """Weights as the multipliers apply them: quantized when ``weight_bits`` is set, then
+        through the weight transfer polynomial ``weight_nonlin`` when set."""
         s = self.settings
         w = self.weight
         if s.weight_bits is not None:
             # Default reference: the largest |w|, kept as a tensor (no host sync in forward).
             ref = s.weight_ref if s.weight_ref is not None else w.detach().abs().max()
             w = AF.quantize_weights(w, s.weight_bits, ref, s.weight_zero_level)
+        if s.weight_nonlin is not None:  # the weight pair's transfer, after the weight DAC
+            w = AF.polynomial(w, s.weight_nonlin)
         return w
 
     def _gain(self) -> Tensor | None:

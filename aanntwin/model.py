@@ -182,6 +182,8 @@ class Main(nn.Module):
         self.linear.configure(nl.stage("linear"))
         for relu in self.relus():
             relu.cutoff = nl.relu_cutoff
+            relu.gain, relu.threshold = nl.relu_gain, nl.relu_threshold
+            relu.softness = nl.relu_softness
             relu.noise.sigma = nl.relu_out_noise
             relu.adc.bits, relu.adc.hi = nl.relu_out_bits, nl.relu_out_full_scale or 1.0
         if self.has_mismatch():
