@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_args(t)
 
     e = sub.add_parser("evaluate", help="evaluate a trained folder, JSON to stdout")
-    e.add_argument("dir", help="folder written by 'aanntwin train'")
+    e.add_argument("dir", nargs="?", help="folder written by 'aanntwin train'")
+    e.add_argument("--export", help="evaluate a hardware export folder instead (aanntwin export)")
     e.add_argument("--nonidealities", help="nonidealities JSON (default: those it trained with)")
     e.add_argument("--ideal", action="store_true", help="evaluate with every nonideality off")
     e.add_argument("--runs", type=_positive_int, default=1, help="noisy repetitions (mean, std)")
@@ -109,24 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_spec_parsers(sub)
     characterize_cli.add_parser(sub)
-    w = sub.add_parser(
-        "workbook",
-        help="run the notebooks headless (papermill) and render HTML reports",
-        description="Execute notebooks/NN_*.ipynb in order with one parameters file, render "
-        "each to HTML (no code; with code as *.code.html) and write index.html under "
-        "OUT/NAME/. A parameters file (YAML or JSON) holds notebook parameters (dataset, "
-        "data_dir, epochs, seed, nonidealities, quick, chip_seed), optional per-notebook "
-        "overrides under 'notebooks:' and optional 'variants:' (each with a 'name'), each run "
-        "into its own folder with OUT/index.html comparing them.",
-    )
-    w.add_argument("--params", action="append", default=[], metavar="FILE",
-                   help="parameters file (YAML/JSON); repeat for several")  # fmt: skip
-    w.add_argument("--name", help="report folder name (default: the parameters file's name)")
-    w.add_argument("--out", default="reports", help="reports folder (default: reports)")
-    w.add_argument("--notebooks", help="folder of NN_*.ipynb (default: the checkout's)")
-    w.add_argument("--only", help="comma-separated notebook names, e.g. 02_training")
-    w.add_argument("--force", action="store_true", help="rerun even if nothing changed")
-    w.add_argument("--no-code-html", action="store_true", help="skip the with-code HTML")
+    from . import export
+
+    export.add_parser(sub)
+    from . import workbook_cli
+
+    workbook_cli.add_parser(sub)
     add_sweep_parser(sub, _Parser)
     return parser
 
@@ -249,6 +238,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .model import WEIGHTS_FILE, Main, load_weights
     from .training import evaluate
 
+    if args.export:
+        if args.dir:
+            raise AanntwinError("give either a trained folder or --export, not both")
+        from .export import evaluate_export
+
+        device = _device(args)
+        nl = load_nonidealities(args.nonidealities) if args.nonidealities else None
+        report = evaluate_export(args.export, args.runs, args.seed, args.dataset, args.data_dir,
+                                 str(device), nonidealities=nl)  # fmt: skip
+        print(json.dumps(report, indent=2))
+        return 0
+    if not args.dir:
+        raise AanntwinError("give a folder written by 'aanntwin train' (or --export DIR)")
     folder = Path(args.dir)
     if not (folder / "config.json").exists():
         raise AanntwinError(
@@ -317,25 +319,6 @@ def _normalize(args: argparse.Namespace) -> int:
     return normalize_study.run(args)
 
 
-def cmd_workbook(args: argparse.Namespace) -> int:
-    from .workbook import run_parameter_files
-
-    runs = run_parameter_files(
-        args.params, args.out, args.name, notebooks_dir=args.notebooks,
-        only=args.only.split(",") if args.only else None, force=args.force,
-        code_html=not args.no_code_html,
-    )  # fmt: skip
-    for run in runs:
-        state = "reused" if run.skipped else ("ok" if run.ok else "FAILED")
-        print(f"{run.name}: {state}, {run.folder}/index.html ({run.seconds:.1f} s)")
-        for nb in run.notebooks:
-            if nb.status == "failed":
-                print(f"aanntwin workbook: error: {nb.name} failed: {nb.error}; executed copy "
-                      f"in {run.folder}/{nb.executed}", file=sys.stderr)  # fmt: skip
-                return 1
-    return 0
-
-
 def _weights(args: argparse.Namespace) -> int:
     from .studies import weights as weights_study
 
@@ -360,7 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sweep": lambda a: a.sweep_run(a),
         "normalize": _normalize,
         "weights": _weights,
-        "workbook": cmd_workbook,
+        "workbook": lambda a: __import__("aanntwin.workbook_cli", fromlist=["x"]).run(a),
+        "export": lambda a: __import__("aanntwin.export", fromlist=["x"]).run(a),
         "characterize": lambda a: __import__("aanntwin.characterize_cli", fromlist=["x"]).run(a),
         "specs": lambda a: __import__("aanntwin.specs_cli", fromlist=["x"]).run_specs(a),
         "yield": lambda a: __import__("aanntwin.specs_cli", fromlist=["x"]).run_yield(a),

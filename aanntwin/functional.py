@@ -98,10 +98,10 @@ def soft_relu(
 
 
 def _straight_through(x: Tensor, q: Tensor) -> Tensor:
-    """Forward ``q``, backward identity to ``x`` (the straight-through estimator)."""
+    """Forward exactly ``q``, backward identity to ``x`` (the straight-through estimator)."""
     if not x.requires_grad:
         return q
-    return x + (q - x).detach()
+    return q + (x - x.detach())
 
 
 def quantize_uniform(x: Tensor, bits: int, lo: float, hi: float) -> Tensor:
@@ -124,12 +124,11 @@ def quantize_weights(w: Tensor, bits: int, ref: float | Tensor, zero_level: bool
     straight-through gradient. ``ref`` may be a 0-d tensor (no host sync).
     """
     step = ref / 2**bits
-    if zero_level:
-        top = ref - step
-        q = torch.clamp(torch.round(w / step) * step, -top, top)
+    top = 2**bits
+    if zero_level:  # integer codes first, then levels: every output is exactly k * step
+        q = torch.round(w / step).clamp(-(top - 1), top - 1) * step
     else:
-        top = ref - step / 2
-        q = torch.clamp((torch.floor(w / step) + 0.5) * step, -top, top)
+        q = (torch.floor(w / step).clamp(-top, top - 1) + 0.5) * step
     return _straight_through(w, q)
 
 

@@ -8,6 +8,10 @@ model is trained once through the checkpoint cache, later runs read it back):
   evaluating every level is timed; --noise-kind picks the kind (default input, the costliest:
   nothing before the noise can be reused);
 - clean_pass_s: a plain torch conv-ReLU-linear pass over the 10k test images, for scale;
+- spec_table_s: ``aanntwin specs`` on the default MNIST model normalized to 1 V (all eight kinds,
+  20 samples per evaluation, target 1 point at 95 %), with its joint accuracy;
+- fidelity_rms_pct_fs / fidelity_max_pct_fs: the characterized twin against ngspice on held-out
+  MAC conditions (needs ngspice; skipped with a note otherwise), with the simulation time;
 - quant_grid_s: the quantization study's full reference grid for the final linear layer with one
   zero mode (30 reference values x (clipped-only + bits 0..7) = 270 points) over the 10k test
   images, in process (``quantization_points``); median wall time over --repeat.
@@ -148,10 +152,46 @@ def bench_clean_pass(ctx: Context) -> None:
     emit("clean_pass_s", statistics.median(times), "s", images=len(x), **ctx.info())
 
 
+def bench_specs(ctx: Context) -> None:
+    from aanntwin.specs import SpecSearch, Target
+    from aanntwin.studies.noise import KINDS
+    from aanntwin.studies.normalize import apply, normalize
+
+    data = ctx.data
+    model = apply(ctx.model, normalize(ctx.model, data.x_train[:10_000], 1.0))
+    t0 = time.perf_counter()
+    search = SpecSearch(model, data.x_test, data.y_test, Target(0.01, 0.95, runs=20))
+    tolerances = [search.tolerance(k) for k in KINDS]
+    joint, check, _ = search.joint({t.kind: t.limit for t in tolerances if t.limit})
+    bits = {st: search.fewest_bits(st) for st in ("conv2d", "linear")}
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    emit("spec_table_s", time.perf_counter() - t0, "s", evaluations=search.evaluations,
+         ideal_accuracy=search.ideal, joint_accuracy_q=check.quantile, joint_met=check.passed,
+         limits=joint, weight_bits=bits, **ctx.info())  # fmt: skip
+
+
+def bench_fidelity(ctx: Context) -> None:
+    import shutil
+
+    from aanntwin.characterize import bench_fidelity as run
+
+    if shutil.which("ngspice") is None:
+        print(json.dumps({"figure": "fidelity_rms_pct_fs", "skipped": "ngspice not installed"}))
+        return
+    res = run()
+    emit("fidelity_rms_pct_fs", res["fidelity_rms_pct_fs"], "% of full scale",
+         max_pct_fs=res["fidelity_max_pct_fs"], conditions=res["heldout_conditions"],
+         existing_fields_rms_pct_fs=res["fidelity_existing_fields_rms_pct_fs"],
+         simulate_s=res["simulate_wall_s"], fit_s=res["fit_s"])  # fmt: skip
+
+
 FIGURES = {
     "noise_grid": bench_noise_grid,
     "clean_pass": bench_clean_pass,
     "quant_grid": bench_quant_grid,
+    "specs": bench_specs,
+    "fidelity": bench_fidelity,
 }
 
 

@@ -1,0 +1,414 @@
+"""Hardware export (DESIGN.md §3): per MAC stage, integer weight codes as CSV + a JSON manifest.
+
+Codes match :func:`aanntwin.functional.quantize_weights` exactly: ``step = ref / 2**bits``; with a
+zero level ``code = clamp(round(w / step), -(2**bits - 1), 2**bits - 1)`` and the weight is
+``code * step``; without one ``code = clamp(floor(w / step), -2**bits, 2**bits - 1)`` and the
+weight is ``(code + 1/2) * step``. ``ref`` is rounded to the weights' dtype (float32) so that the
+top level ``ref - step`` is itself a level (bit-identical round trips). :func:`load_export`
+rebuilds the twin from the files alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .config import IN_SHAPES, Nonidealities, RunConfig
+from .errors import AanntwinError
+from .io import write_json_atomic
+from .model import Main
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+FORMAT = "aanntwin-hardware-export"
+UNITS = {
+    "shape": "count per dimension (weight tensor)",
+    "bits": "bits, not counting the sign",
+    "zero_level": "bool",
+    "ref": "weight units (V of output per V of input)",
+    "step": "weight units per code",
+    "code_min": "code (integer)",
+    "code_max": "code (integer)",
+    "bias_bits": "bits, not counting the sign (null: analog bias values)",
+    "bias_ref": "V",
+    "bias_step": "V per code",
+    "bias_value": "V (added to the MAC output)",
+    "input_full_scale_V": "V",
+    "output_full_scale_V": "V",
+    "normalization_gain": "ratio (stage output / output of the trained model)",
+}
+_INDEX = {"conv": ("out_channel", "in_channel", "ky", "kx"), "linear": ("out", "in")}
+
+
+def stage_names(model: Main) -> list[str]:
+    return ["conv", *model.hidden_names, "linear"]
+
+
+def code_range(bits: int, zero_level: bool) -> tuple[int, int]:
+    """Smallest and largest code for ``bits`` (not counting the sign)."""
+    return (-(2**bits - 1), 2**bits - 1) if zero_level else (-(2**bits), 2**bits - 1)
+
+
+def encode(w: Tensor, bits: int, ref: float, zero_level: bool = True) -> Tensor:
+    """Integer codes (int64) of ``w``, with the very operations of ``quantize_weights``."""
+    step = ref / 2**bits
+    lo, hi = code_range(bits, zero_level)
+    k = torch.round(w / step) if zero_level else torch.floor(w / step)
+    return k.clamp(lo, hi).to(torch.int64)
+
+
+def decode(codes: Tensor, bits: int, ref: float, zero_level: bool, dtype: torch.dtype) -> Tensor:
+    """Weights of ``codes``: ``code * step`` (or ``(code + 1/2) * step``) in float64, then cast."""
+    k = codes.to(torch.float64) + (0.0 if zero_level else 0.5)
+    return (k * (ref / 2**bits)).to(dtype)
+
+
+def _snap(value: float, dtype: torch.dtype) -> float:
+    return float(torch.tensor(float(value), dtype=dtype))
+
+
+def _per_stage(value: Any, names: list[str], what: str) -> dict[str, Any]:
+    """``value`` for every stage, or a dict by stage (``conv``/``conv2d``, ``linear``, ``hiddenN``);
+    hidden stages default to the ``linear`` entry (the twin's hidden stages use linear_*)."""
+    if not isinstance(value, dict):
+        return dict.fromkeys(names, value)
+    given = {("conv" if k == "conv2d" else k): v for k, v in value.items()}
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise AanntwinError(f"{what}: unknown stage(s) {unknown}; stages: {', '.join(names)}")
+    return {n: given.get(n, given.get("linear") if n[0] == "h" else None) for n in names}
+
+
+def _write_table(path: Path, index: tuple[str, ...], value: str, t: Tensor, fmt: Any) -> None:
+    """One row per element of ``t`` (row-major): its index columns, then ``value``."""
+    rows = zip(itertools.product(*map(range, t.shape)), t.flatten().tolist(), strict=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow([*index, value])
+        out.writerows([*i, fmt(v)] for i, v in rows)
+
+
+def export_model(
+    model: Main,
+    config: RunConfig,
+    out: str | os.PathLike[str],
+    *,
+    bits: dict[str, int] | int,
+    refs: dict[str, float] | float | None = None,
+    zero_level: bool = True,
+    bias_bits: int | None = None,
+    normalization: dict | None = None,
+    x: Tensor | None = None,
+) -> dict[str, Any]:
+    """Write the export of ``model`` (raw weights quantized here) into ``out``; return the manifest.
+
+    ``bits`` / ``refs``: one value or ``{stage: value}`` (missing ref: the stage's max |w|).
+    Full scales (V) come from ``normalization`` (the ``normalization.json`` record: ``after``,
+    else ``targets``), else from :func:`~aanntwin.studies.normalize.calibrate` of the quantized
+    model on the images ``x``, else null. A stage's input full scale is the previous stage's
+    output full scale (ReLU and max-pool do not raise the maximum); the conv stage's is the
+    largest |input voltage| of the pixel map.
+    """
+    names = stage_names(model)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    stage_bits = _per_stage(bits, names, "bits")
+    stage_refs = _per_stage(refs, names, "refs")
+    for name in names:
+        b = stage_bits[name]
+        if isinstance(b, bool) or not isinstance(b, int) or not 0 <= b <= 24:
+            raise AanntwinError(f"bits for stage {name} = {b!r}: need an integer in 0..24")
+    if bias_bits is not None and not (isinstance(bias_bits, int) and 0 <= bias_bits <= 24):
+        raise AanntwinError(f"bias_bits = {bias_bits!r}: need an integer in 0..24 or None")
+    stages, values = [], {}
+    for name, module in zip(names, model.mac_stages(), strict=True):
+        w = module.weight.detach().cpu()
+        kind = "conv" if name == "conv" else "linear"
+        b, ref = stage_bits[name], stage_refs[name]
+        ref = _snap(ref if ref is not None else float(w.abs().max()), w.dtype)
+        if not (math.isfinite(ref) and ref > 0):
+            raise AanntwinError(f"ref of stage {name} = {ref!r}: need a positive number")
+        codes = encode(w, b, ref, zero_level)
+        values[f"{name}.weight"] = decode(codes, b, ref, zero_level, w.dtype)
+        lo, hi = code_range(b, zero_level)
+        entry = dict(name=name, kind=kind, shape=list(w.shape), bits=b, zero_level=zero_level)
+        entry.update(ref=ref, step=ref / 2**b, code_min=lo, code_max=hi, csv=f"{name}_weights.csv")
+        _write_table(folder / entry["csv"], _INDEX[kind], "code", codes, int)
+        entry.update(bias_bits=bias_bits, bias_ref=None, bias_step=None, bias_csv=None)
+        if module.bias is not None:
+            bias = module.bias.detach().cpu()
+            entry["bias_csv"] = f"{name}_bias.csv"
+            if bias_bits is None:  # float64 repr of a float32: exact round trip
+                _write_table(folder / entry["bias_csv"], ("out",), "value", bias, repr)
+            else:
+                bref = _snap(float(bias.abs().max()) or 1.0, bias.dtype)
+                entry.update(bias_ref=bref, bias_step=bref / 2**bias_bits)
+                bcodes = encode(bias, bias_bits, bref, True)
+                values[f"{name}.bias"] = decode(bcodes, bias_bits, bref, True, bias.dtype)
+                _write_table(folder / entry["bias_csv"], ("out",), "code", bcodes, int)
+        stages.append(entry)
+    scales, source = _full_scales(model, values, normalization, x)
+    gains = (normalization or {}).get("scales") or {}
+    v_in = max(abs(config.normalization.min_out), abs(config.normalization.max_out))
+    for entry in stages:
+        entry["input_full_scale_V"] = v_in
+        entry["output_full_scale_V"] = v_in = scales.get(entry["name"])
+        entry["normalization_gain"] = float(gains.get(entry["name"], 1.0))
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "format": FORMAT,
+        "config_hash": config.content_hash(),
+        "config": config.to_dict(),
+        "weight_dtype": str(model.conv.weight.dtype).removeprefix("torch."),
+        "full_scale_source": source,
+        "units": UNITS,
+        "files": [f for s in stages for f in (s["csv"], s["bias_csv"]) if f],
+        "stages": stages,
+    }
+    write_json_atomic(folder / MANIFEST, manifest)
+    return manifest
+
+
+def _full_scales(
+    model: Main, values: dict[str, Tensor], normalization: dict | None, x: Tensor | None
+) -> tuple[dict[str, float], str | None]:
+    """Output full scale (V) per stage, and where it came from (``values``: exported weights)."""
+    record = (normalization or {}).get("after") or (normalization or {}).get("targets")
+    if record:
+        return {n: float(v) for n, v in record.items()}, "normalization.json"
+    if x is None:
+        return {}, None
+    import copy
+
+    from .studies.normalize import calibrate
+
+    quantized = copy.deepcopy(model).cpu()
+    quantized.set_nonidealities(Nonidealities())
+    quantized.load_state_dict({**quantized.state_dict(), **values})
+    return calibrate(quantized, x.cpu()), "calibration"
+
+
+def export_run(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    bits: dict[str, int] | int,
+    calibration_images: int = 10000,
+    data_dir: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Export a trained (or normalized) folder (``options``: ``refs``, ``zero_level``,
+    ``bias_bits`` of :func:`export_model`); reads its ``normalization.json`` when present,
+    else calibrates the full scales on the first ``calibration_images`` training images."""
+    from .studies.common import cached_dataset, load_run
+
+    cfg, model = load_run(run_dir)
+    norm_file = Path(run_dir) / "normalization.json"
+    normalization = json.loads(norm_file.read_text()) if norm_file.exists() else None
+    x = None
+    if normalization is None:
+        x = cached_dataset(cfg.dataset, data_dir).x_train[:calibration_images]
+    return export_model(model, cfg, out, bits=bits, normalization=normalization, x=x, **options)
+
+
+# ------------------------------------------------------------------------------ loading
+def _read_table(
+    path: Path, index: tuple[str, ...], value: str, shape: tuple[int, ...], lo: float, hi: float
+) -> Tensor:
+    """Column ``value`` of ``path`` as a tensor of ``shape`` (int64 for ``code``, else float64);
+    every index exactly once, every value in ``[lo, hi]``."""
+    if not path.exists():
+        raise AanntwinError(f"{path}: CSV file named in the manifest is missing")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    columns, integer = [*index, value], value == "code"
+    if not rows or rows[0] != columns:
+        raise AanntwinError(f"{path}: header {rows[0] if rows else None}, expected {columns}")
+    out = torch.zeros(math.prod(shape), dtype=torch.int64 if integer else torch.float64)
+    seen = torch.zeros(out.numel(), dtype=torch.bool)
+    for row_no, row in enumerate(rows[1:], start=2):
+        if len(row) != len(columns):
+            raise AanntwinError(f"{path}: row {row_no}: {len(row)} columns, need {columns}")
+        vals: list[Any] = []
+        for col, text, n in zip(columns, row, [*shape, None], strict=True):
+            try:
+                v = int(text) if n is not None or integer else float(text)
+            except ValueError:
+                v = math.nan
+            if n is not None and not 0 <= v < n:
+                raise AanntwinError(
+                    f"{path}: row {row_no}, column {col}: {text!r} not in 0..{n - 1}"
+                )
+            if n is None and not (lo <= v <= hi and math.isfinite(v)):
+                what = "an integer code" if integer else "a finite number"
+                raise AanntwinError(
+                    f"{path}: row {row_no}, column {col}: {text!r} is not {what} in [{lo}, {hi}]"
+                )
+            vals.append(v)
+        flat = sum(i * math.prod(shape[k + 1 :]) for k, i in enumerate(vals[:-1]))
+        if seen[flat]:
+            raise AanntwinError(f"{path}: row {row_no}: index {vals[:-1]} appears twice")
+        out[flat], seen[flat] = vals[-1], True
+    if not bool(seen.all()):
+        raise AanntwinError(f"{path}: {int((~seen).sum())} of {out.numel()} entries are missing")
+    return out.view(shape)
+
+
+def _field(entry: dict[str, Any], key: str, where: str, kinds: Any) -> Any:
+    """``entry[key]``, which must be one of ``kinds`` (a bool is not an int here)."""
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    value = entry.get(key)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise AanntwinError(f"{where}.{key}: missing or not {names} ({value!r})")
+    return value
+
+
+def load_export(
+    export_dir: str | os.PathLike[str], nonidealities: Nonidealities | None = None
+) -> tuple[RunConfig, Main]:
+    """Rebuild the twin from an export: weights ``code * step`` (or ``(code + 1/2) * step``),
+    biases from their CSV, ``nonidealities`` (default all off) with weight quantization off."""
+    folder = Path(export_dir)
+    path = folder / MANIFEST
+    if not path.exists():
+        raise AanntwinError(f"{path}: manifest not found (not an aanntwin export)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise AanntwinError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+        got = manifest.get("schema_version") if isinstance(manifest, dict) else None
+        raise AanntwinError(
+            f"{path}: schema_version = {got!r}; this aanntwin reads {SCHEMA_VERSION}"
+        )
+    cfg = RunConfig.from_dict(_field(manifest, "config", str(path), dict), f"{path}: config")
+    if manifest.get("config_hash") != cfg.content_hash():
+        raise AanntwinError(
+            f"{path}: config_hash {manifest.get('config_hash')!r} does not match config"
+        )
+    weight_fields = [f"{k}_weight_{f}" for k in ("conv2d", "linear") for f in ("bits", "ref")]
+    nl = (nonidealities or Nonidealities()).replace(**dict.fromkeys(weight_fields))
+    model = Main(cfg.model, IN_SHAPES[cfg.dataset], 10, nl, cfg.normalization)
+    entries = {
+        s.get("name"): s for s in _field(manifest, "stages", str(path), list) if isinstance(s, dict)
+    }
+    names = stage_names(model)
+    if sorted(entries) != sorted(names):
+        raise AanntwinError(
+            f"{path}: stages: missing {sorted(set(names) - set(entries))}, "
+            f"unexpected {sorted(set(entries) - set(names), key=str)}"
+        )
+    state = model.state_dict()
+    for name, module in zip(names, model.mac_stages(), strict=True):
+        s, where = entries[name], f"{path}: stage {name}"
+        b, zero = _field(s, "bits", where, int), _field(s, "zero_level", where, bool)
+        ref = _field(s, "ref", where, (int, float))
+        if not 0 <= b <= 24 or (s.get("code_min"), s.get("code_max")) != code_range(b, zero):
+            lo, hi = code_range(b, zero) if 0 <= b <= 24 else (None, None)
+            raise AanntwinError(
+                f"{where}.bits = {b}: need 0..24 with code_min {lo}, code_max {hi} "
+                f"(manifest has {s.get('code_min')}, {s.get('code_max')})"
+            )
+        shape = tuple(module.weight.shape)
+        if tuple(s.get("shape") or ()) != shape:
+            raise AanntwinError(
+                f"{where}.shape = {s.get('shape')}: the config's model needs {list(shape)}"
+            )
+        index, wfile = _INDEX["conv" if name == "conv" else "linear"], _field(s, "csv", where, str)
+        codes = _read_table(folder / wfile, index, "code", shape, *code_range(b, zero))
+        state[f"{name}.weight"] = decode(codes, b, float(ref), zero, module.weight.dtype)
+        if module.bias is None:
+            continue
+        bfile, n, bb = folder / _field(s, "bias_csv", where, str), (module.bias.numel(),), None
+        if s.get("bias_bits") is None:
+            bias = _read_table(bfile, ("out",), "value", n, -math.inf, math.inf)
+        else:
+            bb, bref = (
+                _field(s, "bias_bits", where, int),
+                _field(s, "bias_ref", where, (int, float)),
+            )
+            bias = _read_table(bfile, ("out",), "code", n, *code_range(bb, True))
+            bias = decode(bias, bb, float(bref), True, torch.float64)
+        state[f"{name}.bias"] = bias.to(module.bias.dtype)
+    model.load_state_dict(state)
+    return cfg, model
+
+
+def evaluate_export(
+    export_dir: str | os.PathLike[str],
+    runs: int = 1,
+    seed: int = 0,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    nonidealities: Nonidealities | None = None,
+) -> dict[str, Any]:
+    """``aanntwin evaluate --export DIR``: the exported chip's test accuracy (JSON-ready dict)."""
+    from .data import load_dataset
+    from .training import evaluate
+
+    cfg, model = load_export(export_dir, nonidealities)
+    nl = model.nonidealities
+    data = load_dataset(dataset or cfg.dataset, data_dir)
+    model.to(device)
+    res = evaluate(model, data.x_test.to(device), data.y_test.to(device), runs=runs, seed=seed)
+    report = dict(dataset=data.name, device=str(device), export=str(export_dir))
+    report.update(nonidealities=nl.active(), per_class_accuracy=res.per_class_accuracy)
+    return {**res.summary(), **report}
+
+
+# ------------------------------------------------------------------------------ CLI
+def _pairs(kind: type) -> Any:
+    """argparse type: ``4`` or ``conv=4,linear=6`` (a number, or one per stage)."""
+    return lambda text: _parse_pairs(text, kind)
+
+
+def _parse_pairs(text: str, kind: type) -> Any:
+    try:
+        if "=" not in text:
+            return kind(text)
+        return {k.strip(): kind(v) for k, _, v in (item.partition("=") for item in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {kind.__name__} or STAGE={kind.__name__} pairs, got {text!r}"
+        ) from None
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``aanntwin export RUN_DIR --bits ... --out DIR``."""
+    p = subparsers.add_parser("export", help="integer weight codes per stage (CSV + manifest)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="folder of 'aanntwin train' or 'normalize'")
+    p.add_argument("--bits", type=_pairs(int), required=True, help="4, or conv=4,linear=6")
+    p.add_argument("--refs", type=_pairs(float), help="conv=0.5,linear=0.3 (default max |w|)")
+    levels = "levels k*step (default) or (k+1/2)*step"
+    p.add_argument("--zero-level", action=argparse.BooleanOptionalAction, default=True, help=levels)
+    p.add_argument("--bias-bits", type=int, help="quantize biases too (default: analog values)")
+    p.add_argument("--calibration-images", type=int, default=10000, help="for the full scales")
+    p.add_argument("--data-dir", help="folder with the IDX files (or $AANNTWIN_DATA_DIR)")
+    p.add_argument("--out", required=True, help="export folder")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """``aanntwin export``: write the export, print one line per stage."""
+    keys = ("bits", "refs", "zero_level", "bias_bits", "calibration_images", "data_dir")
+    m = export_run(args.run_dir, args.out, **{k: getattr(args, k) for k in keys})
+    for s in m["stages"]:
+        fs = s["output_full_scale_V"]
+        print(
+            f"{s['name']:<8} {'x'.join(map(str, s['shape'])):<10} {s['bits']} bits, "
+            f"ref {s['ref']:.6g}, step {s['step']:.6g}, codes {s['code_min']}..{s['code_max']}, "
+            f"out FS {'-' if fs is None else f'{fs:.4g} V'}, gain {s['normalization_gain']:.4g}"
+        )
+    print(f"wrote {args.out}/{MANIFEST} and {len(m['files'])} CSV files")
+    return 0

@@ -1,0 +1,230 @@
+"""Hardware export: codes on quantize_weights' grid, exact round trip, malformed exports."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
+from aanntwin.errors import AanntwinError
+from aanntwin.export import MANIFEST, export_model, export_run, load_export
+from aanntwin.model import WEIGHTS_FILE, save_weights
+from aanntwin.training import evaluate, train
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    out = {}
+    for hidden in ((), (8,)):
+        cfg = RunConfig(
+            model=ModelParams(hidden=hidden), train=TrainParams(epochs=3, batch_size=32)
+        )
+        out[hidden] = (cfg, train(cfg, digits, progress=False).model)
+    return out
+
+
+def quantized(model, manifest, zero_level):
+    """The in-memory deployed model: the same Main with weight quantization on."""
+    by = {s["name"]: s for s in manifest["stages"]}
+    nl = Nonidealities(
+        conv2d_weight_bits=by["conv"]["bits"],
+        conv2d_weight_ref=manifest["refs_given"].get("conv"),
+        linear_weight_bits=by["linear"]["bits"],
+        linear_weight_ref=manifest["refs_given"].get("linear"),
+        weight_zero_level=zero_level,
+    )
+    model.set_nonidealities(nl)
+    return model
+
+
+@pytest.mark.parametrize(
+    "hidden, bits, refs, zero_level",
+    [
+        ((), 4, None, True),
+        ((), 3, None, False),
+        ((), {"conv": 2, "linear": 5}, {"conv": 0.3, "linear": 0.2}, True),
+        ((8,), {"conv": 4, "linear": 3}, None, False),
+        ((8,), 0, {"linear": 0.1}, True),
+    ],
+)
+def test_round_trip_is_exact(trained, digits, tmp_path, hidden, bits, refs, zero_level):
+    cfg, model = trained[hidden]
+    manifest = export_model(model, cfg, tmp_path, bits=bits, refs=refs, zero_level=zero_level)
+    # The in-memory model uses the exported (float32-rounded) refs: see the module docstring.
+    snapped = {s["name"]: s["ref"] for s in manifest["stages"]}
+    manifest["refs_given"] = {k: snapped[k] for k in (refs or {})}
+    cfg2, loaded = load_export(tmp_path)
+    assert cfg2 == cfg
+    assert not loaded.nonidealities.active()
+    ref_model = quantized(
+        type(model)(cfg.model, (1, 8, 8), 10, None, cfg.normalization), manifest, zero_level
+    )
+    ref_model.load_state_dict(model.state_dict())
+    # Without requires_grad quantize_weights returns its levels as they are: the straight-through
+    # ``w + (q - w).detach()`` can move a level by one float32 ulp (see test_straight_through_ulp).
+    ref_model.requires_grad_(False)
+    for mine, theirs in zip(loaded.mac_stages(), ref_model.mac_stages(), strict=True):
+        assert torch.equal(mine.weight, theirs.effective_weight().detach())
+        assert torch.equal(mine.bias, theirs.bias)
+    x, y = digits.x_test, digits.y_test
+    assert evaluate(loaded, x, y).accuracy == evaluate(ref_model, x, y).accuracy
+
+
+def test_user_refs_as_given_match_accuracy(trained, digits, tmp_path):
+    cfg, model = trained[()]
+    export_model(model, cfg, tmp_path, bits=3, refs={"conv": 0.3, "linear": 0.2})
+    nl = Nonidealities(conv2d_weight_bits=3, conv2d_weight_ref=0.3, linear_weight_bits=3,
+                       linear_weight_ref=0.2)  # fmt: skip
+    deployed = type(model)(cfg.model, (1, 8, 8), 10, nl, cfg.normalization)
+    deployed.load_state_dict(model.state_dict())
+    x, y = digits.x_test, digits.y_test
+    assert evaluate(load_export(tmp_path)[1], x, y).accuracy == evaluate(deployed, x, y).accuracy
+
+
+def test_csv_codes_and_manifest(trained, tmp_path):
+    cfg, model = trained[(8,)]
+    m = export_model(model, cfg, tmp_path, bits={"conv": 3, "linear": 2}, bias_bits=6)
+    assert m["schema_version"] == 1 and m["config_hash"] == cfg.content_hash()
+    assert [s["name"] for s in m["stages"]] == ["conv", "hidden0", "linear"]
+    assert set(m["units"]) >= {"ref", "step", "input_full_scale_V", "normalization_gain"}
+    on_disk = json.loads((tmp_path / MANIFEST).read_text())
+    assert on_disk == json.loads(json.dumps(m))
+    for s in m["stages"]:
+        assert s["bits"] == (3 if s["name"] == "conv" else 2)
+        with open(tmp_path / s["csv"]) as fh:
+            rows = list(csv.DictReader(fh))
+        assert len(rows) == torch.Size(s["shape"]).numel()
+        codes = [int(r["code"]) for r in rows]  # integers, not "3.0"
+        assert all(s["code_min"] <= c <= s["code_max"] for c in codes)
+        assert max(map(abs, codes)) == s["code_max"]  # default ref = max |w|: the top code
+        assert s["normalization_gain"] == 1.0 and s["output_full_scale_V"] is None
+        with open(tmp_path / s["bias_csv"]) as fh:
+            assert list(csv.DictReader(fh))[0].keys() == {"out", "code"}
+    load_export(tmp_path)  # quantized biases load too
+
+
+def test_export_run_reads_normalization(tmp_path, trained, digits):
+    from aanntwin.studies.normalize import normalize_run
+
+    cfg, model = trained[()]
+    run = tmp_path / "run"
+    save_weights(model, run / WEIGHTS_FILE)
+    (run / "config.json").write_text(cfg.to_json())
+    m = export_run(run, tmp_path / "plain", bits=4)
+    assert m["full_scale_source"] == "calibration"
+    assert all(s["output_full_scale_V"] > 0 for s in m["stages"])
+    normalize_run(run, tmp_path / "norm", targets={"conv": 0.8, "linear": 1.0})
+    m = export_run(tmp_path / "norm", tmp_path / "exp", bits=4)
+    by = {s["name"]: s for s in m["stages"]}
+    assert m["full_scale_source"] == "normalization.json"
+    assert by["conv"]["output_full_scale_V"] == pytest.approx(0.8)
+    assert by["linear"]["input_full_scale_V"] == pytest.approx(0.8)
+    assert by["conv"]["normalization_gain"] != 1.0
+
+
+def _break(folder: Path, edit) -> None:
+    m = json.loads((folder / MANIFEST).read_text())
+    edit(m, folder)
+    (folder / MANIFEST).write_text(json.dumps(m))
+
+
+def _set_code(folder: Path, value: str) -> None:
+    path = folder / "conv_weights.csv"
+    lines = path.read_text().splitlines()
+    lines[1] = ",".join([*lines[1].split(",")[:-1], value])
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda m, f: m["stages"].pop(1), r"manifest\.json.*missing \['linear'\]"),
+        (lambda m, f: m["stages"][0].update(bits=99), r"manifest\.json: stage conv\.bits = 99"),
+        (lambda m, f: m["stages"][0].update(bits=2), r"manifest\.json: stage conv\.bits = 2"),
+        (lambda m, f: m["stages"][0].update(shape=[4, 1, 5, 5]), r"stage conv\.shape"),
+        (lambda m, f: m.update(schema_version=7), r"manifest\.json: schema_version = 7"),
+        (lambda m, f: (f / "linear_weights.csv").unlink(), r"linear_weights\.csv.*missing"),
+        (lambda m, f: _set_code(f, "16"), r"conv_weights\.csv: row 2, column code: '16'"),
+        (lambda m, f: _set_code(f, "1.5"), r"conv_weights\.csv: row 2, column code"),
+        (lambda m, f: m["config"]["model"].update(channels=5), r"config_hash"),
+    ],
+)
+def test_malformed_export(trained, tmp_path, edit, match):
+    cfg, model = trained[()]
+    export_model(model, cfg, tmp_path, bits=4)
+    _break(tmp_path, edit)
+    with pytest.raises(AanntwinError, match=match):
+        load_export(tmp_path)
+
+
+def test_bad_arguments(trained, tmp_path):
+    cfg, model = trained[()]
+    with pytest.raises(AanntwinError, match="unknown stage"):
+        export_model(model, cfg, tmp_path, bits={"conv": 4, "lin": 4})
+    with pytest.raises(AanntwinError, match="bits for stage linear"):
+        export_model(model, cfg, tmp_path, bits={"conv": 4})
+    with pytest.raises(AanntwinError, match="manifest not found"):
+        load_export(tmp_path / "nothing")
+
+
+def test_straight_through_ulp_does_not_change_accuracy(trained, digits, tmp_path):
+    """With gradients on, the twin's quantized weights are ``w + (q - w)``, which can differ from
+    the level ``q`` by one float32 ulp; the exported (exact) levels give the same accuracy."""
+    cfg, model = trained[(8,)]
+    m = export_model(model, cfg, tmp_path, bits=2, zero_level=False, refs={"conv": 0.25})
+    nl = Nonidealities(conv2d_weight_bits=2, conv2d_weight_ref=0.25, linear_weight_bits=2,
+                       weight_zero_level=False)  # fmt: skip
+    deployed = type(model)(cfg.model, (1, 8, 8), 10, nl, cfg.normalization)
+    deployed.load_state_dict(model.state_dict())
+    assert m["stages"][0]["ref"] == 0.25
+    x, y = digits.x_test, digits.y_test
+    assert evaluate(load_export(tmp_path)[1], x, y).accuracy == evaluate(deployed, x, y).accuracy
+
+
+def test_cli_glue_and_evaluate_export(trained, tmp_path, capsys):
+    import argparse
+
+    from aanntwin import export
+
+    cfg, model = trained[(8,)]
+    run = tmp_path / "run"
+    save_weights(model, run / WEIGHTS_FILE)
+    (run / "config.json").write_text(cfg.to_json())
+    parser = argparse.ArgumentParser()
+    export.add_parser(parser.add_subparsers(dest="command"))
+    argv = ["export", str(run), "--bits", "conv=4,linear=3", "--refs", "conv=0.5"]
+    args = parser.parse_args(
+        [*argv, "--no-zero-level", "--bias-bits", "8", "--out", str(tmp_path / "e")]
+    )
+    assert args.bits == {"conv": 4, "linear": 3} and args.refs == {"conv": 0.5}
+    assert export.run(args) == 0
+    out = capsys.readouterr().out
+    assert "hidden0" in out and "codes -8..7" in out and "manifest.json" in out
+    report = export.evaluate_export(tmp_path / "e", runs=2, seed=1)
+    assert 0.0 < report["accuracy_mean"] <= 1.0 and report["runs"] == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["export", str(run), "--bits", "conv=x", "--out", "o"])
+
+
+def test_export_and_evaluate_export_from_the_command_line(tmp_path, capsys):
+    import json as _json
+
+    from aanntwin.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "3", "--batch-size", "32",
+                 "--out", str(run), "--no-progress", "--no-cache"]) == 0  # fmt: skip
+    out = tmp_path / "export"
+    assert main(["export", str(run), "--bits", "conv=3,linear=4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--export", str(out)]) == 0
+    exported = _json.loads(capsys.readouterr().out)
+    nl = tmp_path / "q.json"
+    nl.write_text(_json.dumps({"conv2d_weight_bits": 3, "linear_weight_bits": 4}))
+    assert main(["evaluate", str(run), "--nonidealities", str(nl)]) == 0
+    in_memory = _json.loads(capsys.readouterr().out)
+    assert exported["accuracy_mean"] == in_memory["accuracy_mean"]
