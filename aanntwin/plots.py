@@ -288,3 +288,33 @@ def explorer_figure(
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
+
+
+def yield_histogram(
+    accuracies: Sequence[float], threshold: float, yield_result: Any = None
+) -> Figure:
+    """Histogram of the per-chip test accuracy (%), the pass threshold (fraction) as a vertical
+    line; ``yield_result`` (a :class:`aanntwin.specs.YieldResult`) puts the yield and its
+    confidence interval in the title."""
+    acc = 100 * np.asarray(accuracies, dtype=float)
+    thr = 100 * float(threshold)
+    lo, hi = min(float(acc.min(initial=thr)), thr), max(float(acc.max(initial=thr)), thr)
+    width = max((hi - lo) / int(np.clip(np.sqrt(acc.size) * 2, 5, 40)), 1e-3)
+    below, above = int(np.ceil((thr - lo) / width)), int(np.floor((hi - thr) / width)) + 1
+    edges = thr + width * np.arange(-below, above + 1)  # the threshold is a bin edge
+    fig = _figure(6.0, 3.6)
+    (ax,) = _grid(fig, 1)
+    passing = np.asarray(accuracies, dtype=float) >= threshold  # as the yield counts them
+    ax.hist([acc[passing], acc[~passing]], bins=edges, stacked=True, color=["tab:blue", "tab:red"],
+            label=[f"pass ({passing.sum()})", f"fail ({(~passing).sum()})"])  # fmt: skip
+    ax.axvline(thr, color="black", linestyle="--", label=f"threshold {thr:.2f} %")
+    title = f"{acc.size} chip instances"
+    if yield_result is not None:
+        r = yield_result
+        title = (f"yield {100 * r.yield_:.1f} % ({r.passing}/{r.instances} chips), "
+                 f"{100 * r.confidence:g} % interval {100 * r.low:.1f}..{100 * r.high:.1f} %")  # fmt: skip
+    ax.set(xlabel="test accuracy of the chip instance (%)", ylabel="chip instances (count)",
+           title=title)  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig

@@ -253,5 +253,43 @@ def spec_table(search: SpecSearch, tolerances: list[Tolerance], joint: dict[str,
     return pd.DataFrame(rows)
 
 
-__all__ = ["Target", "SpecSearch", "Tolerance", "chip_yield", "wilson_interval", "spec_table",
-           "lower_quantile", "MISMATCH"]  # fmt: skip
+@dataclass
+class SpecResult:
+    """What :func:`derive_specs` found (``table``: the DataFrame of :func:`spec_table`)."""
+
+    search: SpecSearch
+    tolerances: list[Tolerance]
+    joint: dict[str, float]
+    """The limits that meet the target all together (the spec)."""
+    joint_check: Check
+    shrink_steps: int
+    bits: dict[str, int | None]
+    """Fewest weight bits per stage (``conv2d``, ``linear``) meeting the target alone."""
+    table: Any
+    seconds: float
+
+
+def derive_specs(model: Main, x: Tensor, y: Tensor, target: Target, *,
+                 kinds: list[str] | None = None, seed: int = 0, base: Nonidealities | None = None,
+                 progress: bool = False) -> SpecResult:  # fmt: skip
+    """The sign-off: each kind's tolerance alone, the joint limits, the fewest weight bits per
+    stage and the table (``kinds``: default all of ``KINDS``)."""
+    import time
+
+    t0 = time.perf_counter()
+    search = SpecSearch(model, x, y, target, seed=seed, base=base)
+    kinds = list(KINDS) if kinds is None else list(kinds)
+    if progress:
+        from tqdm.auto import tqdm
+
+        kinds = tqdm(kinds, desc="tolerances", leave=False)
+    tolerances = [search.tolerance(k) for k in kinds]
+    joint, joint_check, shrinks = search.joint({t.kind: t.limit for t in tolerances if t.limit})
+    bits = {stage: search.fewest_bits(stage) for stage in ("conv2d", "linear")}
+    table = spec_table(search, tolerances, joint, joint_check, bits)
+    return SpecResult(search, tolerances, joint, joint_check, shrinks, bits, table,
+                      time.perf_counter() - t0)  # fmt: skip
+
+
+__all__ = ["Target", "SpecSearch", "Tolerance", "SpecResult", "derive_specs", "chip_yield",
+           "wilson_interval", "spec_table", "lower_quantile", "MISMATCH"]  # fmt: skip

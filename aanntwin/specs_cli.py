@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -58,41 +57,34 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def run_specs(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from .io import write_json_atomic, write_text_atomic
-    from .specs import SpecSearch, Target, spec_table
+    from .specs import Target, derive_specs
     from .studies.grid import parse_choices
     from .studies.noise import KINDS
 
     target = Target(args.target_drop, args.confidence, args.runs)
     kinds = parse_choices(args.kinds, "--kinds", list(KINDS))
     cfg, model, data = _load(args)
-    t0 = time.perf_counter()
-    search = SpecSearch(model, data.x_test, data.y_test, target, seed=args.seed)
-    tolerances = [search.tolerance(k) for k in tqdm(kinds, desc="tolerances", leave=False)]
-    limits = {t.kind: t.limit for t in tolerances if t.limit}
-    joint, joint_check, shrinks = search.joint(limits)
-    bits = {stage: search.fewest_bits(stage) for stage in ("conv2d", "linear")}
-    table = spec_table(search, tolerances, joint, joint_check, bits)
-    seconds = time.perf_counter() - t0
+    res = derive_specs(model, data.x_test, data.y_test, target, kinds=kinds, seed=args.seed,
+                       progress=True)  # fmt: skip
+    search, joint_check, table = res.search, res.joint_check, res.table
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "spec_table.csv", table.to_csv(index=False))
     write_text_atomic(out / "spec_table.html", table.to_html(index=False, na_rep=""))
     write_json_atomic(out / "spec.json", {
         "schema_version": 1, "run": str(args.run_dir), "config_hash": cfg.content_hash(),
-        "target": asdict(target), "ideal_accuracy": search.ideal, "joint_limits": joint,
-        "joint_check": asdict(joint_check), "joint_shrink_steps": shrinks, "weight_bits": bits,
-        "tolerances": [asdict(t) for t in tolerances], "evaluations": search.evaluations,
-        "seconds": seconds,
+        "target": asdict(target), "ideal_accuracy": search.ideal, "joint_limits": res.joint,
+        "joint_check": asdict(joint_check), "joint_shrink_steps": res.shrink_steps,
+        "weight_bits": res.bits, "tolerances": [asdict(t) for t in res.tolerances],
+        "evaluations": search.evaluations, "seconds": res.seconds,
     })  # fmt: skip
     print(f"ideal accuracy {100 * search.ideal:.2f} %, target >= "
           f"{100 * search.threshold:.2f} % at {100 * target.confidence:g} % confidence; "
           f"joint: {100 * joint_check.quantile:.2f} % ({'met' if joint_check.passed else 'NOT met'})")  # fmt: skip
     shown = table[["stage", "quantity", "limit", "unit", "limit_alone"]]
     print(shown.to_string(index=False, na_rep=""))
-    print(f"{search.evaluations} evaluations in {seconds:.1f} s; wrote {out}/spec_table.csv")
+    print(f"{search.evaluations} evaluations in {res.seconds:.1f} s; wrote {out}/spec_table.csv")
     return 0 if joint_check.passed else 1
 
 

@@ -293,3 +293,22 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_write_outputs_without_plots(tmp_path, fitted):
     paths = write_outputs(fitted, tmp_path, plots=False)
     assert not any(k.startswith("plot") for k in paths)
+
+
+def test_figures_for_the_notebook_are_labelled_and_leave_no_pyplot_figure(tmp_path, fitted):
+    import matplotlib.pyplot as plt
+
+    from aanntwin import characterize_plots as cp
+
+    before = plt.get_fignums()
+    fid = fitted.fidelity
+    figs = [cp.multiplier_figure(fitted.fits["multiplier"]), cp.relu_figure(fitted.fits["relu"]),
+            cp.noise_figure(fitted.noise), cp.montecarlo_figure(fitted.mismatch),
+            cp.fidelity_figure(fid["_y"], fid["_pred_twin"], fid["full_scale"])]  # fmt: skip
+    for fig in figs:
+        for ax in fig.axes:
+            assert ax.get_ylabel() or ax.get_xlabel(), ax.get_title()
+    noise_axes = figs[2].axes
+    assert len(noise_axes) == 2 and "1000..1e+07 Hz" in noise_axes[0].get_title()
+    assert cp.plot_noise(fitted.noise, tmp_path / "noise.png").stat().st_size > 0
+    assert plt.get_fignums() == before

@@ -152,6 +152,19 @@ def test_noise_bars_and_table_units():
     assert "Gaussian noise" in table.loc["input_noise", "meaning"]
 
 
+def test_yield_histogram_marks_the_threshold_and_states_the_yield():
+    from aanntwin.specs import YieldResult
+
+    accs = [0.95, 0.96, 0.97, 0.93, 0.965]
+    res = YieldResult(5, 4, 0.8, 0.38, 0.96, 0.95, 0.94, accs)
+    (ax,) = labelled(plots.yield_histogram(accs, 0.94, res))
+    assert "%" in ax.get_xlabel() and "count" in ax.get_ylabel()
+    assert "yield 80.0 %" in ax.get_title() and "38.0..96.0 %" in ax.get_title()
+    assert any(line.get_xdata()[0] == pytest.approx(94.0) for line in ax.lines)
+    (ax,) = labelled(plots.yield_histogram([0.5], 0.9))  # no result: still a figure
+    assert "1 chip" in ax.get_title()
+
+
 def test_explorer_figure_and_no_pyplot_leak():
     before = plt.get_fignums()
     fig = plots.explorer_figure(np.eye(10) * 3, acts(), range_markers(NL), "title")

@@ -8,7 +8,14 @@ from aanntwin.cli import main
 from aanntwin.config import Nonidealities, RunConfig, TrainParams
 from aanntwin.errors import AanntwinError
 from aanntwin.layers import derive_seed
-from aanntwin.specs import SpecSearch, Target, chip_yield, lower_quantile, wilson_interval
+from aanntwin.specs import (
+    SpecSearch,
+    Target,
+    chip_yield,
+    derive_specs,
+    lower_quantile,
+    wilson_interval,
+)
 from aanntwin.studies.noise import KINDS
 from aanntwin.training import evaluate, train
 
@@ -59,6 +66,19 @@ def test_fewest_bits_is_the_smallest_passing_count(derived, model, digits):
 
     assert acc(bits) >= search.threshold
     assert bits == 0 or acc(bits - 1) < search.threshold
+
+
+def test_derive_specs_is_the_search_sequence(model, digits):
+    target = Target(0.03, 0.9, runs=4)
+    res = derive_specs(model, digits.x_test, digits.y_test, target, kinds=["linear_out"], seed=2)
+    search = SpecSearch(model, digits.x_test, digits.y_test, target, seed=2)
+    tol = search.tolerance("linear_out")
+    assert [t.limit for t in res.tolerances] == [tol.limit]
+    assert (res.joint, res.joint_check, res.shrink_steps) == search.joint({"linear_out": tol.limit})
+    assert res.bits == {s: search.fewest_bits(s) for s in ("conv2d", "linear")}
+    row = res.table.set_index("quantity").loc["linear_out_noise"]
+    assert row["limit"] == res.joint["linear_out"] and row["limit_alone"] == tol.limit
+    assert res.seconds > 0 and res.search.evaluations > 0
 
 
 def test_yield_and_its_interval_match_a_brute_force_count(model, digits):
