@@ -29,7 +29,7 @@ def model(digits):
 @pytest.fixture(scope="module")
 def derived(model, digits):
     search = SpecSearch(model, digits.x_test, digits.y_test, Target(0.02, 0.9, runs=12), seed=3)
-    tols = {k: search.tolerance(k) for k in ("input", "linear_out", "conv_gain")}
+    tols = {k: search.tolerance(k) for k in KINDS}  # every row of the table
     joint, check, _ = search.joint({k: t.limit for k, t in tols.items()})
     return search, tols, joint, check
 
