@@ -18,13 +18,9 @@ from .errors import AanntwinError
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    from .cli import positive_int  # the CLI's own check (imported late: cli imports us)
+
+    return positive_int(text)
 
 
 def _band(text: str) -> tuple[float, float]:

@@ -24,7 +24,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -59,7 +60,7 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runtime")
     g.add_argument("--data-dir", help="folder with the IDX files (or $AANNTWIN_DATA_DIR)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    g.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
+    g.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -89,10 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--export", help="evaluate a hardware export folder instead (aanntwin export)")
     e.add_argument("--nonidealities", help="nonidealities JSON (default: those it trained with)")
     e.add_argument("--ideal", action="store_true", help="evaluate with every nonideality off")
-    e.add_argument("--runs", type=_positive_int, default=1, help="noisy repetitions (mean, std)")
+    e.add_argument("--runs", type=positive_int, default=1, help="noisy repetitions (mean, std)")
     e.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise")
     e.add_argument("--dataset", choices=sorted(IN_SHAPES), help="default: the one it trained on")
-    e.add_argument("--batch-size", type=_positive_int, help="images per pass (default: by device)")
+    e.add_argument("--batch-size", type=positive_int, help="images per pass (default: by device)")
     _add_runtime_args(e)
 
     i = sub.add_parser("info", help="geometry and hardware counts of a configuration")
