@@ -17,6 +17,11 @@ def add_parser(subparsers: Any) -> None:
         "data_dir, epochs, seed, nonidealities, quick, chip_seed), optional per-notebook "
         "overrides under 'notebooks:' and optional 'variants:' (each with a 'name'), each run "
         "into its own folder with OUT/index.html comparing them.",
+        epilog="Reports: OUT/NAME/index.html links NN_x.html (designers' version, no code), "
+        "NN_x.code.html, executed/NN_x.ipynb and data/ (models, sweep CSVs, headlines.json). "
+        "Explore interactively: `jupyter lab notebooks/00_explorer.ipynb` (pip install "
+        "jupyterlab; run all, move the sliders) or serve it as an app with `voila "
+        "notebooks/00_explorer.ipynb --Voila.ip=127.0.0.1`.",
     )
     w.add_argument("--params", action="append", default=[], metavar="FILE",
                    help="parameters file (YAML/JSON); repeat for several")  # fmt: skip
