@@ -7,6 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-stamp
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 REPORT_PARAMS ?= examples/workbook.yaml
 
 export OMP_WAIT_POLICY ?= passive
@@ -15,9 +16,14 @@ export OMP_WAIT_POLICY ?= passive
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# What `make report` needs (the package and the notebook tools); `make test` adds the test tools.
+$(RUNTIME_STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check '$(TORCH_SPEC)'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[notebooks]'
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
@@ -29,7 +35,7 @@ lint: install
 	$(BIN)/ruff check aanntwin tests benchmarks
 	$(BIN)/ruff format --check aanntwin tests benchmarks
 
-report: install
+report: $(RUNTIME_STAMP)
 	$(BIN)/aanntwin workbook --params $(REPORT_PARAMS) --out reports
 
 bench: install
