@@ -376,9 +376,9 @@ def compare_models(models: dict[str, Any], data: Any, nl: Nonidealities, runs: i
 
 def noise_plan(quick: bool) -> dict[str, list[float | None]]:
     """Training and test levels (V) of the notebook noise sweep: small when ``quick``."""
-    step, top = (0.05, 0.5) if quick else (0.02, 1.0)
+    step, top = (0.05, 0.5) if quick else (0.025, 1.0)
     tests = [round(i * step, 10) for i in range(round(top / step) + 1)]
-    trains = [None, 0.1] if quick else [None, 0.05, 0.1, 0.2, 0.3]
+    trains = [None, 0.1] if quick else [None, 0.1, 0.2]
     return {"train_levels": trains, "test_levels": tests}
 
 
