@@ -181,8 +181,8 @@ def _round(v: float) -> float:
     """Three significant digits (a spec sheet value), rounded down so it stays conservative."""
     if v <= 0:
         return 0.0
-    mag = 10 ** (math.floor(math.log10(v)) - 2)
-    return math.floor(v / mag) * mag
+    exp = math.floor(math.log10(v)) - 2
+    return float(f"{math.floor(v / 10**exp)}e{exp}")  # via text: no binary tail (0.00711)
 
 
 @dataclass
