@@ -5,16 +5,25 @@
 - ``mnist``, ``fashion-mnist``: IDX files (gzipped or raw, torchvision's file names) from a folder
   (``data_dir`` or ``$AANNTWIN_DATA_DIR``), or downloaded into it with SHA-256 verification.
 
+A folder is checked against what its dataset name promises (``SPECS``): image size and channels,
+train/test counts, labels in 0..n_classes-1 with every class present (else ``DataError``, one line:
+file, field, value, requirement), and its content against the known SHA-256 digests (``SOURCES``:
+the served ``.gz`` files; ``CONTENT_SHA256``: the decompressed IDX bytes, which do not change when
+a file is re-compressed). Files that are another dataset's are an error naming both; files matching no known
+digest load with one ``UnverifiedDataWarning`` and ``Dataset.verified = False``.
+
 Images are float32 ``(N, C, H, W)`` in [0, 1]; labels int64 ``(N,)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .config import IN_SHAPES
 from .errors import DataError
 from .io import atomic_path
 
@@ -54,6 +64,43 @@ SOURCES = {
     },
 }
 
+CONTENT_SHA256: dict[str, dict[str, str]] = {
+    # SHA-256 of each file's decompressed IDX bytes (header + pixels/labels), what
+    # `gunzip -c FILE.gz | sha256sum` prints: unlike the .gz digest, it survives re-compression.
+    "mnist": {  # computed from ../shared/data/mnist (re-compressed copies of the served files)
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion-mnist": {},  # not computed yet (no copy here): the served .gz digests verify it
+}
+
+
+@dataclass(frozen=True)
+class IdxSpec:
+    """What a dataset name promises about its four IDX files."""
+
+    title: str
+    """Display name, as in error messages ("these files are MNIST, not Fashion-MNIST")."""
+    in_shape: tuple[int, int, int]
+    """(channels, height, width) of one image, pixels; IDX images are N x H x W, one channel."""
+    n_classes: int
+    """Labels are 0..n_classes-1 and the training labels use every one."""
+    n_train: int
+    n_test: int
+
+
+SPECS = {
+    "mnist": IdxSpec("MNIST", IN_SHAPES["mnist"], 10, 60_000, 10_000),
+    "fashion-mnist": IdxSpec("Fashion-MNIST", IN_SHAPES["fashion-mnist"], 10, 60_000, 10_000),
+}
+
+
+class UnverifiedDataWarning(UserWarning):
+    """A dataset folder's content matches none of the SHA-256 digests known for its name."""
+
+
 DATA_DIR_ENV = "AANNTWIN_DATA_DIR"
 DATASET_NAMES = ("digits", *SOURCES)
 
@@ -69,9 +116,13 @@ class Dataset:
     y_test: Tensor
     n_classes: int
     fingerprint: str
-    """SHA-256 prefix of the pixel and label bytes: a cache-key component."""
+    """SHA-256 prefix of the content (digits: the arrays; IDX: the files' content digests, so raw
+    and gzipped copies agree): a cache-key component."""
     source: str
     """Where it came from (a folder, or the scikit-learn package)."""
+    verified: bool = True
+    """Whether the content matched the SHA-256 digests known for ``name`` (``SOURCES``,
+    ``CONTENT_SHA256``); False loads came with an ``UnverifiedDataWarning``."""
 
     @property
     def in_shape(self) -> tuple[int, int, int]:
@@ -80,28 +131,23 @@ class Dataset:
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Dataset:
         """A copy on ``device`` (images optionally cast to ``dtype``); done once, not per batch."""
         move = {"device": device, **({"dtype": dtype} if dtype else {})}
-        return Dataset(
-            self.name,
-            self.x_train.to(**move),
-            self.y_train.to(device),
-            self.x_test.to(**move),
-            self.y_test.to(device),
-            self.n_classes,
-            self.fingerprint,
-            self.source,
+        return dataclasses.replace(
+            self,
+            x_train=self.x_train.to(**move),
+            y_train=self.y_train.to(device),
+            x_test=self.x_test.to(**move),
+            y_test=self.y_test.to(device),
         )
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> Dataset:
         """The first ``n_train``/``n_test`` samples (for quick runs and tests)."""
-        return Dataset(
-            self.name,
-            self.x_train[:n_train],
-            self.y_train[:n_train],
-            self.x_test[:n_test],
-            self.y_test[:n_test],
-            self.n_classes,
-            f"{self.fingerprint}:{n_train}:{n_test}",
-            self.source,
+        return dataclasses.replace(
+            self,
+            x_train=self.x_train[:n_train],
+            y_train=self.y_train[:n_train],
+            x_test=self.x_test[:n_test],
+            y_test=self.y_test[:n_test],
+            fingerprint=f"{self.fingerprint}:{n_train}:{n_test}",
         )
 
 
@@ -148,13 +194,20 @@ def load_digits() -> Dataset:
     )
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (gzipped if it ends in .gz); errors name the file."""
-    path = Path(path)
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot read IDX file ({exc}); delete it to re-download") from None
+@dataclass(frozen=True)
+class IdxFile:
+    """One IDX file as read: its array and the SHA-256 digests that identify it."""
+
+    path: Path
+    array: np.ndarray
+    file_sha256: str
+    """Of the bytes on disk (the .gz as stored, for a gzipped file)."""
+    content_sha256: str
+    """Of the decompressed IDX bytes (equal to ``file_sha256`` for a raw file)."""
+
+
+def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
+    """The unsigned-byte array of an IDX payload; errors name ``path``."""
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
         raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number {raw[:4]!r})")
     ndim = raw[3]
@@ -170,15 +223,25 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def read_idx_file(path: str | os.PathLike[str]) -> IdxFile:
+    """Read an IDX file (gzipped if it ends in .gz), hashing each byte once; errors name the file."""
+    path = Path(path)
+    try:
+        stored = path.read_bytes()
+        raw = gzip.decompress(stored) if path.suffix == ".gz" else stored
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: cannot read IDX file ({exc}); delete it to re-download") from None
+    content = hashlib.sha256(raw).hexdigest()
+    stored_digest = content if raw is stored else hashlib.sha256(stored).hexdigest()
+    return IdxFile(path, _parse_idx(raw, path), stored_digest, content)
 
 
-def _verify_sums(folder: Path, files: list[Path]) -> None:
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (gzipped if it ends in .gz); errors name the file."""
+    return read_idx_file(path).array
+
+
+def _verify_sums(folder: Path, files: list[IdxFile]) -> None:
     """Check files against a ``SHA256SUMS`` in their folder, when there is one."""
     sums_file = folder / "SHA256SUMS"
     if not sums_file.exists():
@@ -189,9 +252,94 @@ def _verify_sums(folder: Path, files: list[Path]) -> None:
         if len(parts) == 2:
             sums[parts[1].lstrip("*")] = parts[0]
     for f in files:
-        want = sums.get(f.name)
-        if want is not None and _sha256(f) != want:
-            raise DataError(f"{f}: SHA-256 does not match {sums_file}; the file is corrupt")
+        want = sums.get(f.path.name)
+        if want is not None and f.file_sha256 != want:
+            raise DataError(f"{f.path}: SHA-256 does not match {sums_file}; the file is corrupt")
+
+
+def _known_digests() -> dict[str, tuple[str, str]]:
+    """Every known SHA-256 (served .gz and decompressed content) -> (dataset name, file stem)."""
+    known = {}
+    for name, src in SOURCES.items():
+        for table in (src["sha256"], CONTENT_SHA256.get(name, {})):
+            known.update({digest: (name, stem) for stem, digest in table.items()})
+    return known
+
+
+def _check_identity(name: str, folder: Path, files: dict[str, IdxFile]) -> list[str]:
+    """Error if a file is another dataset's (or another file's); the files unknown to ``name``."""
+    known = _known_digests()
+    unverified = []
+    for key, f in files.items():
+        stem = FILES[key]
+        hits = {known[d] for d in (f.file_sha256, f.content_sha256) if d in known}
+        other = next((hit for hit in sorted(hits) if hit != (name, stem)), None)
+        if other is not None and other[0] != name:
+            title, other_title = SPECS[name].title, SPECS[other[0]].title
+            raise DataError(
+                f"{folder}: these files are {other_title}, not {title} ({f.path.name} has the "
+                f"SHA-256 of {other_title}'s {other[1]}); load them as --dataset {other[0]}"
+            )
+        if other is not None:
+            raise DataError(
+                f"{f.path}: this is {SPECS[name].title}'s {other[1]} (by SHA-256), not {stem}"
+            )
+        if (name, stem) not in hits:
+            unverified.append(f.path.name)
+    return unverified
+
+
+def _check_images(name: str, f: IdxFile) -> None:
+    """Image shape (one channel) and size against what ``name`` promises."""
+    channels, height, width = SPECS[name].in_shape
+    a = f.array
+    if a.ndim != 3:
+        raise DataError(
+            f"{f.path}: image shape {a.shape}; {name} requires N x {height} x {width} "
+            f"({channels} channel)"
+        )
+    if a.shape[1:] != (height, width):
+        size = "x".join(map(str, a.shape[1:]))
+        raise DataError(f"{f.path}: image size {size}; {name} requires {height}x{width}")
+
+
+def _check_labels(name: str, split: str, f: IdxFile, n_images: int) -> None:
+    """Labels pair with the images, lie in 0..n_classes-1 and (training) use every class."""
+    n_classes, y = SPECS[name].n_classes, f.array
+    if y.ndim != 1 or len(y) != n_images:
+        raise DataError(
+            f"{f.path}: {split} labels of shape {y.shape} do not pair with {n_images} images "
+            "(need N x H x W images and N labels)"
+        )
+    if y.size and int(y.max()) >= n_classes:
+        raise DataError(
+            f"{f.path}: label {int(y.max())}; {name} requires labels 0..{n_classes - 1}"
+        )
+    present = int(np.count_nonzero(np.bincount(y, minlength=n_classes)))
+    if split == "train" and present != n_classes:
+        raise DataError(f"{f.path}: class count {present}; {name} requires all {n_classes} classes")
+
+
+def _check_spec(name: str, files: dict[str, IdxFile]) -> None:
+    """Shapes, labels and counts of the four files against ``SPECS[name]`` (DataError if not)."""
+    spec = SPECS[name]
+    for split, n_required in (("train", spec.n_train), ("test", spec.n_test)):
+        images, labels = files[f"{split}_images"], files[f"{split}_labels"]
+        _check_images(name, images)
+        _check_labels(name, split, labels, len(images.array))
+        if len(images.array) != n_required:
+            raise DataError(
+                f"{images.path}: {split} count {len(images.array)}; {name} requires {n_required}"
+            )
+
+
+def _content_fingerprint(files: dict[str, IdxFile]) -> str:
+    """SHA-256 prefix over the content digests, in ``FILES`` order: a cache-key component that
+    needs no second pass over the bytes and is the same for raw and gzipped copies."""
+    h = hashlib.sha256()
+    for key in FILES:
+        h.update(files[key].content_sha256.encode())
+    return h.hexdigest()[:16]
 
 
 def _find(folder: Path, stem: str) -> Path | None:
@@ -254,17 +402,18 @@ def load_idx_dataset(
                 raise DataError(f"{name}: {stem}[.gz] missing in {folder}")
             found = _download(name, folder, stem)
         paths[key] = found
-    _verify_sums(folder, list(paths.values()))
-    arrays = {k: read_idx(p) for k, p in paths.items()}
-    for split in ("train", "test"):
-        xi, yi = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi):
-            raise DataError(
-                f"{paths[f'{split}_images']}: {split} images {xi.shape} and labels {yi.shape} "
-                "do not pair up (need N x H x W images and N labels)"
-            )
-        if yi.size and yi.max() > 9:
-            raise DataError(f"{paths[f'{split}_labels']}: label {yi.max()} outside 0..9")
+    files = {key: read_idx_file(p) for key, p in paths.items()}
+    _verify_sums(folder, list(files.values()))
+    unverified = _check_identity(name, folder, files)
+    _check_spec(name, files)
+    if unverified:
+        warnings.warn(
+            f"{name}: content of {folder} is unverified: {', '.join(unverified)} match none of "
+            f"the SHA-256 digests known for {SPECS[name].title} (served .gz or decompressed IDX)",
+            UnverifiedDataWarning,
+            stacklevel=3,
+        )
+    arrays = {key: f.array for key, f in files.items()}
 
     def images(a: np.ndarray) -> Tensor:
         return torch.from_numpy(a.astype(np.float32) / 255.0)[:, None]
@@ -278,9 +427,10 @@ def load_idx_dataset(
         labels(arrays["train_labels"]),
         images(arrays["test_images"]),
         labels(arrays["test_labels"]),
-        10,
-        _fingerprint(*arrays.values()),
+        SPECS[name].n_classes,
+        _content_fingerprint(files),
         str(folder),
+        verified=not unverified,
     )
 
 

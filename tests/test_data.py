@@ -1,13 +1,49 @@
 import gzip
+import hashlib
 import shutil
 import urllib.request
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from aanntwin.data import FILES, batches, load_dataset, read_idx
+from aanntwin.data import (
+    FILES,
+    SOURCES,
+    UnverifiedDataWarning,
+    batches,
+    load_dataset,
+    read_idx,
+)
 from aanntwin.errors import DataError
+
+
+def _write_idx(path, array, gz=True):
+    """An IDX file of unsigned bytes (magic 0x0000080N, big-endian dims, then the bytes)."""
+    a = np.ascontiguousarray(array, dtype=np.uint8)
+    dims = b"".join(int(d).to_bytes(4, "big") for d in a.shape)
+    raw = bytes([0, 0, 8, a.ndim]) + dims + a.tobytes()
+    path.write_bytes(gzip.compress(raw, compresslevel=1) if gz else raw)
+
+
+def _write_set(folder, n=(20, 10), shape=(28, 28), labels=None):
+    """Four synthetic IDX files: blank images marked with their index, labels cycling 0..9 (or
+    ``labels(n)``)."""
+    folder.mkdir()
+    for prefix, count in zip(("train", "t10k"), n, strict=True):
+        images = np.zeros((count, *shape), np.uint8)
+        images.reshape(count, -1)[:, 0] = np.arange(count) % 256
+        y = np.arange(count) % 10 if labels is None else labels(count)
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", y)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def full_size(tmp_path_factory):
+    """MNIST-shaped files (60,000/10,000 28x28 images, labels 0..9) that are not MNIST."""
+    return _write_set(tmp_path_factory.mktemp("fake") / "mnist-shaped", n=(60_000, 10_000))
 
 
 def test_digits_is_scaled_and_split_stratified_and_fixed(digits):
@@ -24,6 +60,7 @@ def test_mnist_from_the_shared_folder(mnist):
     assert mnist.x_test.shape == (10_000, 1, 28, 28)
     assert mnist.y_train.dtype == torch.int64 and mnist.y_train.max().item() == 9
     assert mnist.x_test.max().item() == 1.0
+    assert mnist.verified  # re-compressed files, verified by their decompressed content
 
 
 def _copy(mnist_dir, dst, raw=False):
@@ -38,9 +75,71 @@ def _copy(mnist_dir, dst, raw=False):
 
 
 def test_raw_idx_files_load_the_same(mnist_dir, mnist, tmp_path):
-    ds = load_dataset("mnist", _copy(mnist_dir, tmp_path / "raw", raw=True), download=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnverifiedDataWarning)
+        ds = load_dataset("mnist", _copy(mnist_dir, tmp_path / "raw", raw=True), download=False)
     assert torch.equal(ds.y_test, mnist.y_test)
-    assert ds.fingerprint == mnist.fingerprint
+    assert ds.fingerprint == mnist.fingerprint and ds.verified
+
+
+def test_mnist_files_under_the_fashion_mnist_name_are_refused(mnist_dir, tmp_path):
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    for stem in FILES.values():  # the same torchvision file names for both datasets
+        (folder / f"{stem}.gz").symlink_to(mnist_dir / f"{stem}.gz")
+    with pytest.raises(DataError, match=r"these files are MNIST, not Fashion-MNIST") as info:
+        load_dataset("fashion-mnist", folder, download=False)
+    assert str(folder) in str(info.value) and "--dataset mnist" in str(info.value)
+
+
+def test_a_file_under_another_files_name_is_refused(mnist_dir, tmp_path):
+    folder = tmp_path / "swapped"
+    folder.mkdir()
+    for stem in FILES.values():
+        source = "t10k-labels-idx1-ubyte" if stem == "train-labels-idx1-ubyte" else stem
+        (folder / f"{stem}.gz").symlink_to(mnist_dir / f"{source}.gz")
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: this is MNIST's t10k-labels"):
+        load_dataset("mnist", folder, download=False)
+
+
+def test_files_with_another_names_served_digest_are_refused(full_size, monkeypatch):
+    served = {
+        s: hashlib.sha256((full_size / f"{s}.gz").read_bytes()).hexdigest() for s in FILES.values()
+    }
+    monkeypatch.setitem(SOURCES["mnist"], "sha256", served)  # as if these were the served files
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnverifiedDataWarning)
+        assert load_dataset("mnist", full_size, download=False).verified
+    with pytest.raises(DataError, match=r"these files are MNIST, not Fashion-MNIST"):
+        load_dataset("fashion-mnist", full_size, download=False)
+
+
+def test_unknown_content_loads_with_one_warning_and_verified_false(full_size):
+    with pytest.warns(UnverifiedDataWarning) as record:
+        ds = load_dataset("fashion-mnist", full_size, download=False)
+    assert len([w for w in record if w.category is UnverifiedDataWarning]) == 1
+    message = str(record[0].message)
+    assert f"content of {full_size} is unverified" in message and "Fashion-MNIST" in message
+    assert ds.x_train.shape == (60_000, 1, 28, 28) and not ds.verified
+    assert not ds.subset(10, 10).verified and not ds.to("cpu").verified
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        ("mnist", {"shape": (14, 14)}, r"train-images-idx3-ubyte.gz: image size 14x14; mnist requires 28x28"),
+        ("mnist", {"shape": (28, 28, 3)}, r"train-images-idx3-ubyte.gz: image shape \(20, 28, 28, 3\); mnist requires N x 28 x 28 \(1 channel\)"),
+        ("fashion-mnist", {"labels": lambda n: np.arange(n) % 11}, r"train-labels-idx1-ubyte.gz: label 10; fashion-mnist requires labels 0..9"),
+        ("mnist", {"labels": lambda n: np.arange(n) % 5}, r"train-labels-idx1-ubyte.gz: class count 5; mnist requires all 10 classes"),
+        ("mnist", {}, r"train-images-idx3-ubyte.gz: train count 20; mnist requires 60000"),
+        ("fashion-mnist", {"n": (60_000, 20)}, r"t10k-images-idx3-ubyte.gz: test count 20; fashion-mnist requires 10000"),
+    ],
+)  # fmt: skip
+def test_files_unlike_what_the_name_promises_are_refused(tmp_path, name, kwargs, message):
+    folder = _write_set(tmp_path / "wrong", **kwargs)
+    with pytest.raises(DataError, match=message) as info:
+        load_dataset(name, folder, download=False)
+    assert str(folder) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_truncated_and_corrupt_files_name_the_file(mnist_dir, tmp_path):
