@@ -3,10 +3,13 @@
 Target: accuracy at most ``max_drop`` below the ideal model's, at ``confidence`` over noise draws
 and chip instances. A setting *passes* when the lower ``1 - confidence`` quantile of the accuracy
 over ``runs`` samples (each a fresh noise draw and, for mismatch, a fresh chip instance) is at
-least ``ideal - max_drop``. Each nonideality is searched alone by bracketing (doubling from
-``start``) then bisection to a relative width ``rtol``; the result is backed off by ``margin``
-and re-verified on independent seeds. The joint check applies every limit together and scales
-them all down until the joint setting passes too.
+least ``ideal - max_drop``. Sample ``r`` of a check at ``seed`` is exactly run ``r`` of
+``evaluate(model, x, y, runs=runs, seed=seed)`` with the setting on, on chip instance
+``chip_seed = seed + r`` where each sample is a chip (mismatch kinds, joint checks): the noise
+sweep's convention (:mod:`aanntwin.studies.noise`). Each nonideality is searched alone by
+bracketing (doubling from ``start``) then bisection to a relative width ``rtol``; the result is
+backed off by ``margin`` and re-verified on independent seeds. The joint check applies every
+limit together and scales them all down until the joint setting passes too.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from .config import Nonidealities
 from .errors import AanntwinError
 from .layers import derive_seed
 from .model import Main
-from .studies.noise import KINDS, MISMATCH, TEMPORAL, evaluate_levels
+from .studies.noise import KINDS, MISMATCH, TEMPORAL, evaluate_levels, evaluate_settings
 from .training import evaluate
 
 UNITS = {**{k: "V (std)" for k in TEMPORAL}, "conv_gain": "relative (std)",
@@ -92,7 +95,9 @@ class SpecSearch:
         self.evaluations = 0
 
     def check(self, kind: str, value: float, seed: int | None = None) -> Check:
-        """One kind at one value, the others as in ``base``."""
+        """One kind at one value, the others as in ``base``: sample ``r`` is run ``r`` of
+        ``evaluate`` at ``seed`` (default the search's), for mismatch kinds on chip ``seed + r``
+        (:func:`~aanntwin.studies.noise.evaluate_levels`)."""
         self.evaluations += 1
         (row,) = evaluate_levels(self.model, self.x, self.y, kind, [value], base=self.base,
                                  runs=self.target.runs, seed=self.seed if seed is None else seed)  # fmt: skip
@@ -100,13 +105,12 @@ class SpecSearch:
         return Check(value, q, row["accuracy_mean"], q >= self.threshold)
 
     def check_joint(self, nl: Nonidealities, seed: int) -> Check:
-        """Several nonidealities together: each run is a noise draw on its own chip instance."""
-        accs = []
-        for r in range(self.target.runs):
-            run_seed = derive_seed(seed, "joint", r)
-            self.model.set_nonidealities(nl.replace(chip_seed=run_seed))
-            accs.append(evaluate(self.model, self.x, self.y, seed=run_seed).accuracy)
-            self.evaluations += 1
+        """Several nonidealities together: sample ``r`` is run ``r`` of ``evaluate`` at ``seed``
+        on its own chip instance ``chip_seed = seed + r``."""
+        acc, _ = evaluate_settings(self.model, self.x, self.y, [nl], runs=self.target.runs,
+                                   seed=seed, chips=True)  # fmt: skip
+        accs = acc[0].tolist()
+        self.evaluations += self.target.runs
         self.model.set_nonidealities(Nonidealities())
         q = lower_quantile(accs, self.target.confidence)
         return Check(None, q, sum(accs) / len(accs), q >= self.threshold)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from aanntwin.cli import main
-from aanntwin.config import Nonidealities, RunConfig, TrainParams
+from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
 from aanntwin.errors import AanntwinError
 from aanntwin.layers import derive_seed
 from aanntwin.specs import (
@@ -51,6 +51,34 @@ def test_the_joint_limits_meet_the_target_together(derived, model, digits):
     nl = Nonidealities(**{KINDS[k]: v for k, v in joint.items()})
     independent = search.check_joint(nl, seed=55_555)
     assert independent.passed and independent.quantile >= search.threshold
+
+
+def test_checks_are_evaluate_run_by_run_on_chips_seed_plus_r(digits):
+    """Regression (issue 9): sample r of ``check`` and ``check_joint`` at seed S is run r of
+    ``evaluate(seed=S)`` on chip S + r, hidden stages included (was: other seeds and chips, and
+    no linear mismatch in hidden stages)."""
+    cfg = RunConfig(model=ModelParams(hidden=(16,)), train=TrainParams(epochs=2, batch_size=64))
+    model = train(cfg, digits, progress=False).model
+    x, y = digits.x_test[:301], digits.y_test[:301]
+    target = Target(0.02, 0.8, runs=3)
+    base = Nonidealities(input_noise=0.1)
+    search = SpecSearch(model, x, y, target, seed=4, base=base)
+
+    def direct(nl, seed):
+        accs = []
+        for r in range(target.runs):
+            model.set_nonidealities(nl.replace(chip_seed=seed + r))
+            accs.append(evaluate(model, x, y, runs=target.runs, seed=seed).accuracies[r])
+        model.set_nonidealities(Nonidealities())
+        return accs
+
+    for check, accs in [
+        (search.check("linear_gain", 0.4), direct(base.replace(linear_gain_mismatch=0.4), 4)),
+        (search.check_joint(nl := base.replace(linear_offset_mismatch=0.2, relu_out_noise=0.1),
+                            seed=11), direct(nl, 11)),
+    ]:  # fmt: skip
+        assert check.quantile == lower_quantile(accs, 0.8)
+        assert check.mean == pytest.approx(sum(accs) / len(accs), abs=1e-15)
 
 
 def test_fewest_bits_is_the_smallest_passing_count(derived, model, digits):

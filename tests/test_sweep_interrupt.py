@@ -32,6 +32,7 @@ def _rows(path):
 
 def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     env = {**os.environ, "AANNTWIN_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
+    env["OMP_NUM_THREADS"] = "1"  # the thread count is part of the cache key: the same as here
     monkeypatch.setenv("AANNTWIN_CACHE", str(tmp_path / "cache"))
     assert main([*SWEEP, "--out", str(tmp_path / "whole")]) == 0  # trains the levels once
     whole = (tmp_path / "whole" / "results.csv").read_text()

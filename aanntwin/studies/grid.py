@@ -108,10 +108,15 @@ def parse_ints(text: str | Iterable[int], what: str, lo: int, hi: int) -> list[i
     return values
 
 
+KIND_ALIASES = {"conv2d_out": "conv_out"}
+"""The reference tool's kind names, accepted for ours."""
+
+
 def parse_choices(text: str | Iterable[str], what: str, allowed: Sequence[str]) -> list[str]:
-    """Names from a comma-separated string or an iterable, each one of ``allowed``."""
+    """Names from a comma-separated string or an iterable, each one of ``allowed`` (the reference
+    tool's kind names in :data:`KIND_ALIASES` are read as ours)."""
     items = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
-    items = [t for t in items if t]
+    items = [KIND_ALIASES.get(t, t) for t in items if t]
     if not items:
         raise AanntwinError(f"{what}: the list is empty")
     for t in items:

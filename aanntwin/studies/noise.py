@@ -3,19 +3,30 @@
 For each training level one model is trained (through the checkpoint cache, so reruns and other
 sweeps reuse it), optionally normalized, then evaluated at every test level of every kind.
 
-How many levels share a pass: the signal up to the first point a kind acts on (its *tap*) is
-computed once per model and reused by every level and run (for ``linear_out`` only the last MAC
-is recomputed). With common random numbers (the default) each run draws one unit noise tensor
-``z`` at the tap and every level uses ``sigma * z``, so curves are smooth in sigma and the draw
-is paid once per run instead of once per level; later occurrences of the same kind (hidden
-stages) and the other noise sources are reseeded identically for every level. Stacking levels
-on the batch dimension was not used: on CPUs it only adds memory traffic, the work per level
-being the same.
+What a point is: run ``r`` of (kind, level) is exactly what :func:`aanntwin.training.evaluate`
+computes for its run ``r`` on the model with that level set (``base`` for everything else):
+temporal noise from ``noise_seed(seed, r)`` and, for mismatch kinds, chip instance
+``chip_seed = seed + r`` (:func:`run_chip_seed`). So ``aanntwin evaluate RUN --seed S
+--nonidealities F`` (F: the level, ``chip_seed`` S) reproduces a ``--runs 1`` point of a sweep
+at ``--seed S`` to the last digit.
+
+How levels share a pass without changing a digit: the signal up to the earliest tap where
+anything that differs between levels or runs acts (the kind's field on every stage it acts on,
+hidden stages included; every temporal noise that is on; for mismatch kinds every mismatch that
+is on, the chip changing with the run) is computed once per model, in the batch slices
+``evaluate`` uses; only the rest runs per level. Common random numbers (the default): the noise
+of run ``r`` is reseeded identically for every level. Where the kind's noise is drawn at one site
+and no other temporal noise is on, the unit draw ``z`` is made once per run (batch by batch, from
+a generator seeded like the model's) and each level injects ``z * sigma + x`` there, which is
+bit-identical to the model's own draw on the CPU (:func:`injectable`); elsewhere the model
+draws. Stacking levels on the batch dimension was not used: on CPUs it only adds memory traffic,
+the work per level being the same.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -24,9 +35,9 @@ from torch import Tensor
 
 from ..cache import CheckpointCache
 from ..config import Nonidealities, RunConfig
-from ..layers import derive_seed
+from ..layers import NoiseSource, derive_seed
 from ..model import Main
-from ..training import train
+from ..training import eval_batch_size, noise_seed, train
 from .common import cached_dataset
 from .grid import parse_choices, parse_levels
 from .runner import ResultStore, Task, run_tasks
@@ -46,16 +57,8 @@ MISMATCH = {
 }
 """Fixed-pattern kinds (a run = a chip instance) and their fields."""
 KINDS = {**TEMPORAL, **MISMATCH}
-_TAP = {
-    "input": "input",
-    "conv_out": "conv_out",
-    "relu_out": "relu_out",
-    "linear_out": "linear_out",
-    "conv_gain": "input",
-    "conv_offset": "input",
-    "linear_gain": "linear_in",
-    "linear_offset": "linear_in",
-}
+TAPS = ("input", "conv_out", "relu_out", "features", "linear_in", "linear_out")
+"""The model's taps in signal order (see :meth:`Main.forward_until`)."""
 
 COLUMNS = [
     "dataset", "train_level", "train_kinds", "kind", "test_level", "accuracy_mean",
@@ -63,46 +66,192 @@ COLUMNS = [
     "normalized",
 ]  # fmt: skip
 
-
-def _tap(model: Main, kind: str, base: Nonidealities) -> tuple[str, bool]:
-    """Where the prefix ends, and whether the unit draw can be injected there by hand.
-
-    A prefix is computed once, so it must hold no temporal noise: with other noise on in
-    ``base`` the prefix stops before the input noise.
-    """
-    if any(getattr(base, f) for k, f in TEMPORAL.items() if k != kind):
-        return "input", kind == "input"
-    if kind == "linear_out" and model.hidden_names:
-        return "features", False  # hidden stages are linear stages too: start before them
-    return _TAP[kind], kind in TEMPORAL
+_FINAL_ONLY = ("linear_out_bits", "linear_out_full_scale")  # the class-score ADC
+_OUTPUT_PART = ("_out_noise", "_out_bits", "_out_full_scale")  # after a stage's MAC or core
 
 
-def _first_noise_off(model: Main, kind: str) -> None:
-    """Switch off the model's own noise at the tap (the sweep injects ``sigma * z`` there)."""
-    if kind == "input":
-        model.input_noise.sigma = None
-    elif kind == "relu_out":
-        model.relu.noise.sigma = None
-    elif kind in ("conv_out", "linear_out"):
-        stage = model.conv if kind == "conv_out" else model.linear
-        stage.configure(dataclasses.replace(stage.settings, out_noise=None))
+def run_chip_seed(seed: int, run: int) -> int:
+    """Chip instance of run ``run`` of a sweep or spec check at ``seed``: ``seed + run`` (modulo
+    2**63, the range of ``chip_seed``)."""
+    return (seed + run) % 2**63
+
+
+def stages_of(model: Main, field: str) -> list[str]:
+    """The stages a :class:`Nonidealities` field acts on (names: ``input``, ``conv``, ``relu``,
+    ``hidden{i}``, ``hidden{i}_relu``, ``linear``). Hidden stages share the ``linear_*`` and
+    ``relu_*`` circuits; the class-score ADC is the final stage's only."""
+    hidden = list(model.hidden_names)
+    if field in _FINAL_ONLY:
+        return ["linear"]
+    if field.startswith("input_"):
+        return ["input"]
+    if field.startswith("conv2d_"):
+        return ["conv"]
+    if field.startswith("relu_"):
+        return ["relu", *(f"{name}_relu" for name in hidden)]
+    if field.startswith("linear_"):
+        return [*hidden, "linear"]
+    return ["conv", *hidden, "linear"]  # saturation, weight_zero_level, chip_seed: every MAC
+
+
+def _stage_tap(stage: str, field: str) -> str | None:
+    """The last tap before ``field`` acts in ``stage`` (None: it acts on the pixels' way in)."""
+    output = field.endswith(_OUTPUT_PART) or field == "input_noise"
+    if stage == "input":
+        return "input" if output else None  # the input DAC comes before the first tap
+    if stage in ("conv", "relu", "linear"):
+        before = {"conv": ("input", "conv_out"), "relu": ("conv_out", "relu_out"),
+                  "linear": ("linear_in", "linear_out")}[stage]  # fmt: skip
+        return before[output]
+    return "features"  # hidden stages and their ReLUs have no tap of their own
+
+
+def prefix_tap(model: Main, fields: Iterable[str]) -> str | None:
+    """The latest tap no field of ``fields`` can change: where the earliest stage any of them
+    acts on begins (None: not even the input; no fields: the last tap)."""
+    taps = [_stage_tap(st, f) for f in fields for st in stages_of(model, f)]
+    if None in taps:
+        return None
+    return min(taps, key=TAPS.index, default=TAPS[-1])  # type: ignore[arg-type]
+
+
+def _on(settings: Iterable[Nonidealities], group: dict[str, str]) -> set[str]:
+    return {f for nl in settings for f in group.values() if getattr(nl, f)}
+
+
+def _varying(settings: Sequence[Nonidealities], chips: bool) -> set[str]:
+    """Fields whose effect differs between settings or runs: those that differ, every temporal
+    noise that is on (redrawn each run) and, when each run is another chip, every mismatch."""
+    names = [f.name for f in dataclasses.fields(Nonidealities)]
+    differ = {n for n in names if len({repr(getattr(nl, n)) for nl in settings}) > 1}
+    return differ | _on(settings, TEMPORAL) | (_on(settings, MISMATCH) if chips else set())
+
+
+def injectable(hs: Sequence[Tensor]) -> bool:
+    """Whether ``z * sigma + h`` with ``z`` drawn by ``normal_(0, 1)`` equals the model's
+    ``gaussian_noise(h, sigma)`` bit for bit on every batch ``h``: on the CPU for contiguous
+    float32/float64 tensors of at least 16 elements (PyTorch's vectorized normal; smaller ones
+    are drawn in double and rounded once). Not established on other devices."""
+    return all(
+        h.device.type == "cpu"
+        and h.dtype in (torch.float32, torch.float64)
+        and h.is_contiguous()
+        and h.numel() >= 16
+        for h in hs
+    )
+
+
+def _inject(h: Tensor, z: Tensor, sigma: float | None) -> Tensor:
+    """What the model's noise site computes from the unit draw ``z`` (see :func:`injectable`)."""
+    return h if not sigma else (z * sigma).add_(h)
+
+
+def _slices(n: int, batch: int) -> list[slice]:
+    return [slice(s, s + batch) for s in range(0, n, batch)]
+
+
+def _prefix(model: Main, x: Tensor, tap: str | None, slices: list[slice]) -> list[Tensor]:
+    """The noiseless signal at ``tap`` per batch slice (the inputs themselves when None)."""
+    return [x[s] if tap is None else model.forward_until(x[s], tap) for s in slices]
+
+
+class _Scores:
+    """Correct counts and summed losses per (setting, run), accumulated as ``evaluate`` does."""
+
+    def __init__(self, settings: int, runs: int, device: torch.device) -> None:
+        self.correct = torch.zeros(settings, runs, dtype=torch.int64, device=device)
+        self.loss = torch.zeros(settings, runs, dtype=torch.float64, device=device)
+
+    def add(self, i: int, r: int, out: Tensor, y: Tensor) -> None:
+        self.loss[i, r] += F.cross_entropy(out, y, reduction="sum").double()
+        self.correct[i, r] += (out.argmax(1) == y).sum()
+
+    def result(self, n: int) -> tuple[Tensor, Tensor]:
+        """Accuracy and mean loss [setting, run], float64 on the CPU."""
+        return (self.correct.double() / n).cpu(), (self.loss / n).cpu()
 
 
 @torch.no_grad()
-def _score(
-    model: Main, h: Tensor, y: Tensor, tap: str, batch: int, z: Tensor | None, sigma: float
-) -> tuple[float, float]:
-    loss = torch.zeros((), dtype=torch.float64, device=h.device)
-    correct = torch.zeros((), dtype=torch.int64, device=h.device)
-    for s in range(0, len(y), batch):
-        hb = h[s : s + batch]
-        if z is not None and sigma:
-            hb = torch.add(hb, z[s : s + batch], alpha=sigma)
-        out = model.forward_from(hb, tap)
-        yb = y[s : s + batch]
-        loss += F.cross_entropy(out, yb, reduction="sum").double()
-        correct += (out.argmax(1) == yb).sum()
-    return float(correct) / len(y), float(loss) / len(y)
+def evaluate_settings(
+    model: Main,
+    x: Tensor,
+    y: Tensor,
+    settings: Sequence[Nonidealities],
+    *,
+    runs: int = 1,
+    seed: int = 0,
+    chips: bool = False,
+    level_seeds: Sequence[int] | None = None,
+    batch_size: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Accuracy and loss [setting, run] of ``model`` under each setting, run ``r`` of setting
+    ``i`` being exactly run ``r`` of ``evaluate(model, x, y, runs=runs, seed=s)`` with
+    ``s = level_seeds[i]`` (default ``seed``) on the model set to ``settings[i]``, on chip
+    :func:`run_chip_seed` ``(seed, r)`` when ``chips``. The prefix no setting or run changes is
+    computed once; the model draws its own noise."""
+    batch = batch_size or eval_batch_size(x.device)
+    slices = _slices(len(y), batch)
+    entry, was_training = model.nonidealities, model.training
+    model.eval()
+    tap = prefix_tap(model, _varying(settings, chips))
+    model.set_nonidealities(settings[0])
+    hs = _prefix(model, x, tap, slices)
+    scores = _Scores(len(settings), runs, x.device)
+    for r in range(runs):
+        for i, nl in enumerate(settings):
+            if chips:
+                nl = nl.replace(chip_seed=run_chip_seed(seed, r))
+            model.set_nonidealities(nl)
+            model.reseed(noise_seed(seed if level_seeds is None else level_seeds[i], r))
+            for s, h in zip(slices, hs, strict=True):
+                out = model(h) if tap is None else model.forward_from(h, tap)
+                scores.add(i, r, out, y[s])
+    model.set_nonidealities(entry)
+    model.train(was_training)
+    return scores.result(len(y))
+
+
+@torch.no_grad()
+def _injected(
+    model: Main,
+    x: Tensor,
+    y: Tensor,
+    kind: str,
+    levels: Sequence[float | None],
+    base: Nonidealities,
+    runs: int,
+    seed: int,
+    batch: int,
+) -> tuple[Tensor, Tensor] | None:
+    """The fast path of :func:`evaluate_levels` for a kind with one noise site and no other
+    temporal noise: one unit draw per run and batch, ``z * level + h`` injected at the site
+    with the model's own draw off. None where that is not bit-identical (see
+    :func:`injectable`)."""
+    field = KINDS[kind]
+    slices = _slices(len(y), batch)
+    tap = prefix_tap(model, [field])
+    entry, was_training = model.nonidealities, model.training
+    model.eval()
+    model.set_nonidealities(base.replace(**{field: None}))  # the sweep draws at the site
+    hs = _prefix(model, x, tap, slices)
+    fits = injectable(hs)
+    scores = _Scores(len(levels), runs, x.device)
+    for r in range(runs if fits else 0):
+        gen = NoiseSource(noise_seed(seed, r)).generator(x.device)  # as the model's after reseed
+        zs = [torch.empty_like(h).normal_(0.0, 1.0, generator=gen) for h in hs]
+        for i, level in enumerate(levels):
+            for s, h, z in zip(slices, hs, zs, strict=True):
+                out = model.forward_from(_inject(h, z, level), tap)  # type: ignore[arg-type]
+                scores.add(i, r, out, y[s])
+    model.set_nonidealities(entry)
+    model.train(was_training)
+    return scores.result(len(y)) if fits else None
+
+
+def _one_site(model: Main, kind: str, base: Nonidealities) -> bool:
+    """Whether ``kind``'s noise is drawn at one site with no other temporal noise on."""
+    others = any(getattr(base, f) for k, f in TEMPORAL.items() if k != kind)
+    return kind in TEMPORAL and len(stages_of(model, KINDS[kind])) == 1 and not others
 
 
 def evaluate_levels(
@@ -120,38 +269,27 @@ def evaluate_levels(
 ) -> list[dict[str, Any]]:
     """Accuracy and loss of ``model`` at each level of one kind, mean/std over ``runs``.
 
-    ``base`` holds the other nonidealities during the test (default: none). For temporal kinds a
-    run is an independent noise draw; for mismatch kinds a run is a chip instance.
+    ``base`` holds the other nonidealities during the test (default: none). Run ``r`` at a
+    level is run ``r`` of ``evaluate(model, x, y, runs=runs, seed=seed)`` on the model set to
+    ``base`` with the level, and for mismatch kinds ``chip_seed = seed + r`` (a run is a chip
+    instance; temporal kinds keep ``base.chip_seed``). With ``common_random_numbers=False`` the
+    evaluation seed of a level is ``derive_seed(seed, "level", level)`` instead of ``seed``.
     """
     base = base or Nonidealities()
     field = KINDS[kind]
-    batch = batch_size or (1000 if x.device.type == "cpu" else 16384)
-    tap, inject = _tap(model, kind, base)
-    model.set_nonidealities(base.replace(**{field: None}))
-    h = torch.cat([model.forward_until(x[s : s + batch], tap) for s in range(0, len(y), batch)])
-    acc = torch.zeros(len(levels), runs, dtype=torch.float64)
-    loss = torch.zeros_like(acc)
-    for r in range(runs):
-        run_seed = derive_seed(seed, "run", r)
-        z = None
-        if inject and common_random_numbers:
-            gen = torch.Generator(device=h.device).manual_seed(run_seed)
-            z = torch.empty_like(h).normal_(generator=gen)
-        for i, level in enumerate(levels):
-            nl = base.replace(**{field: level})
-            if kind in MISMATCH:
-                nl = nl.replace(chip_seed=run_seed)
-            model.set_nonidealities(nl)
-            level_seed = run_seed if common_random_numbers else derive_seed(seed, r, level)
-            zz = z
-            if inject:
-                _first_noise_off(model, kind)
-                if zz is None:
-                    gen = torch.Generator(device=h.device).manual_seed(level_seed)
-                    zz = torch.empty_like(h).normal_(generator=gen)
-            model.reseed(level_seed)
-            acc[i, r], loss[i, r] = _score(model, h, y, tap, batch, zz, level or 0.0)
-    model.set_nonidealities(base)
+    batch = batch_size or eval_batch_size(x.device)
+    result = None
+    if common_random_numbers and _one_site(model, kind, base):
+        result = _injected(model, x, y, kind, levels, base, runs, seed, batch)
+    if result is None:
+        level_seeds = None
+        if not common_random_numbers:
+            level_seeds = [derive_seed(seed, "level", level) for level in levels]
+        settings = [base.replace(**{field: level}) for level in levels]
+        result = evaluate_settings(model, x, y, settings, runs=runs, seed=seed,
+                                   chips=kind in MISMATCH, level_seeds=level_seeds,
+                                   batch_size=batch)  # fmt: skip
+    acc, loss = result
     std = lambda t: t.std(1) if runs > 1 else torch.zeros(len(levels))  # noqa: E731
     acc_std, loss_std = std(acc), std(loss)
     return [
