@@ -6,6 +6,8 @@ Units: the twin's volts are the characterization's normalized units (a twin inpu
 (conv2d and linear stages are built from the same multiplier):
 
 - ``*_input_clip`` = the largest characterized |x| (the polynomial is not trusted beyond it);
+- ``*_weight_range`` = the largest characterized |w| (the weight sweep's full scale, twin weight
+  units): training keeps every weight inside it, where the weight transfer was measured;
 - ``*_input_nonlin`` = least-squares polynomial (degree 7 by default) of the input transfer
   ``G S(x + a2 x^2 + a3 x^3)`` on ``[-clip, clip]`` (gain and input saturation folded in);
 - ``*_gain_mismatch`` = spread of the per-instance gain; ``*_offset_mismatch`` =
@@ -75,6 +77,13 @@ def to_nonidealities(
             "clip": clip,
             "polynomial_rms": p_rms,
             "polynomial_max": p_max,
+        }
+        w_span = float(np.max(np.abs(mult.extra["w_range"])))
+        for st in STAGE_KINDS:
+            fields[f"{st}_weight_range"] = w_span
+        how["weight_range"] = {
+            "from": "multiplier data: largest |w| of the weight sweep (1.0 = w full scale)",
+            "range": w_span,
         }
         w = np.linspace(*mult.extra["w_range"], 401)
         if extended("weight_nonlin"):

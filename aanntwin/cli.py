@@ -111,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_spec_parsers(sub)
     characterize_cli.add_parser(sub)
-    from . import export
+    from . import export_cli
 
-    export.add_parser(sub)
+    export_cli.add_parser(sub)
     from . import workbook_cli
 
     workbook_cli.add_parser(sub)
@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "normalize": _normalize,
         "weights": _weights,
         "workbook": lambda a: __import__("aanntwin.workbook_cli", fromlist=["x"]).run(a),
-        "export": lambda a: __import__("aanntwin.export", fromlist=["x"]).run(a),
+        "export": lambda a: __import__("aanntwin.export_cli", fromlist=["x"]).run(a),
         "characterize": lambda a: __import__("aanntwin.characterize_cli", fromlist=["x"]).run(a),
         "specs": lambda a: __import__("aanntwin.specs_cli", fromlist=["x"]).run_specs(a),
         "yield": lambda a: __import__("aanntwin.specs_cli", fromlist=["x"]).run_yield(a),

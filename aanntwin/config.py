@@ -128,6 +128,7 @@ class StageSettings:
     out_bits: int | None = None
     out_full_scale: float | None = None
 
+    weight_range: float | None = None
 
 @dataclass(frozen=True)
 class Nonidealities(Params):
@@ -167,6 +168,10 @@ class Nonidealities(Params):
     constant first (c_k in 1/w^(k-1); w in weight units, 1.0 = the weight full scale), applied to
     the programmed (quantized) weight before the gain mismatch. A Gilbert cell's weight pair
     fits ``(0, 1, c2, c3)`` with c3 < 0 (compression). None = linear."""
+    conv2d_weight_range: float | None = param(None, unit="weight units", gt=0.0)
+    """Conv programmable weight range: the largest |weight| the multiplier can be programmed to
+    (and was characterized over); weights clip to +-this before quantization and training keeps
+    them inside it. None = unlimited."""
 
     relu_cutoff: float | None = param(None, unit="V")
     """ReLU circuit floor: output = max(cutoff, y) (V); None = 0."""
@@ -205,6 +210,8 @@ class Nonidealities(Params):
     linear_out_bits: int | None = param(None, ge=1, le=24)
     """ADC on the final class scores (bits) over [-full scale, +full scale]."""
     linear_out_full_scale: float | None = param(None, unit="V", gt=0.0)
+    linear_weight_range: float | None = param(None, unit="weight units", gt=0.0)
+    """Linear programmable weight range (as ``conv2d_weight_range``); None = unlimited."""
     """Full scale of the class-score ADC (V)."""
 
     saturation: Literal["hard", "tanh"] = param("hard")
@@ -249,6 +256,7 @@ class Nonidealities(Params):
             out_bits=self.linear_out_bits if kind == "linear" else None,
             out_full_scale=self.linear_out_full_scale if kind == "linear" else None,
         )
+            weight_range=get(f"{kind}_weight_range"),
 
     def active(self) -> dict[str, Any]:
         """The fields that are switched on (not None), for summaries."""

@@ -4,13 +4,13 @@ Codes match :func:`aanntwin.functional.quantize_weights` exactly: ``step = ref /
 zero level ``code = clamp(round(w / step), -(2**bits - 1), 2**bits - 1)`` and the weight is
 ``code * step``; without one ``code = clamp(floor(w / step), -2**bits, 2**bits - 1)`` and the
 weight is ``(code + 1/2) * step``. ``ref`` is rounded to the weights' dtype (float32) so that the
-top level ``ref - step`` is itself a level (bit-identical round trips). :func:`load_export`
-rebuilds the twin from the files alone.
+top level ``ref - step`` is itself a level (bit-identical round trips). Bits, references and grid
+default to what the run trained with (:mod:`aanntwin.export_quant`). :func:`load_export`
+rebuilds the twin from the files alone; the CLI is :mod:`aanntwin.export_cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 import json
@@ -22,10 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import IN_SHAPES, Nonidealities, RunConfig
+from .config import IN_SHAPES, STAGES, Nonidealities, RunConfig
 from .errors import AanntwinError
+from .export_quant import reference, resolve_quantization, snap
 from .io import write_json_atomic
 from .model import Main
+from .schema import stable_hash
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -38,6 +40,11 @@ UNITS = {
     "step": "weight units per code",
     "code_min": "code (integer)",
     "code_max": "code (integer)",
+    "ref_sigmas": "population stds of the stage's weights (null: ref not given in sigmas)",
+    "weight_range": "weight units (null: unlimited); weights clip to +-this before encoding",
+    "bits_source": "run config (trained with it), flag",
+    "ref_source": "run config, flag, max |w| (of the clipped weights)",
+    "zero_level_source": "run config, flag",
     "bias_bits": "bits, not counting the sign (null: analog bias values)",
     "bias_ref": "V",
     "bias_step": "V per code",
@@ -72,22 +79,6 @@ def decode(codes: Tensor, bits: int, ref: float, zero_level: bool, dtype: torch.
     return (k * (ref / 2**bits)).to(dtype)
 
 
-def _snap(value: float, dtype: torch.dtype) -> float:
-    return float(torch.tensor(float(value), dtype=dtype))
-
-
-def _per_stage(value: Any, names: list[str], what: str) -> dict[str, Any]:
-    """``value`` for every stage, or a dict by stage (``conv``/``conv2d``, ``linear``, ``hiddenN``);
-    hidden stages default to the ``linear`` entry (the twin's hidden stages use linear_*)."""
-    if not isinstance(value, dict):
-        return dict.fromkeys(names, value)
-    given = {("conv" if k == "conv2d" else k): v for k, v in value.items()}
-    unknown = sorted(set(given) - set(names))
-    if unknown:
-        raise AanntwinError(f"{what}: unknown stage(s) {unknown}; stages: {', '.join(names)}")
-    return {n: given.get(n, given.get("linear") if n[0] == "h" else None) for n in names}
-
-
 def _write_table(path: Path, index: tuple[str, ...], value: str, t: Tensor, fmt: Any) -> None:
     """One row per element of ``t`` (row-major): its index columns, then ``value``."""
     rows = zip(itertools.product(*map(range, t.shape)), t.flatten().tolist(), strict=True)
@@ -102,46 +93,44 @@ def export_model(
     config: RunConfig,
     out: str | os.PathLike[str],
     *,
-    bits: dict[str, int] | int,
-    refs: dict[str, float] | float | None = None,
-    zero_level: bool = True,
+    bits: dict[str, int] | int | None = None,
+    refs: dict[str, float | str] | float | str | None = None,
+    zero_level: bool | None = None,
     bias_bits: int | None = None,
     normalization: dict | None = None,
     x: Tensor | None = None,
 ) -> dict[str, Any]:
     """Write the export of ``model`` (raw weights quantized here) into ``out``; return the manifest.
 
-    ``bits`` / ``refs``: one value or ``{stage: value}`` (missing ref: the stage's max |w|).
-    Full scales (V) come from ``normalization`` (the ``normalization.json`` record: ``after``,
-    else ``targets``), else from :func:`~aanntwin.studies.normalize.calibrate` of the quantized
-    model on the images ``x``, else null. A stage's input full scale is the previous stage's
-    output full scale (ReLU and max-pool do not raise the maximum); the conv stage's is the
-    largest |input voltage| of the pixel map.
+    Quantization per stage: :func:`resolve_quantization` of ``config.nonidealities`` (what the
+    run trained with) and the overrides ``bits`` / ``refs`` / ``zero_level``; a ref may be given
+    in stds (``"2.5sigma"``). Weights clip to the stage's programmable range first, as in the
+    twin. Full scales (V) come from ``normalization`` (the ``normalization.json`` record:
+    ``after``, else ``targets``), else from :func:`~aanntwin.studies.normalize.calibrate` of
+    the quantized model on the images ``x``, else null. A stage's input full scale is the
+    previous stage's output full scale (ReLU and max-pool do not raise the maximum); the conv
+    stage's is the largest |input voltage| of the pixel map.
     """
     names = stage_names(model)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    stage_bits = _per_stage(bits, names, "bits")
-    stage_refs = _per_stage(refs, names, "refs")
-    for name in names:
-        b = stage_bits[name]
-        if isinstance(b, bool) or not isinstance(b, int) or not 0 <= b <= 24:
-            raise AanntwinError(f"bits for stage {name} = {b!r}: need an integer in 0..24")
+    quant = resolve_quantization(names, config.nonidealities, bits, refs, zero_level)
     if bias_bits is not None and not (isinstance(bias_bits, int) and 0 <= bias_bits <= 24):
         raise AanntwinError(f"bias_bits = {bias_bits!r}: need an integer in 0..24 or None")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
     stages, values = [], {}
     for name, module in zip(names, model.mac_stages(), strict=True):
-        w = module.weight.detach().cpu()
-        kind = "conv" if name == "conv" else "linear"
-        b, ref = stage_bits[name], stage_refs[name]
-        ref = _snap(ref if ref is not None else float(w.abs().max()), w.dtype)
-        if not (math.isfinite(ref) and ref > 0):
-            raise AanntwinError(f"ref of stage {name} = {ref!r}: need a positive number")
-        codes = encode(w, b, ref, zero_level)
-        values[f"{name}.weight"] = decode(codes, b, ref, zero_level, w.dtype)
-        lo, hi = code_range(b, zero_level)
-        entry = dict(name=name, kind=kind, shape=list(w.shape), bits=b, zero_level=zero_level)
+        q, w = quant[name], module.weight.detach().cpu()
+        if q.weight_range is not None:  # the DAC cannot program more (as effective_weight)
+            w = w.clamp(-q.weight_range, q.weight_range)
+        kind, b, zero = "conv" if name == "conv" else "linear", q.bits, q.zero_level
+        ref = reference(w, q, name)
+        codes = encode(w, b, ref, zero)
+        values[f"{name}.weight"] = decode(codes, b, ref, zero, w.dtype)
+        lo, hi = code_range(b, zero)
+        entry = dict(name=name, kind=kind, shape=list(w.shape), bits=b, zero_level=zero)
         entry.update(ref=ref, step=ref / 2**b, code_min=lo, code_max=hi, csv=f"{name}_weights.csv")
+        entry.update(ref_sigmas=q.ref if q.in_sigmas else None, weight_range=q.weight_range)
+        entry.update({f"{k}_source": v for k, v in q.sources.items()})
         _write_table(folder / entry["csv"], _INDEX[kind], "code", codes, int)
         entry.update(bias_bits=bias_bits, bias_ref=None, bias_step=None, bias_csv=None)
         if module.bias is not None:
@@ -150,7 +139,7 @@ def export_model(
             if bias_bits is None:  # float64 repr of a float32: exact round trip
                 _write_table(folder / entry["bias_csv"], ("out",), "value", bias, repr)
             else:
-                bref = _snap(float(bias.abs().max()) or 1.0, bias.dtype)
+                bref = snap(float(bias.abs().max()) or 1.0, bias.dtype)
                 entry.update(bias_ref=bref, bias_step=bref / 2**bias_bits)
                 bcodes = encode(bias, bias_bits, bref, True)
                 values[f"{name}.bias"] = decode(bcodes, bias_bits, bref, True, bias.dtype)
@@ -201,14 +190,15 @@ def export_run(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    bits: dict[str, int] | int,
+    bits: dict[str, int] | int | None = None,
     calibration_images: int = 10000,
     data_dir: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Export a trained (or normalized) folder (``options``: ``refs``, ``zero_level``,
-    ``bias_bits`` of :func:`export_model`); reads its ``normalization.json`` when present,
-    else calibrates the full scales on the first ``calibration_images`` training images."""
+    """Export a trained (or normalized) folder with the quantization it trained with, unless
+    ``bits`` or ``options`` (``refs``, ``zero_level``, ``bias_bits`` of :func:`export_model`)
+    override it; reads its ``normalization.json`` when present, else calibrates the full
+    scales on the first ``calibration_images`` training images."""
     from .studies.common import cached_dataset, load_run
 
     cfg, model = load_run(run_dir)
@@ -277,7 +267,8 @@ def load_export(
     export_dir: str | os.PathLike[str], nonidealities: Nonidealities | None = None
 ) -> tuple[RunConfig, Main]:
     """Rebuild the twin from an export: weights ``code * step`` (or ``(code + 1/2) * step``),
-    biases from their CSV, ``nonidealities`` (default all off) with weight quantization off."""
+    biases from their CSV, ``nonidealities`` (default all off) with weight quantization and
+    weight range off."""
     folder = Path(export_dir)
     path = folder / MANIFEST
     if not path.exists():
@@ -291,12 +282,16 @@ def load_export(
         raise AanntwinError(
             f"{path}: schema_version = {got!r}; this aanntwin reads {SCHEMA_VERSION}"
         )
-    cfg = RunConfig.from_dict(_field(manifest, "config", str(path), dict), f"{path}: config")
-    if manifest.get("config_hash") != cfg.content_hash():
+    raw = _field(manifest, "config", str(path), dict)
+    cfg = RunConfig.from_dict(raw, f"{path}: config")
+    # The hash of the config as written also counts: an export from before a config field was
+    # added (e.g. the weight ranges) lacks it, and the field's default changes content_hash.
+    if manifest.get("config_hash") not in (cfg.content_hash(), stable_hash(raw)):
         raise AanntwinError(
             f"{path}: config_hash {manifest.get('config_hash')!r} does not match config"
         )
-    weight_fields = [f"{k}_weight_{f}" for k in ("conv2d", "linear") for f in ("bits", "ref")]
+    # The codes are the programmed weights: no second quantization, no range clip.
+    weight_fields = [f"{k}_weight_{f}" for k in STAGES for f in ("bits", "ref", "range")]
     nl = (nonidealities or Nonidealities()).replace(**dict.fromkeys(weight_fields))
     model = Main(cfg.model, IN_SHAPES[cfg.dataset], 10, nl, cfg.normalization)
     entries = {
@@ -365,50 +360,3 @@ def evaluate_export(
     report = dict(dataset=data.name, device=str(device), export=str(export_dir))
     report.update(nonidealities=nl.active(), per_class_accuracy=res.per_class_accuracy)
     return {**res.summary(), **report}
-
-
-# ------------------------------------------------------------------------------ CLI
-def _pairs(kind: type) -> Any:
-    """argparse type: ``4`` or ``conv=4,linear=6`` (a number, or one per stage)."""
-    return lambda text: _parse_pairs(text, kind)
-
-
-def _parse_pairs(text: str, kind: type) -> Any:
-    try:
-        if "=" not in text:
-            return kind(text)
-        return {k.strip(): kind(v) for k, _, v in (item.partition("=") for item in text.split(","))}
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected {kind.__name__} or STAGE={kind.__name__} pairs, got {text!r}"
-        ) from None
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``aanntwin export RUN_DIR --bits ... --out DIR``."""
-    p = subparsers.add_parser("export", help="integer weight codes per stage (CSV + manifest)")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="folder of 'aanntwin train' or 'normalize'")
-    p.add_argument("--bits", type=_pairs(int), required=True, help="4, or conv=4,linear=6")
-    p.add_argument("--refs", type=_pairs(float), help="conv=0.5,linear=0.3 (default max |w|)")
-    levels = "levels k*step (default) or (k+1/2)*step"
-    p.add_argument("--zero-level", action=argparse.BooleanOptionalAction, default=True, help=levels)
-    p.add_argument("--bias-bits", type=int, help="quantize biases too (default: analog values)")
-    p.add_argument("--calibration-images", type=int, default=10000, help="for the full scales")
-    p.add_argument("--data-dir", help="folder with the IDX files (or $AANNTWIN_DATA_DIR)")
-    p.add_argument("--out", required=True, help="export folder")
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """``aanntwin export``: write the export, print one line per stage."""
-    keys = ("bits", "refs", "zero_level", "bias_bits", "calibration_images", "data_dir")
-    m = export_run(args.run_dir, args.out, **{k: getattr(args, k) for k in keys})
-    for s in m["stages"]:
-        fs = s["output_full_scale_V"]
-        print(
-            f"{s['name']:<8} {'x'.join(map(str, s['shape'])):<10} {s['bits']} bits, "
-            f"ref {s['ref']:.6g}, step {s['step']:.6g}, codes {s['code_min']}..{s['code_max']}, "
-            f"out FS {'-' if fs is None else f'{fs:.4g} V'}, gain {s['normalization_gain']:.4g}"
-        )
-    print(f"wrote {args.out}/{MANIFEST} and {len(m['files'])} CSV files")
-    return 0

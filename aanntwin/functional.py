@@ -3,7 +3,9 @@
 All functions are device- and dtype-agnostic: scalar settings are Python numbers, tensors come in
 as arguments, and new tensors are made ``*_like`` their input. Voltages are in volts; weights are
 dimensionless (multiplier gains). Where rounding has no useful gradient (quantizers) the
-straight-through estimator is used: forward = quantized value, backward = gradient of the clip.
+straight-through estimator is used: forward = quantized value, backward = gradient of the clip
+(1 inside the quantizer's range, 0 outside it, so no gradient pushes a value past what the
+codes can represent).
 """
 
 from __future__ import annotations
@@ -98,7 +100,10 @@ def soft_relu(
 
 
 def _straight_through(x: Tensor, q: Tensor) -> Tensor:
-    """Forward exactly ``q``, backward identity to ``x`` (the straight-through estimator)."""
+    """Forward exactly ``q``, backward identity to ``x`` (the straight-through estimator).
+
+    ``x`` is the clipped input: the gradient is then the clip's (zero outside the range).
+    """
     if not x.requires_grad:
         return q
     return q + (x - x.detach())
@@ -107,8 +112,8 @@ def _straight_through(x: Tensor, q: Tensor) -> Tensor:
 def quantize_uniform(x: Tensor, bits: int, lo: float, hi: float) -> Tensor:
     """ADC/DAC: ``2**bits`` evenly spaced levels from ``lo`` to ``hi`` inclusive, nearest level.
 
-    ``step = (hi - lo) / (2**bits - 1)``; values outside ``[lo, hi]`` clip. Straight-through
-    gradient inside the range, zero outside.
+    ``step = (hi - lo) / (2**bits - 1)``; values outside ``[lo, hi]`` clip. Gradient of the
+    clip: 1 on ``[lo, hi]`` (bounds included), 0 outside.
     """
     step = (hi - lo) / (2**bits - 1)
     xc = x.clamp(lo, hi)
@@ -120,8 +125,10 @@ def quantize_weights(w: Tensor, bits: int, ref: float | Tensor, zero_level: bool
     """Deployed weight levels (DESIGN.md §1), ``bits`` not counting the sign.
 
     ``step = ref / 2**bits``. With a zero level: ``k * step`` clipped to ``+-(ref - step)``.
-    Without: ``(k + 1/2) * step`` clipped to ``+-(ref - step/2)``. Nearest level;
-    straight-through gradient. ``ref`` may be a 0-d tensor (no host sync).
+    Without: ``(k + 1/2) * step`` clipped to ``+-(ref - step/2)``. Nearest level.
+    Gradient of the clip to ``+-ref`` (the range the codes represent: the code grid spans
+    ``[-ref, ref]``): 1 for ``|w| <= ref``, 0 outside, so training does not push latent weights
+    past the reference. ``ref`` may be a 0-d tensor (no host sync).
     """
     step = ref / 2**bits
     top = 2**bits
@@ -129,7 +136,10 @@ def quantize_weights(w: Tensor, bits: int, ref: float | Tensor, zero_level: bool
         q = torch.round(w / step).clamp(-(top - 1), top - 1) * step
     else:
         q = (torch.floor(w / step).clamp(-top, top - 1) + 0.5) * step
-    return _straight_through(w, q)
+    if not w.requires_grad:
+        return q
+    bound = ref.detach() if isinstance(ref, Tensor) else ref
+    return _straight_through(w.clamp(-bound, bound), q)
 
 
 def conv2d_per_position(

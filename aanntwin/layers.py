@@ -170,6 +170,14 @@ class AnalogReLU(nn.Module):
 
 
 class _AnalogMAC:
+def _largest(w: Tensor, dims: int) -> Tensor:
+    """Largest |w| over the last ``dims`` dimensions (one value per leading variant), detached."""
+    a = w.detach().abs()
+    if a.dim() == dims:
+        return a.max()
+    return a.amax(dim=tuple(range(a.dim() - dims, a.dim())), keepdim=True)
+
+
     """Shared nonideality handling of a MAC stage; subclasses supply the weighted sum."""
 
     weight: Tensor
@@ -215,14 +223,23 @@ class _AnalogMAC:
             x = AF.polynomial(x, s.input_nonlin)
         return x
 
-    def effective_weight(self) -> Tensor:
-        """Weights as the multipliers apply them: quantized when ``weight_bits`` is set, then
-        through the weight transfer polynomial ``weight_nonlin`` when set."""
+    def effective_weight(self, weight: Tensor | None = None) -> Tensor:
+        """Weights as the multipliers apply them: clipped to the programmable range
+        ``+-weight_range`` (the weight DAC cannot program more; gradient of the clip), quantized
+        when ``weight_bits`` is set, then through the weight transfer polynomial
+        ``weight_nonlin`` when set.
+
+        ``weight``: programmed values to use instead of the stage's own, of its shape or a stack
+        ``(P, *shape)`` of P variants (each quantized against its own largest |w| when
+        ``weight_ref`` is None); elementwise, so variant p equals the single-weight result.
+        """
         s = self.settings
-        w = self.weight
+        w = self.weight if weight is None else weight
+        if s.weight_range is not None:
+            w = AF.clip(w, s.weight_range)
         if s.weight_bits is not None:
             # Default reference: the largest |w|, kept as a tensor (no host sync in forward).
-            ref = s.weight_ref if s.weight_ref is not None else w.detach().abs().max()
+            ref = s.weight_ref if s.weight_ref is not None else _largest(w, self.weight.dim())
             w = AF.quantize_weights(w, s.weight_bits, ref, s.weight_zero_level)
         if s.weight_nonlin is not None:  # the weight pair's transfer, after the weight DAC
             w = AF.polynomial(w, s.weight_nonlin)
@@ -354,12 +371,36 @@ class AnalogLinear(_AnalogMAC, nn.Linear):
     def _mismatch_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return (self.out_features, self.in_features), (self.out_features,)
 
-    def _weighted_sum(self, x: Tensor) -> Tensor:
-        w = self.effective_weight()
+    def multiplier_weights(self, weight: Tensor | None = None) -> Tensor:
+        """The effective weights times each multiplier's gain mismatch: what the weighted sum
+        applies. ``weight``: as :meth:`effective_weight` (a stack of variants allowed)."""
+        w = self.effective_weight(weight)
         gain = self._gain()
-        if gain is not None:
-            w = w * gain
-        return F.linear(x, w, self.bias)
+        return w if gain is None else w * gain
+
+    def _weighted_sum(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.multiplier_weights(), self.bias)
+
+    def mac_variants(
+        self, x: Tensor, weights: Tensor | None = None, biases: Tensor | None = None
+    ) -> Tensor:
+        """Noiseless MAC outputs ``(P, N, out)`` (V) of ``x`` for P programmed variants:
+        ``weights`` ``(P, out, in)`` and/or ``biases`` ``(P, out)`` (None: the stage's own).
+
+        Output p equals ``mac(x)`` with ``weight = weights[p]``, ``bias = biases[p]`` bit for bit:
+        the same operations (one matrix product per variant, as the forward's, then offset and
+        saturation per variant); only the input transfer and the weight transform are shared.
+        What-if studies (quantization) evaluate many variants without touching the parameters.
+        """
+        if weights is None and biases is None:
+            raise ValueError("mac_variants needs weights and/or biases")
+        x = self._input(x)
+        count = len(weights) if weights is not None else len(biases)  # type: ignore[arg-type]
+        w = self.multiplier_weights(weights)
+        ws = w.unbind(0) if weights is not None else [w] * count
+        bs = biases.unbind(0) if biases is not None else [self.bias] * count
+        pairs = zip(ws, bs, strict=True)
+        return torch.stack([self._output(F.linear(x, wp, bp)) for wp, bp in pairs])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.finish(self.mac(x))

@@ -270,6 +270,20 @@ class Main(nn.Module):
                     u = torch.rand(t.shape, generator=gen, dtype=torch.float64) * 2 - 1
                     t.copy_(u * bound)
 
+    @torch.no_grad()
+    def project_weights(self) -> None:
+        """Keep the latent weights programmable: clamp each stage's weights in place to
+        ``+-min(weight_range, weight_ref)`` (weight units; ``weight_ref`` only when a fixed
+        reference is quantized with). Called after every optimizer step, so no trained weight
+        lies where the circuit cannot be programmed or was never characterized. Bounds are
+        Python numbers: no host sync, any device."""
+        for stage in self.mac_stages():
+            s = stage.settings
+            ref = s.weight_ref if s.weight_bits is not None else None
+            bounds = [b for b in (s.weight_range, ref) if b is not None]
+            if bounds:
+                stage.weight.clamp_(-min(bounds), min(bounds))
+
     def extra_repr(self) -> str:
         g = self.geometry
         return f"in_shape={self.in_shape}, macs={g.macs}, multipliers={g.multipliers}"

@@ -280,6 +280,7 @@ def train(
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict() if sched is not None else {},
                 "history": [dataclasses.asdict(h) for h in history],
+            model.project_weights()  # latent weights stay in the programmable range
                 "config": config.to_json(),
             }
             cache.save(key, epoch + 1, state)

@@ -188,20 +188,20 @@ def test_straight_through_ulp_does_not_change_accuracy(trained, digits, tmp_path
 def test_cli_glue_and_evaluate_export(trained, tmp_path, capsys):
     import argparse
 
-    from aanntwin import export
+    from aanntwin import export, export_cli
 
     cfg, model = trained[(8,)]
     run = tmp_path / "run"
     save_weights(model, run / WEIGHTS_FILE)
     (run / "config.json").write_text(cfg.to_json())
     parser = argparse.ArgumentParser()
-    export.add_parser(parser.add_subparsers(dest="command"))
+    export_cli.add_parser(parser.add_subparsers(dest="command"))
     argv = ["export", str(run), "--bits", "conv=4,linear=3", "--refs", "conv=0.5"]
     args = parser.parse_args(
         [*argv, "--no-zero-level", "--bias-bits", "8", "--out", str(tmp_path / "e")]
     )
     assert args.bits == {"conv": 4, "linear": 3} and args.refs == {"conv": 0.5}
-    assert export.run(args) == 0
+    assert export_cli.run(args) == 0
     out = capsys.readouterr().out
     assert "hidden0" in out and "codes -8..7" in out and "manifest.json" in out
     report = export.evaluate_export(tmp_path / "e", runs=2, seed=1)
@@ -228,3 +228,130 @@ def test_export_and_evaluate_export_from_the_command_line(tmp_path, capsys):
     assert main(["evaluate", str(run), "--nonidealities", str(nl)]) == 0
     in_memory = _json.loads(capsys.readouterr().out)
     assert exported["accuracy_mean"] == in_memory["accuracy_mean"]
+
+
+QUANTIZED_RUN = {"conv2d_weight_bits": 3, "linear_weight_bits": 1, "linear_weight_ref": 0.4,
+                 "weight_zero_level": False}  # fmt: skip
+"""The user's report: 1-bit linear weights at a fixed ref 0.4 without a zero level."""
+
+
+@pytest.fixture(scope="module")
+def quantized_run(tmp_path_factory):
+    """A digits run trained with weight quantization, through the CLI (3 epochs, ~3 s)."""
+    from aanntwin.cli import main
+
+    folder = tmp_path_factory.mktemp("qrun")
+    (folder / "nl.json").write_text(json.dumps(QUANTIZED_RUN))
+    assert main(["train", "--dataset", "digits", "--epochs", "3", "--batch-size", "32",
+                 "--nonidealities", str(folder / "nl.json"), "--out", str(folder / "run"),
+                 "--no-progress", "--no-cache"]) == 0  # fmt: skip
+    return folder / "run"
+
+
+def _accuracy(capsys, argv: list[str]) -> float:
+    from aanntwin.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)["accuracy_mean"]
+
+
+def test_export_without_flags_follows_the_trained_run(quantized_run, tmp_path, capsys):
+    """Regression (issue 9): export took bits, ref and zero level from flags only (ref = max |w|,
+    zero level on), so the 1-bit run fell from 75 % to 39 %; old code: --bits was required."""
+    from aanntwin.cli import main
+
+    run_acc = _accuracy(capsys, ["evaluate", str(quantized_run)])
+    assert run_acc > 0.5  # the run learned something: the comparison below can fail
+    assert main(["export", str(quantized_run), "--out", str(tmp_path / "e")]) == 0
+    printed = capsys.readouterr().out
+    assert "linear   10x36      1 bits (run config), ref 0.4 (run config)" in printed
+    exported = _accuracy(capsys, ["evaluate", "--export", str(tmp_path / "e")])
+    assert abs(exported - run_acc) <= 0.005
+    by = {s["name"]: s for s in json.loads((tmp_path / "e" / MANIFEST).read_text())["stages"]}
+    assert by["linear"]["ref"] == pytest.approx(0.4) and by["linear"]["zero_level"] is False
+    assert by["conv"]["bits"] == 3 and by["conv"]["ref_source"] == "max |w|"
+    assert {by["linear"][f"{k}_source"] for k in ("bits", "ref", "zero_level")} == {"run config"}
+
+
+def test_flags_override_the_run_per_stage(quantized_run, tmp_path, capsys):
+    from aanntwin.cli import main
+
+    argv = ["export", str(quantized_run), "--bits", "linear=2", "--zero-level"]
+    assert main([*argv, "--out", str(tmp_path / "e")]) == 0
+    by = {s["name"]: s for s in json.loads((tmp_path / "e" / MANIFEST).read_text())["stages"]}
+    assert (by["linear"]["bits"], by["linear"]["bits_source"]) == (2, "flag")
+    assert (by["conv"]["bits"], by["conv"]["bits_source"]) == (3, "run config")
+    assert by["linear"]["ref_source"] == "run config" and by["linear"]["zero_level"] is True
+    assert by["conv"]["zero_level_source"] == "flag"
+
+
+def test_refs_in_sigmas(trained, tmp_path):
+    """``--refs linear=2.5sigma``: 2.5 population stds of the stage's weights (the quantization
+    study's unit); old code: not a float, an argparse error."""
+    import argparse
+
+    from aanntwin import export_cli
+
+    cfg, model = trained[(8,)]
+    parser = argparse.ArgumentParser()
+    export_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["export", "r", "--bits", "3", "--refs", "linear=2.5sigma,conv=0.3",
+                              "--out", "o"])  # fmt: skip
+    assert args.refs == {"linear": "2.5sigma", "conv": 0.3}
+    m = export_model(model, cfg, tmp_path, bits=3, refs=args.refs)
+    by = {s["name"]: s for s in m["stages"]}
+    for name in ("hidden0", "linear"):  # hidden stages take the linear entry
+        std = float(getattr(model, name).weight.detach().double().std(correction=0))
+        assert by[name]["ref"] == pytest.approx(2.5 * std, rel=1e-6)
+        assert by[name]["ref_sigmas"] == 2.5 and by[name]["ref_source"] == "flag"
+    assert by["conv"]["ref"] == pytest.approx(0.3) and by["conv"]["ref_sigmas"] is None
+    for bad in ("linear=xsigma", "-1sigma", "linear=0"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["export", "r", "--refs", bad, "--out", "o"])
+
+
+def test_a_stage_without_trained_or_given_bits_names_the_flag(trained, tmp_path, capsys):
+    from aanntwin.cli import main
+
+    cfg, model = trained[()]
+    run = tmp_path / "run"
+    save_weights(model, run / WEIGHTS_FILE)
+    (run / "config.json").write_text(cfg.to_json())
+    assert main(["export", str(run), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "bits for stage conv" in err and "conv2d_weight_bits" in err
+    assert "--bits conv=N" in err
+
+
+def test_export_clips_to_the_trained_weight_range(trained, digits, tmp_path):
+    """Weights beyond the programmable range are exported as the twin programs them."""
+    cfg, model = trained[()]
+    nl = Nonidealities(linear_weight_bits=4, linear_weight_range=0.1, conv2d_weight_bits=4)
+    cfg = cfg.replace(nonidealities=nl)
+    m = export_model(model, cfg, tmp_path)
+    lin = {s["name"]: s for s in m["stages"]}["linear"]
+    assert lin["weight_range"] == 0.1 and lin["ref"] == pytest.approx(0.1)
+    deployed = type(model)(cfg.model, (1, 8, 8), 10, nl, cfg.normalization)
+    deployed.load_state_dict(model.state_dict())
+    deployed.requires_grad_(False)
+    loaded = load_export(tmp_path)[1]
+    assert torch.equal(loaded.linear.weight, deployed.linear.effective_weight())
+    x, y = digits.x_test, digits.y_test
+    assert evaluate(loaded, x, y).accuracy == evaluate(deployed, x, y).accuracy
+
+
+def test_an_export_from_before_the_weight_range_fields_still_loads(trained, tmp_path):
+    """New config fields (defaults) change ``content_hash``; the hash as written still counts."""
+    from aanntwin.schema import stable_hash
+
+    cfg, model = trained[()]
+    export_model(model, cfg, tmp_path, bits=4)
+
+    def older(m, folder):
+        for k in ("conv2d_weight_range", "linear_weight_range"):
+            del m["config"]["nonidealities"][k]
+        m["config_hash"] = stable_hash(m["config"])
+
+    _break(tmp_path, older)
+    assert load_export(tmp_path)[0] == cfg

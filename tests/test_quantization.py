@@ -18,6 +18,7 @@ from aanntwin.model import WEIGHTS_FILE, Main, save_weights
 from aanntwin.studies import quantization as q
 from aanntwin.studies.weights import ALL_CHANNELS, weight_stats, weights_run
 from aanntwin.training import evaluate, train
+from tests.conftest import EVERYTHING
 
 CFG = RunConfig(train=TrainParams(epochs=3, batch_size=32))
 
@@ -41,26 +42,34 @@ def run_dir(model, tmp_path):
 
 
 def _replaced(model: Main, layer: str, param: str, row: dict, w: torch.Tensor) -> Main:
-    """A copy of ``model`` whose ``layer.param`` holds the point's values (the plain way)."""
+    """A copy of ``model`` whose ``layer.param`` holds the point's values (the plain way); a
+    weight point also switches the stage's own weight quantizer off (as the study documents)."""
     if row["mode"] == "clipped":
         value = w.clamp(-row["ref"], row["ref"])
     else:
         value = AF.quantize_weights(w, row["bits"], row["ref"], row["zero_level"])
     other = copy.deepcopy(model)
     stage = getattr(other, layer)
-    stage.settings = dataclasses.replace(stage.settings, weight_bits=None, weight_ref=None)
+    if param == "weight":
+        stage.settings = dataclasses.replace(stage.settings, weight_bits=None, weight_ref=None)
     with torch.no_grad():
         getattr(stage, param).copy_(value)
     return other
 
 
-def _check_against_evaluate(model, data, layer, param, rows, picks):
+LOSS_REL = 1e-6
+"""The study's loss is evaluate's to float32 rounding (summed in another order)."""
+
+
+def _check_against_evaluate(model, data, layer, param, rows, picks, **kw):
+    """Each picked row: accuracy exactly, loss to rounding, of evaluate on the changed copy
+    (``kw``: the ``seed`` and ``batch_size`` the study was given)."""
     w = getattr(getattr(model, layer), param).detach()
     for i in picks:
         row = rows[i]
-        ref = evaluate(_replaced(model, layer, param, row, w), data.x_test, data.y_test)
+        ref = evaluate(_replaced(model, layer, param, row, w), data.x_test, data.y_test, **kw)
         assert row["accuracy"] == ref.accuracy, row
-        assert row["loss"] == pytest.approx(ref.loss, rel=1e-5, abs=1e-6), row
+        assert row["loss"] == pytest.approx(ref.loss, rel=LOSS_REL, abs=0), row
 
 
 def test_linear_grid_rows(rows, model, digits):
@@ -162,6 +171,143 @@ def test_linear_path_applies_the_stage_nonidealities(model, digits):
         noisy, digits.x_test, digits.y_test, "linear", ref_sigmas=[1.0, 3.0], bits=[2, 6]
     )
     _check_against_evaluate(noisy, digits, "linear", "weight", rows, range(len(rows)))
+
+
+# ----------------------------------------------------------------------------- equality with evaluate
+DEEP = RunConfig(model=ModelParams(hidden=(12,)), train=TrainParams(epochs=2, batch_size=32))
+SLICES = {"seed": 5, "batch_size": 200}  # three slices of the 450 digits test images
+NONLIN = (0.02, 1.0, 0.2, -0.3)  # weight transfer: offset, compression
+ONE_AT_A_TIME: dict[str, dict] = {
+    "input_noise": {"input_noise": 0.1},
+    "input_bits": {"input_bits": 4},
+    "conv2d_input_clip": {"conv2d_input_clip": 0.6},
+    "conv2d_input_nonlin": {"conv2d_input_nonlin": (0.0, 1.0, 0.3)},
+    "conv2d_gain_mismatch": {"conv2d_gain_mismatch": 0.1},
+    "conv2d_offset_mismatch": {"conv2d_offset_mismatch": 0.1},
+    "conv2d_out_saturation": {"conv2d_out_saturation": 3.0},
+    "conv2d_out_noise": {"conv2d_out_noise": 0.1},
+    "conv2d_weight_bits": {"conv2d_weight_bits": 3},
+    "conv2d_weight_ref": {"conv2d_weight_bits": 3, "conv2d_weight_ref": 0.8},
+    "conv2d_weight_range": {"conv2d_weight_range": 0.8},
+    "conv2d_weight_nonlin": {"conv2d_weight_nonlin": NONLIN},
+    "relu_cutoff": {"relu_cutoff": 0.1},
+    "relu_gain": {"relu_gain": 0.8},
+    "relu_threshold": {"relu_threshold": 0.2},
+    "relu_softness": {"relu_softness": 0.1},
+    "relu_out_noise": {"relu_out_noise": 0.1},
+    "relu_out_bits": {"relu_out_bits": 4, "relu_out_full_scale": 4.0},
+    "relu_out_full_scale": {"relu_out_bits": 6, "relu_out_full_scale": 2.0},
+    "linear_input_clip": {"linear_input_clip": 4.0},
+    "linear_input_nonlin": {"linear_input_nonlin": (0.0, 1.0, 0.02)},
+    "linear_gain_mismatch": {"linear_gain_mismatch": 0.1},
+    "linear_offset_mismatch": {"linear_offset_mismatch": 0.2},
+    "linear_out_saturation": {"linear_out_saturation": 8.0},
+    "linear_out_noise": {"linear_out_noise": 0.2},
+    "linear_weight_bits": {"linear_weight_bits": 3},
+    "linear_weight_ref": {"linear_weight_bits": 3, "linear_weight_ref": 1.0},
+    "linear_weight_range": {"linear_weight_range": 1.0},
+    "linear_weight_nonlin": {"linear_weight_nonlin": NONLIN},
+    "linear_out_bits": {"linear_out_bits": 4, "linear_out_full_scale": 10.0},  # many ties
+    "linear_out_full_scale": {"linear_out_bits": 6, "linear_out_full_scale": 6.0},
+    "saturation": {"saturation": "tanh", "conv2d_out_saturation": 3.0, "linear_out_saturation": 8.0},
+    "weight_zero_level": {"weight_zero_level": False, "conv2d_weight_bits": 3, "linear_weight_bits": 3},
+    "chip_seed": {"chip_seed": 7, "conv2d_gain_mismatch": 0.1, "linear_offset_mismatch": 0.2},
+}  # fmt: skip
+"""Each Nonidealities field on alone (with the fields it needs to act), at levels that matter."""
+ALL_ON = dict(
+    EVERYTHING, conv2d_weight_ref=0.8, conv2d_weight_range=0.9, conv2d_weight_nonlin=NONLIN,
+    relu_gain=0.8, relu_threshold=0.05, relu_softness=0.1, linear_weight_ref=1.0,
+    linear_weight_range=1.1, linear_weight_nonlin=NONLIN, weight_zero_level=False, chip_seed=7,
+)  # fmt: skip
+STUDIED = [("conv", "weight"), ("hidden0", "weight"), ("hidden0", "bias"), ("linear", "weight")]
+STUDIED += [("linear", "bias")]
+
+
+@pytest.fixture(scope="module")
+def deep(digits) -> Main:
+    """A small trained model with a hidden stage (about 80 % on digits)."""
+    return train(DEEP, digits, progress=False).model.eval()
+
+
+def test_the_cases_cover_every_nonideality_field():
+    names = {f.name for f in dataclasses.fields(Nonidealities)}
+    assert set(ONE_AT_A_TIME) == names  # a new field needs its case here
+    assert set(ALL_ON) == names
+    for case in ONE_AT_A_TIME.values():
+        Nonidealities(**case)  # valid
+
+
+@pytest.mark.parametrize("case", [*ONE_AT_A_TIME, "all"])
+def test_every_point_equals_evaluate_of_the_changed_model(deep, digits, case):
+    nl = Nonidealities(**(ALL_ON if case == "all" else ONE_AT_A_TIME[case]))
+    model = copy.deepcopy(deep)
+    model.set_nonidealities(nl)
+    x, y = digits.x_test, digits.y_test
+    grid = {"ref_sigmas": [0.7], "bits": [2], **SLICES}
+    for layer, param in STUDIED:
+        rows = q.quantization_points(model, x, y, layer, param=param, **grid)
+        assert len(rows) == 3
+        _check_against_evaluate(model, digits, layer, param, rows, range(3), **SLICES)
+
+
+def test_weight_nonlin_of_the_final_stage_is_applied(model, digits):
+    """The user's report: clipping at 1000 sigma (a no-op) moved the accuracy, because the
+    final-stage path skipped ``linear_weight_nonlin``."""
+    x, y = digits.x_test, digits.y_test
+    bent = copy.deepcopy(model)
+    bent.set_nonidealities(Nonidealities(linear_weight_nonlin=(0.1, 1.0, 0.0, -2.0)))
+    plain = evaluate(model, x, y).accuracy
+    expected = evaluate(bent, x, y).accuracy
+    assert abs(expected - plain) > 0.02  # the polynomial matters here
+    rows = q.quantization_points(bent, x, y, "linear", ref_sigmas=[1000.0, 1.5], bits=[3])
+    assert rows[0]["mode"] == "clipped" and rows[0]["accuracy"] == expected
+    _check_against_evaluate(bent, digits, "linear", "weight", rows, range(len(rows)))
+
+
+@pytest.mark.parametrize("layer", ["conv", "hidden0", "linear"])
+def test_a_huge_clip_reproduces_the_unquantized_model_exactly(deep, digits, layer):
+    """Clipping at 1000 sigma changes nothing: the row is evaluate's of the model itself, with
+    every nonideality on (noise included) except the weight quantizers a weight point replaces."""
+    on = dict(ALL_ON, conv2d_weight_bits=None, conv2d_weight_ref=None)
+    on.update(linear_weight_bits=None, linear_weight_ref=None)
+    model = copy.deepcopy(deep)
+    model.set_nonidealities(Nonidealities(**on))
+    x, y = digits.x_test, digits.y_test
+    ref = evaluate(model, x, y, **SLICES)
+    (row, *_) = q.quantization_points(model, x, y, layer, ref_sigmas=[1000.0], bits=[1], **SLICES)
+    assert row["mode"] == "clipped"
+    assert row["accuracy"] == ref.accuracy
+    assert row["loss"] == pytest.approx(ref.loss, rel=LOSS_REL, abs=0)
+
+
+def test_mac_variants_equals_mac_bit_for_bit(deep, digits):
+    """The layer method the final-stage path uses: variant p is ``mac`` with those parameters."""
+    model = copy.deepcopy(deep)
+    model.set_nonidealities(Nonidealities(**ALL_ON))
+    h = model.forward_until(digits.x_test, "linear_in")
+    stage = model.linear
+    w, b = stage.weight.detach().clone(), stage.bias.detach().clone()
+    weights = torch.stack([w, w * 0.5, w.clamp(-0.2, 0.2)])
+    biases = torch.stack([b, -b, b * 0])
+    with torch.no_grad():
+        both = stage.mac_variants(h, weights, biases)
+        only_w, only_b = stage.mac_variants(h, weights), stage.mac_variants(h, biases=biases)
+        for p in range(3):
+            stage.weight.copy_(weights[p])
+            assert torch.equal(only_w[p], stage.mac(h))
+            stage.bias.copy_(biases[p])
+            assert torch.equal(both[p], stage.mac(h))
+            stage.weight.copy_(w)
+            assert torch.equal(only_b[p], stage.mac(h))
+            stage.bias.copy_(b)
+        # a stack's default quantizer reference is each variant's own largest |w|
+        stage.settings = dataclasses.replace(stage.settings, weight_ref=None)
+        eff = stage.effective_weight(weights)
+        for p in range(3):
+            stage.weight.copy_(weights[p])
+            assert torch.equal(eff[p], stage.effective_weight())
+    with pytest.raises(ValueError, match="weights and/or biases"):
+        stage.mac_variants(h)
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,32 @@ For one MAC stage (``conv``, ``hidden0`` ..., ``linear``) and parameter (``weigh
 point sets ``ref = ref_sigma * std`` (population std of that parameter, weight units) and tests
 with the parameter ``clipped`` (``clamp(w, -ref, ref)``) or ``quantized`` by
 :func:`aanntwin.functional.quantize_weights` (DESIGN.md §1 levels; clipped rows have empty
-``bits``/``zero_level``). Other layers keep their trained values; the studied stage's own
-``*_weight_bits`` is replaced by the point's, its other nonidealities apply. The studied stage's
-input is computed once (with temporal noise: one draw shared by all points); the final stage
-evaluates many points per matrix product. The caller's model is never changed (a copy is used).
+``bits``/``zero_level``). Other layers keep their trained values. When the weight is studied, the
+point's clip or quantizer replaces the stage's own ``*_weight_bits``/``*_weight_ref`` (both off);
+a bias point keeps them. Every other nonideality applies as the layer applies it
+(``weight_range``, ``weight_nonlin``, gain and offset mismatch, saturation, noise, ADC ...).
+
+Every row equals run 0 of :func:`aanntwin.training.evaluate` (same ``seed`` and ``batch_size``)
+on a copy of the model changed that way: the class scores are evaluate's bit for bit, so the
+accuracy is exactly evaluate's; the loss agrees to float32 rounding (relative difference about
+1e-7, summed in another order: see :func:`_score`). How:
+
+- slices: evaluate's (1000 images on the CPU, 16384 on a GPU); the signal up to the studied
+  stage (the prefix) runs once per slice, the rest of the network once per point and slice;
+- noise: evaluate's stream ``noise_seed(seed, 0)``. Its state is saved after a slice's prefix
+  and restored before each point's rest; draws do not depend on the signal, so every point
+  draws what evaluate draws on the changed model, and the next slice's prefix continues from
+  where evaluate's would;
+- final stage: :meth:`~aanntwin.layers.AnalogLinear.mac_variants` shares the input transfer
+  and the weight transform (the layer's own: range clip, polynomial, gain mismatch) across the
+  points, then runs one matrix product per point, the forward's own, and the layer's offset,
+  saturation, noise and ADC (``finish``). One product over all points at once would be about
+  twice as fast but sums in another order: last-bit differences in the scores can move argmax
+  ties and ADC levels (rarely: none in 2.7 million MNIST predictions tried, but nothing
+  guarantees it);
+- points with equal parameter values (e.g. every 0-bit zero-level point) are evaluated once.
+
+The caller's model is never changed (a copy is used).
 """
 
 from __future__ import annotations
@@ -31,8 +53,8 @@ from torch import Tensor
 from .. import functional as AF
 from ..config import load_config, load_nonidealities
 from ..errors import AanntwinError
-from ..layers import derive_seed
 from ..model import WEIGHTS_FILE, Main
+from ..training import eval_batch_size, noise_seed
 from .common import cached_dataset, load_run, resolve_device
 from .runner import ResultStore, Task, run_tasks
 from .weights import stage_names
@@ -41,7 +63,7 @@ COLUMNS = ["layer", "param", "ref_sigma", "ref", "bits", "zero_level", "mode", "
 COLUMNS += ["loss", "n"]
 PARAMS = ("weight", "bias")
 MAX_BITS = 24
-_CHUNK_BYTES = 2**28  # one (images, points, classes) float32 block of the linear path
+_CHUNK_BYTES = 2**28  # a chunk of points: their parameter values (+ final-stage outputs of a slice)
 Variants = Iterator[tuple[dict[str, Any], Tensor]]
 
 
@@ -92,14 +114,94 @@ def _variants(w: Tensor, refs: list[float], bits: list[int], zeros: list[bool]) 
 
 
 def _score(z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Correct counts and summed cross-entropy (float64) per point of logits ``(P, N, C)``.
+    """Correct counts and summed cross-entropy (float64) per point of class scores ``(P, N, C)``.
 
-    Reductions run over C in whatever memory layout ``z`` has (class-major is fastest here).
+    The predictions are evaluate's exactly (``max`` returns the first maximal index, as
+    ``argmax``); the loss agrees with evaluate's to float32 rounding (one log-sum-exp pass over
+    all points: a per-point ``F.cross_entropy`` would match bit for bit but costs about 0.3 ms
+    per slice and point, more than the matrix product).
     """
-    top, pred = z.max(-1)  # first maximal index, as argmax
+    top, pred = z.max(-1)
     lse = (z - top[..., None]).exp_().sum(-1).log_().add_(top)
     zy = z.gather(-1, y[None, :, None].expand(z.shape[0], -1, 1)).squeeze(-1)
     return (pred == y).sum(1), (lse - zy).double().sum(1)
+
+
+def _split(work: Main, layer: str) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+    """``(prefix, rest)`` of the forward pass around ``layer``: ``rest(prefix(x))`` runs the same
+    steps in the same order as ``work(x)`` (the same noise draws); ``rest`` starts at the stage."""
+    if layer in ("conv", "linear"):
+        tap = "input" if layer == "conv" else "linear_in"
+        return lambda x: work.forward_until(x, tap), lambda h: work.forward_from(h, tap)
+    hidden = work.hidden_names
+    k = hidden.index(layer)
+
+    def run(h: Tensor, names: list[str]) -> Tensor:
+        for name in names:
+            h = getattr(work, f"{name}_relu")(getattr(work, name)(h))
+        return h
+
+    def prefix(x: Tensor) -> Tensor:
+        return run(work.forward_until(x, "features"), hidden[:k])
+
+    return prefix, lambda h: work.forward_from(run(h, hidden[k:]), "linear_in")
+
+
+def _distinct(stack: Tensor) -> tuple[Tensor, Tensor]:
+    """The distinct variants of a stack ``(P, ...)`` and, per variant, its row among them:
+    equal parameters give equal results, so each is evaluated once. Equal means equal values:
+    quantizers return -0.0 or +0.0 by the weight's sign, and a zero's sign changes no sum it
+    enters and no comparison, so no prediction and no loss."""
+    distinct, inverse = torch.unique(stack.flatten(1), dim=0, return_inverse=True)
+    return distinct.view(-1, *stack.shape[1:]), inverse
+
+
+def _points(
+    work: Main, layer: str, param: str, variants: Variants, x: Tensor, y: Tensor, bs: int, seed: int
+) -> list[tuple]:
+    """(fields, correct count, summed loss) of every point: evaluate's run 0, point by point.
+
+    Slices outer, points inner: a slice's prefix runs once (right after the previous slice's
+    draws, as in evaluate), then each point restores the stream state saved after it. Points go
+    in chunks of about :data:`_CHUNK_BYTES`; later chunks reuse the saved prefixes and states.
+    """
+    stage = getattr(work, layer)
+    target = getattr(stage, param)
+    prefix, rest = _split(work, layer)
+    work.reseed(noise_seed(seed, 0))
+    gen = work.noise_source.generator(x.device)  # None on the meta device: nothing to draw
+    slices = list(zip(x.split(bs), y.split(bs), strict=True))
+    saved: list[tuple[Tensor, Tensor | None]] = []  # per slice: prefix signal, stream state
+    size = target.numel() + (bs * stage.out_features if layer == "linear" else 0)
+    per_chunk = max(1, _CHUNK_BYTES // (size * target.element_size()))
+    results: list[tuple] = []
+    for group in iter(lambda: list(islice(variants, per_chunk)), []):
+        fields, values = zip(*group, strict=True)
+        stack, inverse = _distinct(torch.stack(values))
+        correct = torch.zeros(len(stack), dtype=torch.int64, device=x.device)
+        loss = torch.zeros(len(stack), dtype=torch.float64, device=x.device)
+        for s, (xb, yb) in enumerate(slices):
+            if s == len(saved):  # first chunk: the stream is where evaluate's is here
+                h = prefix(xb)
+                saved.append((h, None if gen is None else gen.get_state()))
+            h, state = saved[s]
+            z = None
+            if layer == "linear":  # all points' MAC outputs of this slice
+                z = stage.mac_variants(h, **{"weights" if param == "weight" else "biases": stack})
+            outs = []
+            for p in range(len(stack)):
+                if gen is not None:
+                    gen.set_state(state)
+                if z is not None:
+                    outs.append(stage.finish(z[p]))
+                else:
+                    target.copy_(stack[p])
+                    outs.append(rest(h))
+            c, ls = _score(torch.stack(outs), yb)
+            correct += c
+            loss += ls
+        results += zip(fields, correct[inverse].tolist(), loss[inverse].tolist(), strict=True)
+    return results
 
 
 @torch.no_grad()
@@ -118,73 +220,27 @@ def quantization_points(
 ) -> list[dict[str, Any]]:
     """Rows (columns :data:`COLUMNS`) of every point of one layer and parameter, in process.
 
-    ``ref_sigmas`` default to :func:`reference_sigmas`. ``batch_size`` (images per pass) defaults
-    to 1000 on the CPU and 16384 on a GPU; ``seed`` seeds the temporal noise, if any.
+    ``ref_sigmas`` default to :func:`reference_sigmas`. Each row equals run 0 of
+    ``evaluate(changed, x, y, seed=seed, batch_size=batch_size)`` exactly (see the module
+    docstring); ``batch_size`` (images per pass) defaults to evaluate's.
     """
     names = stage_names(model)
     _, _, refs, bits_, zeros = _validate([layer], names, [param], ref_sigmas, bits, zero_levels)
     work = copy.deepcopy(model).eval()
     stage = getattr(work, layer)
-    stage.settings = dataclasses.replace(stage.settings, weight_bits=None, weight_ref=None)
+    if param == "weight":  # the point's clip or quantizer replaces the stage's own
+        stage.settings = dataclasses.replace(stage.settings, weight_bits=None, weight_ref=None)
     target = getattr(stage, param)
     if target is None:
         raise AanntwinError(f"layer {layer} has no {param}")
-    bs = batch_size or (1000 if x.device.type == "cpu" else 16384)
-    work.reseed(derive_seed(seed, "quantization", "prefix"))
-    hidden = work.hidden_names
-    tap = {"conv": "input", "linear": "linear_in"}.get(layer, "features")
-    h = torch.cat([work.forward_until(xb, tap) for xb in x.split(bs)])
-    k = hidden.index(layer) if layer in hidden else len(hidden)
-    for name in hidden[:k] if tap == "features" else []:  # hidden stages before this one, once
-        h = getattr(work, f"{name}_relu")(getattr(work, name)(h))
     variants = _variants(target.detach().clone(), refs, bits_, zeros)
-    if layer == "linear":
-        results = _linear_points(stage, param, h, y, variants, seed)
-    else:
-        results = []
-        for i, (fields, value) in enumerate(variants):
-            target.copy_(value)
-            work.reseed(derive_seed(seed, "quantization", i))
-            correct, loss = 0, 0.0
-            for hb, yb in zip(h.split(bs), y.split(bs), strict=True):
-                for name in hidden[k:] if tap == "features" else []:
-                    hb = getattr(work, f"{name}_relu")(getattr(work, name)(hb))
-                z = work.forward_from(hb, "input" if tap == "input" else "linear_in")
-                c, lsum = _score(z[None], yb)
-                correct, loss = correct + c, loss + lsum
-            results.append((fields, correct, loss))
+    bs = batch_size or eval_batch_size(x.device)
+    results = _points(work, layer, param, variants, x, y, bs, seed)
     n = len(y)
     head = {"layer": layer, "param": param}
     return [
         {**head, **f, "accuracy": int(c) / n, "loss": float(ls) / n, "n": n} for f, c, ls in results
     ]
-
-
-def _linear_points(
-    stage: Any, param: str, h: Tensor, y: Tensor, variants: Variants, seed: int
-) -> list[tuple]:
-    """The final stage for many points at once: one matrix product per chunk of points."""
-    h = stage._input(h)  # input clip and polynomial, once
-    gain = stage._gain()
-    n, out = h.shape[0], stage.out_features
-    chunk = max(1, _CHUNK_BYTES // (n * out * h.element_size()))
-    w = stage.weight if gain is None else stage.weight * gain
-    base = (w @ h.T)[None] if param == "bias" else None  # (1, out, N)
-    bias = stage.bias
-    results: list[tuple] = []
-    for i, group in enumerate(iter(lambda: list(islice(variants, chunk)), [])):
-        fields, values = zip(*group, strict=True)
-        t = torch.stack(values)
-        if param == "weight":  # class-major logits (P * out, N): one matrix product
-            t = (t if gain is None else t * gain).flatten(0, 1)
-            zt = t @ h.T if bias is None else torch.addmm(bias.repeat(len(group))[:, None], t, h.T)
-        else:
-            zt = base + t[:, :, None]
-        z = zt.view(len(group), out, n).transpose(1, 2)  # (P, N, out), memory stays class-major
-        stage.rng.reseed(derive_seed(seed, "quantization", "linear", i))
-        correct, loss = _score(stage.finish(stage._output(z)), y)
-        results += zip(fields, correct.tolist(), loss.tolist(), strict=True)
-    return results
 
 
 # ----------------------------------------------------------------------------- sweep integration

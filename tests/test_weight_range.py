@@ -1,0 +1,104 @@
+"""Weights stay programmable (issue 9): the quantizer's gradient is the clip's, the layers clip
+to the programmable range, training projects the latent weights, characterization writes the
+range it measured."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from aanntwin import functional as AF
+from aanntwin.config import Nonidealities, RunConfig, StageSettings, TrainParams
+from aanntwin.errors import ConfigError
+from aanntwin.layers import AnalogLinear
+from aanntwin.model import Main
+from aanntwin.training import train
+
+F32 = lambda v: float(torch.tensor(v, dtype=torch.float32))  # noqa: E731
+
+
+@pytest.mark.parametrize("zero_level", [True, False])
+@pytest.mark.parametrize("ref", [0.4, torch.tensor(0.4)])
+def test_weight_quantizer_gradient_is_the_clips(zero_level, ref):
+    """Regression: the straight-through gradient was 1 everywhere, also beyond +-ref."""
+    w = torch.tensor([-3.4, -0.41, -0.4, -0.1, 0.0, 0.25, 0.4, 0.41, 3.4], requires_grad=True)
+    AF.quantize_weights(w, 1, ref, zero_level).sum().backward()
+    expected = torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    assert torch.equal(w.grad, expected)
+
+
+def test_activation_quantizer_gradient_is_the_clips():
+    x = torch.tensor([-0.5, 0.0, 0.3, 1.0, 1.5], requires_grad=True)
+    AF.quantize_uniform(x, 2, 0.0, 1.0).sum().backward()
+    assert torch.equal(x.grad, torch.tensor([0.0, 1.0, 1.0, 1.0, 0.0]))
+
+
+def test_range_is_validated_and_reaches_the_stage():
+    nl = Nonidealities(conv2d_weight_range=0.5, linear_weight_range=1.0)
+    assert nl.stage("conv2d").weight_range == 0.5 and nl.stage("linear").weight_range == 1.0
+    assert Nonidealities().stage("linear").weight_range is None  # unlimited by default
+    for bad in (0.0, -1.0):
+        with pytest.raises(ConfigError, match="linear_weight_range"):
+            Nonidealities(linear_weight_range=bad)
+
+
+def test_layer_clips_to_the_range_before_quantization():
+    layer = AnalogLinear(4, 2, settings=StageSettings(weight_range=0.3, weight_bits=2))
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[-1.0, -0.2, 0.1, 0.29], [0.31, 0.5, 2.0, 0.0]]))
+    w = layer.effective_weight()
+    # ref defaults to max |w| of the clipped weights, 0.3: levels k * 0.075 up to 0.225.
+    assert w.abs().max().item() == pytest.approx(0.225)
+    w.sum().backward()
+    inside = torch.tensor([[0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
+    assert torch.equal(layer.weight.grad, inside)
+
+
+def test_project_weights_bounds():
+    nl = Nonidealities(conv2d_weight_range=0.2, linear_weight_bits=1, linear_weight_ref=0.4,
+                       linear_weight_range=0.5)  # fmt: skip
+    model = Main(in_shape=(1, 8, 8), nonidealities=nl)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(3.0)
+    model.project_weights()
+    assert model.conv.weight.max().item() == F32(0.2)  # the range
+    assert model.linear.weight.max().item() == F32(0.4)  # min(range, fixed ref)
+    assert model.linear.bias.max().item() == 3.0  # biases are not weights
+    model.set_nonidealities(Nonidealities(linear_weight_bits=1))  # ref = max |w|: no bound
+    model.project_weights()
+    assert model.linear.weight.max().item() == F32(0.4)
+
+
+def test_quantization_training_keeps_latent_weights_in_range(digits):
+    """Regression: 1-bit weights at ref 0.4 drifted to |w| = 5.3 in 3 epochs (3.4 in the report),
+    far beyond what the multiplier can be programmed to."""
+    nl = Nonidealities(linear_weight_bits=1, linear_weight_ref=0.4, weight_zero_level=False,
+                       conv2d_weight_bits=3)  # fmt: skip
+    cfg = RunConfig(train=TrainParams(epochs=3, batch_size=32), nonidealities=nl)
+    model = train(cfg, digits, progress=False).model
+    assert model.linear.weight.abs().max().item() <= F32(0.4)
+    assert model.linear.weight.abs().max().item() == F32(0.4)  # the bound was reached
+
+
+def test_characterize_writes_the_weight_range(tmp_path):
+    """Regression: nonidealities.json did not say over which weights the twin was fitted."""
+    from aanntwin import characterize_cli
+    from aanntwin.circuits import example_files
+    from aanntwin.cli import _Parser
+    from aanntwin.config import load_nonidealities
+
+    parser = _Parser(prog="aanntwin")
+    characterize_cli.add_parser(parser.add_subparsers(dest="command", parser_class=_Parser))
+    files = [str(p) for p in example_files()]
+    args = parser.parse_args(
+        ["characterize", "--csv", *files, "--out", str(tmp_path), "--no-plots"]
+    )
+    assert characterize_cli.run(args) == 0
+    nl = load_nonidealities(str(tmp_path / "nonidealities.json"))
+    # The shipped weight sweep spans -1..1 of the weight full scale (twin weight units).
+    assert nl.conv2d_weight_range == nl.linear_weight_range == 1.0
+    report = json.loads((tmp_path / "fit_report.json").read_text())
+    assert report["mapping"]["weight_range"]["range"] == 1.0
