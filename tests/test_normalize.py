@@ -62,6 +62,20 @@ def test_calibration_matches_the_max_and_quantile_of_each_stage_output(which, di
 
 
 @pytest.mark.parametrize("which", ["model", "hidden_model"])
+def test_signed_max_restores_the_reference_full_scale(which, digits, request):
+    """``signed=True`` (``--signed-max``): the reference tool's max y, not max |y|."""
+    m, x = request.getfixturevalue(which), digits.x_train
+    outputs = _mac_outputs(m, x)
+    signed = calibrate(m, x, batch_size=97, signed=True)
+    for name, y in outputs.items():
+        assert signed[name] == pytest.approx(float(y.max()), rel=1e-6)
+    peak = calibrate(m, x)
+    assert all(signed[name] <= peak[name] for name in peak)
+    result = normalize(m, x, signed=True)
+    assert result.signed and result.after == pytest.approx(result.targets, rel=1e-5)
+
+
+@pytest.mark.parametrize("which", ["model", "hidden_model"])
 def test_function_is_unchanged_and_scores_scale_by_the_last_factor(which, digits, request):
     m = request.getfixturevalue(which)
     result = normalize(m, digits.x_train)

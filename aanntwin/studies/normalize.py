@@ -35,7 +35,8 @@ class NormalizationResult:
     ``state``: new weights and biases (fresh tensors); ``scales``: per stage, the factor ``a_k``
     its output is multiplied by; ``before`` / ``after``: calibrated full scales (V) before and
     after (``after`` equals ``targets``); ``targets``: reference full scales (V); ``quantile``:
-    the full scale is this quantile of ``|y|`` (None: ``max |y|``).
+    the full scale is this quantile of ``|y|`` (None: ``max |y|``); ``signed``: of ``y`` instead
+    of ``|y|`` (the reference tool's signed max).
     """
 
     state: dict[str, Tensor]
@@ -44,9 +45,11 @@ class NormalizationResult:
     after: dict[str, float]
     targets: dict[str, float]
     quantile: float | None
+    signed: bool = False
 
     def to_dict(self) -> dict[str, Any]:  # everything but the tensors (JSON-ready)
-        return {k: getattr(self, k) for k in ("targets", "scales", "before", "after", "quantile")}
+        keys = ("targets", "scales", "before", "after", "quantile", "signed")
+        return {k: getattr(self, k) for k in keys}
 
 
 def stage_names(model: Main) -> list[str]:
@@ -86,7 +89,12 @@ def _mac_outputs(model: Main, x: Tensor) -> dict[str, Tensor]:
 
 @torch.no_grad()
 def calibrate(
-    model: Main, x: Tensor, *, quantile: float | None = None, batch_size: int = 1000
+    model: Main,
+    x: Tensor,
+    *,
+    quantile: float | None = None,
+    batch_size: int = 1000,
+    signed: bool = False,
 ) -> dict[str, float]:
     """Full scale (V) of every stage's noiseless MAC output over the images ``x``.
 
@@ -95,6 +103,8 @@ def calibrate(
     running top-``m`` buffer, ``m = n - floor(q (n - 1))`` of the ``n`` values, so it is exact and
     holds only ``(1 - q) n`` values (no list of activations, no 16M-element limit). Temporal noise
     is off (on a copy; the caller's model is untouched); other nonidealities are as in ``model``.
+    ``signed``: the max (or quantile) of ``y`` itself, as the reference tool did, instead of ``|y|``
+    (differs where a stage swings further negative than positive).
     """
     if quantile is not None and not 0.0 < quantile <= 1.0:
         raise AanntwinError(f"quantile = {quantile}: must be in (0, 1] (None = max |y|)")
@@ -109,7 +119,7 @@ def calibrate(
     for start in range(0, n_images, batch_size):
         xb = x[start : start + batch_size].to(device=like.device, dtype=like.dtype)
         for name, y in _mac_outputs(quiet, xb).items():
-            v = y.abs().flatten()
+            v = y.flatten() if signed else y.abs().flatten()
             if quantile is None:
                 m = v.max()
                 peak[name] = m if name not in peak else torch.maximum(peak[name], m)
@@ -150,6 +160,7 @@ def normalize(
     *,
     quantile: float | None = None,
     batch_size: int = 1000,
+    signed: bool = False,
 ) -> NormalizationResult:
     """Rescale weights and biases so each stage's full scale equals its target (V).
 
@@ -167,7 +178,7 @@ def normalize(
     """
     names = stage_names(model)
     goal = _targets(targets, names)
-    before = calibrate(model, x, quantile=quantile, batch_size=batch_size)
+    before = calibrate(model, x, quantile=quantile, batch_size=batch_size, signed=signed)
     for name, fs in before.items():
         if not (math.isfinite(fs) and fs > 0):
             raise AanntwinError(f"stage {name}: full scale {fs:g} V; cannot normalize a dead stage")
@@ -179,8 +190,11 @@ def normalize(
         if f"{name}.bias" in state:
             state[f"{name}.bias"].mul_(scales[name])
         prev = scales[name]
-    result = NormalizationResult(state, scales, before, {}, goal, quantile)
-    result.after = calibrate(apply(model, result), x, quantile=quantile, batch_size=batch_size)
+    result = NormalizationResult(state, scales, before, {}, goal, quantile, signed)
+    after = calibrate(
+        apply(model, result), x, quantile=quantile, batch_size=batch_size, signed=signed
+    )
+    result.after = after
     return result
 
 
@@ -200,6 +214,7 @@ def normalize_run(
     calibration_images: int = 10000,
     data_dir: str | None = None,
     device: str = "cpu",
+    signed: bool = False,
 ) -> NormalizationResult:
     """Normalize a trained folder (ideal model) on its first training images; write ``out``.
 
@@ -217,7 +232,7 @@ def normalize_run(
     _targets(targets, stage_names(model))  # fail before loading any data
     data = cached_dataset(cfg.dataset, data_dir, dev)
     x = data.x_train[:calibration_images]
-    result = normalize(model, x, targets, quantile=quantile)
+    result = normalize(model, x, targets, quantile=quantile, signed=signed)
     record = {**result.to_dict(), "calibration_images": len(x), "dataset": cfg.dataset}
     record["source"] = str(src.resolve())
     save_weights(apply(model, result), dst / WEIGHTS_FILE, {"config": cfg.to_dict()})
@@ -271,6 +286,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--targets", type=_stage_targets, help="conv=0.8,linear=1.0 (V; others 1.0)")
     q = _number(float, lambda v: 0 < v <= 1, "in (0, 1]")
     p.add_argument("--quantile", type=q, help="full scale = this quantile of |y| (default max)")
+    p.add_argument(
+        "--signed-max",
+        dest="signed",
+        action="store_true",
+        help="full scale = max y (signed, as the reference tool) instead of max |y|",
+    )
     p.add_argument("--calibration-images", type=count, default=10000, help="first N train images")
     p.add_argument("--data-dir", help="folder with the IDX files (or $AANNTWIN_DATA_DIR)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -283,11 +304,14 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import _device
 
     device, targets = str(_device(args)), args.targets or args.target
-    options = {k: getattr(args, k) for k in ("quantile", "calibration_images", "data_dir")}
+    options = {
+        k: getattr(args, k) for k in ("quantile", "calibration_images", "data_dir", "signed")
+    }
     result = normalize_run(args.run_dir, args.out, targets=targets, device=device, **options)
     for name, a in result.scales.items():
         fs = f"{result.before[name]:.4g} V -> {result.after[name]:.4g} V"
         print(f"{name:<8} {fs} (target {result.targets[name]:g} V, scale {a:.4g})")
-    what = "max |y|" if result.quantile is None else f"the {result.quantile:g}-quantile of |y|"
+    y = "y" if result.signed else "|y|"
+    what = f"max {y}" if result.quantile is None else f"the {result.quantile:g}-quantile of {y}"
     print(f"full scale = {what}; wrote {args.out}/")
     return 0
