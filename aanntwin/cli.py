@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--weight-decay", type=float)
     tg.add_argument("--schedule", choices=["onecycle", "constant"])
     tg.add_argument("--seed", type=int)
+    tg.add_argument(
+        "--chips",
+        choices=["batch", "epoch", "fixed"],
+        help="chip instances seen by mismatch-aware training: a fresh one per batch (default) "
+        "or per epoch, or only the chip_seed of --nonidealities (fixed)",
+    )
     tg.add_argument("--nonidealities", help="training nonidealities JSON (flat, reference names)")
     tg.add_argument("--no-cache", action="store_true", help="neither read nor write checkpoints")
     t.add_argument("--out", required=True, help="output folder")
@@ -142,6 +148,7 @@ def _run_config(args: argparse.Namespace) -> Any:
         "weight_decay",
         "schedule",
         "seed",
+        "chips",
     )
     train = {k: getattr(args, k, None) for k in train_keys}
     train = {k: v for k, v in train.items() if v is not None}
@@ -178,9 +185,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .cache import CheckpointCache
     from .config import RunConfig
     from .data import load_dataset
-    from .io import write_json_atomic
-    from .model import WEIGHTS_FILE, geometry, save_weights
-    from .provenance import provenance
+    from .model import geometry
+    from .runs import write_run
     from .training import evaluate, train
 
     cfg: RunConfig = _run_config(args)
@@ -199,32 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     model = result.model
     test = evaluate(model, data.x_test.to(device), data.y_test.to(device))
-    save_weights(model, out / WEIGHTS_FILE, {"config": cfg.to_dict()})
-    write_json_atomic(out / "config.json", json.loads(cfg.to_json()))
-    metrics = {
-        "test_accuracy": test.accuracy,
-        "test_loss": test.loss,
-        "epochs": cfg.train.epochs,
-        "epoch_seconds": result.epoch_seconds,
-        "train_seconds": sum(result.epoch_seconds),
-        "wall_seconds": wall,
-        "resumed_from_epoch": result.resumed_from,
-        "per_class_accuracy": test.per_class_accuracy,
-        "confusion": test.confusion,
-        "history": [vars(h) for h in result.history],
-        "dataset": {
-            "name": data.name,
-            "source": data.source,
-            "fingerprint": data.fingerprint,
-            "n_train": len(data.y_train),
-            "n_test": len(data.y_test),
-        },
-        "geometry": model.geometry.to_dict(),
-        "cache_key": result.key,
-        "config": cfg.to_dict(),
-        "provenance": provenance(device),
-    }
-    write_json_atomic(out / "metrics.json", metrics)
+    write_run(out, cfg, data, result, test, device, wall)
     cached = f" ({result.resumed_from} epoch(s) from cache)" if result.resumed_from else ""
     print(
         f"{data.name}: test accuracy {100 * test.accuracy:.2f} % (loss {test.loss:.4f}) after "

@@ -71,6 +71,11 @@ class TrainParams(Params):
     ``constant``."""
     seed: int = param(0, ge=0, le=2**63 - 1)
     """Seed of weight init, shuffling and training noise: same seed, same weights."""
+    chips: Literal["batch", "epoch", "fixed"] = param("batch")
+    """Chip instances seen by mismatch-aware training (no effect without mismatch): ``batch``
+    draws a fresh chip for every optimizer step, ``epoch`` one per epoch (seeds derived from
+    ``(seed, epoch, step)``, so a resumed run is exact), ``fixed`` trains for the one chip
+    ``nonidealities.chip_seed`` only (the model then fits that chip, not the population)."""
 
 
 @dataclass(frozen=True)
@@ -123,12 +128,12 @@ class StageSettings:
     out_noise: float | None = None
     weight_bits: int | None = None
     weight_ref: float | None = None
+    weight_range: float | None = None
     weight_zero_level: bool = True
     weight_nonlin: tuple[float, ...] | None = None
     out_bits: int | None = None
     out_full_scale: float | None = None
 
-    weight_range: float | None = None
 
 @dataclass(frozen=True)
 class Nonidealities(Params):
@@ -163,15 +168,15 @@ class Nonidealities(Params):
     """Conv weight precision at deployment (bits, not counting sign)."""
     conv2d_weight_ref: float | None = param(None, unit="weight units", gt=0.0)
     """Conv weight reference/clip value; None = the layer's largest |w|."""
+    conv2d_weight_range: float | None = param(None, unit="weight units", gt=0.0)
+    """Conv programmable weight range: the largest |weight| the multiplier can be programmed to
+    (and was characterized over); weights clip to +-this before quantization and training keeps
+    them inside it. None = unlimited."""
     conv2d_weight_nonlin: tuple[float, ...] | None = param(None)
     """Conv multiplier weight transfer: effective weight = sum_k c_k w^k, ``(c_0, c_1, ...)``
     constant first (c_k in 1/w^(k-1); w in weight units, 1.0 = the weight full scale), applied to
     the programmed (quantized) weight before the gain mismatch. A Gilbert cell's weight pair
     fits ``(0, 1, c2, c3)`` with c3 < 0 (compression). None = linear."""
-    conv2d_weight_range: float | None = param(None, unit="weight units", gt=0.0)
-    """Conv programmable weight range: the largest |weight| the multiplier can be programmed to
-    (and was characterized over); weights clip to +-this before quantization and training keeps
-    them inside it. None = unlimited."""
 
     relu_cutoff: float | None = param(None, unit="V")
     """ReLU circuit floor: output = max(cutoff, y) (V); None = 0."""
@@ -205,13 +210,13 @@ class Nonidealities(Params):
     """Linear weight precision at deployment (bits, not counting sign)."""
     linear_weight_ref: float | None = param(None, unit="weight units", gt=0.0)
     """Linear weight reference/clip value; None = the layer's largest |w|."""
+    linear_weight_range: float | None = param(None, unit="weight units", gt=0.0)
+    """Linear programmable weight range (as ``conv2d_weight_range``); None = unlimited."""
     linear_weight_nonlin: tuple[float, ...] | None = param(None)
     """Linear multiplier weight transfer polynomial (as ``conv2d_weight_nonlin``)."""
     linear_out_bits: int | None = param(None, ge=1, le=24)
     """ADC on the final class scores (bits) over [-full scale, +full scale]."""
     linear_out_full_scale: float | None = param(None, unit="V", gt=0.0)
-    linear_weight_range: float | None = param(None, unit="weight units", gt=0.0)
-    """Linear programmable weight range (as ``conv2d_weight_range``); None = unlimited."""
     """Full scale of the class-score ADC (V)."""
 
     saturation: Literal["hard", "tanh"] = param("hard")
@@ -251,19 +256,65 @@ class Nonidealities(Params):
             out_noise=get(f"{kind}_out_noise"),
             weight_bits=get(f"{kind}_weight_bits"),
             weight_ref=get(f"{kind}_weight_ref"),
+            weight_range=get(f"{kind}_weight_range"),
             weight_zero_level=self.weight_zero_level,
             weight_nonlin=get(f"{kind}_weight_nonlin"),
             out_bits=self.linear_out_bits if kind == "linear" else None,
             out_full_scale=self.linear_out_full_scale if kind == "linear" else None,
         )
-            weight_range=get(f"{kind}_weight_range"),
+
+    def canonical(self) -> Nonidealities:
+        """The same circuit with one spelling per behaviour: every setting that is off or has no
+        effect becomes its default (``None``, ``"hard"``, ``True``, chip 0).
+
+        Off: a zero noise or mismatch std, ``relu_cutoff`` 0, ``relu_gain`` 1, a ``relu_threshold``
+        equal to the cutoff, polynomials ``(0, 1)`` (trailing zero coefficients dropped). Every
+        merged spelling computes bit-identical outputs (the layers take the same path for it). No effect: a full scale without its ADC bits, the
+        saturation shape without a saturation, the zero level without weight bits, the chip seed
+        without mismatch. Cache keys and summaries use this form: ``relu_cutoff: 0.0`` and
+        ``null`` are the same trained model.
+        """
+        d = self.to_dict()
+        for f in TEMPORAL_NOISE + MISMATCH_FIELDS:
+            if d[f] == 0:
+                d[f] = None
+        if d["relu_cutoff"] == 0:
+            d["relu_cutoff"] = None
+        if d["relu_gain"] == 1:
+            d["relu_gain"] = None
+        if d["relu_threshold"] is not None and d["relu_threshold"] == (d["relu_cutoff"] or 0.0):
+            d["relu_threshold"] = None
+        for f in [f"{k}_{p}_nonlin" for k in STAGES for p in ("input", "weight")]:
+            if d[f] is not None:
+                coeffs = list(d[f])
+                while len(coeffs) > 1 and coeffs[-1] == 0:
+                    coeffs.pop()
+                d[f] = None if coeffs == [0, 1] else coeffs
+        for prefix in ("relu_out", "linear_out"):
+            if d[f"{prefix}_bits"] is None:
+                d[f"{prefix}_full_scale"] = None
+        if all(d[f"{k}_out_saturation"] is None for k in STAGES):
+            d["saturation"] = "hard"
+        if all(d[f"{k}_weight_bits"] is None for k in STAGES):
+            d["weight_zero_level"] = True
+        if all(d[f] is None for f in MISMATCH_FIELDS):
+            d["chip_seed"] = 0
+        return Nonidealities.from_dict(d)
 
     def active(self) -> dict[str, Any]:
-        """The fields that are switched on (not None), for summaries."""
+        """The settings that change the circuit's behaviour (of :meth:`canonical`), for summaries."""
         defaults = Nonidealities()
         return {
-            k: v for k, v in self.to_dict().items() if v is not None and v != getattr(defaults, k)
+            k: v
+            for k, v in self.canonical().to_dict().items()
+            if v is not None and v != getattr(defaults, k)
         }
+
+
+TEMPORAL_NOISE = ("input_noise", "conv2d_out_noise", "relu_out_noise", "linear_out_noise")
+"""Temporal-noise fields of :class:`Nonidealities` (V, std; redrawn every forward)."""
+MISMATCH_FIELDS = tuple(f"{k}_{m}_mismatch" for k in STAGES for m in ("gain", "offset"))
+"""Fixed-pattern mismatch fields of :class:`Nonidealities` (drawn once per chip instance)."""
 
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
@@ -288,11 +339,26 @@ class RunConfig(Params):
     normalization: Normalization = dataclasses.field(default_factory=Normalization)
     """Pixel-to-voltage map."""
 
-    def cache_key(self, data_fingerprint: str) -> str:
-        """Hash of everything that changes the trained weights (dataset content included)."""
+    def canonical(self) -> RunConfig:
+        """The same run with canonical nonidealities (see :meth:`Nonidealities.canonical`) and
+        training settings that cannot act reset to their defaults (``train.chips`` without
+        mismatch)."""
+        nl = self.nonidealities.canonical()
+        train = self.train
+        if not any(getattr(nl, f) for f in MISMATCH_FIELDS):
+            train = train.replace(chips=TrainParams().chips)
+        return self.replace(nonidealities=nl, train=train)
+
+    def cache_key(self, data_fingerprint: str, determinism: dict[str, Any] | None = None) -> str:
+        """Hash of everything that changes the trained weights: the canonical configuration,
+        the dataset content and what bit-exactness depends on (``determinism``: torch version,
+        device kind, CPU thread count; see :func:`aanntwin.training.determinism`)."""
         from .schema import stable_hash
 
-        return stable_hash({"config": self.to_dict(), "data": data_fingerprint})
+        key = {"config": self.canonical().to_dict(), "data": data_fingerprint}
+        if determinism is not None:
+            key["determinism"] = determinism
+        return stable_hash(key)
 
 
 def load_config(path: str) -> RunConfig:
@@ -316,6 +382,8 @@ __all__ = [
     "load_config",
     "load_nonidealities",
     "STAGES",
+    "TEMPORAL_NOISE",
+    "MISMATCH_FIELDS",
     "DATASETS",
     "IN_SHAPES",
 ]

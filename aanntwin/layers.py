@@ -150,7 +150,8 @@ class AnalogReLU(nn.Module):
 
     def core(self, y: Tensor) -> Tensor:
         """The noiseless circuit: ``max(cutoff, y)`` (or the soft ReLU, see the class)."""
-        if self.gain is None and self.threshold is None and self.softness is None:
+        plain = self.threshold is None or self.threshold == (self.cutoff or 0.0)
+        if plain and self.gain in (None, 1.0) and self.softness is None:  # max(cutoff, y) exactly
             return AF.analog_relu(y, self.cutoff)
         return AF.soft_relu(y, self.cutoff, self.gain, self.threshold, self.softness)
 
@@ -169,7 +170,6 @@ class AnalogReLU(nn.Module):
         return text
 
 
-class _AnalogMAC:
 def _largest(w: Tensor, dims: int) -> Tensor:
     """Largest |w| over the last ``dims`` dimensions (one value per leading variant), detached."""
     a = w.detach().abs()
@@ -178,6 +178,7 @@ def _largest(w: Tensor, dims: int) -> Tensor:
     return a.amax(dim=tuple(range(a.dim() - dims, a.dim())), keepdim=True)
 
 
+class _AnalogMAC:
     """Shared nonideality handling of a MAC stage; subclasses supply the weighted sum."""
 
     weight: Tensor

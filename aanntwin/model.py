@@ -293,13 +293,18 @@ WEIGHTS_FILE = "weights.safetensors"
 
 
 def save_weights(model: Main, path: str | os.PathLike[str], metadata: dict | None = None) -> None:
-    """Write the named weights (``conv.weight`` ...) as safetensors, atomically."""
+    """Write the named weights (``conv.weight`` ...) as safetensors, atomically; the same weights
+    and metadata give the same bytes."""
     from safetensors.torch import save_file
 
     from .io import atomic_path
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": "aanntwin-weights", **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
+    # One metadata entry: safetensors writes its metadata map in no fixed order, so several
+    # entries made identical weights into files of different bytes.
+    meta = {
+        "aanntwin": json.dumps({"format": "aanntwin-weights", **(metadata or {})}, sort_keys=True)
+    }
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=meta)
 

@@ -24,6 +24,7 @@ from typing import Any
 from .config import Nonidealities, RunConfig, TrainParams, load_nonidealities
 from .errors import AanntwinError
 from .io import write_json_atomic
+from .runs import load_metrics  # noqa: F401  (notebooks call nb.load_metrics)
 
 ROOT = Path(__file__).resolve().parents[1]
 """The source checkout holding this package (``examples/`` and ``notebooks/`` live here)."""
@@ -87,9 +88,9 @@ def ensure_model(
     import torch
 
     from .cache import CheckpointCache
-    from .model import WEIGHTS_FILE, save_weights
-    from .provenance import provenance
-    from .training import evaluate, train
+    from .model import WEIGHTS_FILE
+    from .runs import write_run
+    from .training import determinism, evaluate, train
 
     if nonidealities is not None and not isinstance(nonidealities, Nonidealities):
         nonidealities = load_nonidealities(str(resolve_path(nonidealities)))
@@ -97,7 +98,7 @@ def ensure_model(
     cfg = run_config(dataset, epochs, seed, nonidealities)
     folder = resolve_path(out_dir, output=True) / name
     data = _dataset(dataset, data_dir)
-    key = cfg.cache_key(f"{data.fingerprint}:{torch.float32}")
+    key = cfg.cache_key(f"{data.fingerprint}:{torch.float32}", determinism("cpu"))
     try:
         if load_metrics(folder)["cache_key"] == key and (folder / WEIGHTS_FILE).exists():
             return folder
@@ -105,24 +106,8 @@ def ensure_model(
         pass
     result = train(cfg, data, cache=CheckpointCache(), progress=False)
     test = evaluate(result.model, data.x_test, data.y_test)
-    save_weights(result.model, folder / WEIGHTS_FILE, {"config": cfg.to_dict()})
-    write_json_atomic(folder / "config.json", json.loads(cfg.to_json()))
-    ds = {k: getattr(data, k) for k in ("name", "source", "fingerprint")}
-    ds.update(n_train=len(data.y_train), n_test=len(data.y_test))
-    metrics = {"test_accuracy": test.accuracy, "test_loss": test.loss, "epochs": cfg.train.epochs}
-    metrics.update(epoch_seconds=result.epoch_seconds, train_seconds=sum(result.epoch_seconds))
-    metrics.update(resumed_from_epoch=result.resumed_from, confusion=test.confusion)
-    metrics.update(per_class_accuracy=test.per_class_accuracy)
-    metrics.update(history=[dataclasses.asdict(h) for h in result.history])
-    metrics.update(dataset=ds, geometry=result.model.geometry.to_dict(), cache_key=key)
-    metrics.update(config=cfg.to_dict(), provenance=provenance("cpu"))
-    write_json_atomic(folder / "metrics.json", metrics)
+    write_run(folder, cfg, data, result, test, "cpu")
     return folder
-
-
-def load_metrics(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """``metrics.json`` of a trained-model folder."""
-    return json.loads((Path(folder) / "metrics.json").read_text(encoding="utf-8"))
 
 
 @dataclass

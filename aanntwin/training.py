@@ -3,8 +3,10 @@
 Training runs the twin's forward with the training nonidealities on (gradients flow through
 clip and polynomial as autograd gives them; through quantizers by the straight-through
 estimator). Every random draw has an explicit seed: the weight init from ``seed``, each epoch's
-shuffle and noise from ``(seed, epoch)``, so resuming after epoch k from the checkpoint cache gives
-exactly the weights of an uninterrupted run.
+shuffle and noise from ``(seed, epoch)``, and with mismatch on each step's chip instance from
+``(seed, epoch, step)`` (``train.chips``), so resuming after epoch k from the checkpoint cache
+gives exactly the weights of an uninterrupted run on the same torch version, device kind and CPU
+thread count (all part of the cache key).
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ from .layers import derive_seed
 from .model import Main
 
 
-@dataclass
-class EvalResult:
 def noise_seed(seed: int, run: int) -> int:
     """Seed of the temporal noise of run ``run`` of :func:`evaluate` (``seed``: its argument).
 
@@ -43,6 +43,8 @@ def eval_batch_size(device: torch.device) -> int:
     return 1000 if device.type == "cpu" else 16384
 
 
+@dataclass
+class EvalResult:
     """Test metrics; with ``runs > 1`` noisy evaluations the mean and std over runs.
 
     ``confusion[t][p]`` counts images of true class t predicted as p, summed over runs.
@@ -157,6 +159,28 @@ class TrainResult:
         return [h.seconds for h in self.history]
 
 
+def determinism(device: torch.device | str) -> dict[str, Any]:
+    """What bit-exact training depends on besides the configuration and the data: the torch
+    version, the device kind (and GPU model) and, on CPUs, the thread count (reductions are
+    split per thread, so another count sums in another order). Part of the cache key."""
+    device = torch.device(device)
+    info: dict[str, Any] = {"torch": torch.__version__, "device": device.type}
+    if device.type == "cpu":
+        info["threads"] = torch.get_num_threads()
+    elif device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def chip_seed(tp: TrainParams, epoch: int, step: int) -> int | None:
+    """The chip instance of one training step under ``tp.chips`` (None: the configured chip)."""
+    if tp.chips == "batch":
+        return derive_seed(tp.seed, "train-chip", epoch, step)
+    if tp.chips == "epoch":
+        return derive_seed(tp.seed, "train-chip", epoch)
+    return None
+
+
 def build_model(
     config: RunConfig,
     data: Dataset,
@@ -215,7 +239,7 @@ def train(
     """
     tp = config.train
     device = torch.device(device)
-    key = config.cache_key(f"{data.fingerprint}:{dtype}")
+    key = config.cache_key(f"{data.fingerprint}:{dtype}", determinism(device))
     data = data.to(device, dtype)
     model = build_model(config, data, device, dtype)
     n = len(data.y_train)
@@ -239,6 +263,7 @@ def train(
         leave=False,
     )
     chunk = max(1, steps_per_epoch // 50)
+    sample_chips = model.has_mismatch() and tp.chips != "fixed"
     for epoch in range(start, end):
         model.train()
         model.reseed(derive_seed(tp.seed, "train-noise", epoch))
@@ -247,12 +272,15 @@ def train(
         correct = torch.zeros((), dtype=torch.int64, device=device)
         t0 = time.perf_counter()
         for step, idx in enumerate(batches(n, tp.batch_size, shuffle, device)):
+            if sample_chips and (step == 0 or tp.chips == "batch"):
+                model.draw_mismatch(chip_seed(tp, epoch, step))  # type: ignore[arg-type]
             xb, yb = data.x_train[idx], data.y_train[idx]
             out = model(xb)
             loss = F.cross_entropy(out, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            model.project_weights()  # latent weights stay in the programmable range
             if sched is not None:
                 sched.step()
             loss_sum += loss.detach() * len(idx)
@@ -261,6 +289,8 @@ def train(
                 bar.update(chunk)
         seconds = time.perf_counter() - t0
         bar.update(steps_per_epoch - (steps_per_epoch // chunk) * chunk)
+        if sample_chips:  # evaluate (and hand back) the configured chip
+            model.draw_mismatch(config.nonidealities.chip_seed)
         test = None
         if eval_each_epoch and len(data.y_test):
             test = evaluate(model, data.x_test, data.y_test, seed=derive_seed(tp.seed, "test"))
@@ -280,7 +310,6 @@ def train(
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict() if sched is not None else {},
                 "history": [dataclasses.asdict(h) for h in history],
-            model.project_weights()  # latent weights stay in the programmable range
                 "config": config.to_json(),
             }
             cache.save(key, epoch + 1, state)

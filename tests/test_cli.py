@@ -33,9 +33,11 @@ def trained(tmp_path_factory):
 def test_train_writes_weights_metrics_and_provenance(trained):
     assert (trained / "weights.safetensors").exists()
     metrics = json.loads((trained / "metrics.json").read_text())
-    for key in ("test_accuracy", "test_loss", "epochs", "epoch_seconds", "config", "provenance"):
+    for key in ("test_accuracy", "test_loss", "epochs", "history", "config", "provenance"):
         assert key in metrics
-    assert metrics["epochs"] == 4 and len(metrics["epoch_seconds"]) == 4
+    assert metrics["epochs"] == 4 and len(metrics["history"]) == 4
+    timing = json.loads((trained / "timing.json").read_text())
+    assert len(timing["epoch_seconds"]) == 4 and timing["wall_seconds"] > 0
     assert metrics["test_accuracy"] > 0.5
     prov = metrics["provenance"]
     assert {"aanntwin", "torch", "device", "threads", "git_commit"} <= prov.keys()
