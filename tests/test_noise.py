@@ -153,19 +153,20 @@ def test_prefix_tap_starts_where_the_first_stage_a_field_acts_on_begins(model, h
     assert tap(model, ["input_noise"]) == "input" and tap(model, ["input_bits"]) is None
 
 
-def test_cli_sweep_point_is_cli_evaluate_to_the_last_digit(tmp_path, capsys):
-    """``aanntwin sweep noise --runs 1 --seed S`` at one linear_gain level of a hidden-stage
+@pytest.mark.parametrize("kind", ["linear_gain", "linear_offset"])
+def test_cli_sweep_point_is_cli_evaluate_to_the_last_digit(kind, tmp_path, capsys):
+    """``aanntwin sweep noise --runs 1 --seed S`` at one linear mismatch level of a hidden-stage
     model equals ``aanntwin evaluate RUN --seed S`` with that level and ``chip_seed`` S."""
     cfg = tmp_path / "cfg.json"
     cfg.write_text(HIDDEN.to_json())
     out, run, nl = tmp_path / "sweep", tmp_path / "run", tmp_path / "nl.json"
-    assert main(["sweep", "noise", "--config", str(cfg), "--kinds", "linear_gain",
+    assert main(["sweep", "noise", "--config", str(cfg), "--kinds", kind,
                  "--test-levels", "0.5", "--seed", "7", "--normalize-target", "none",
                  "--out", str(out), "--no-progress"]) == 0  # fmt: skip
     with open(out / "results.csv", newline="") as f:
         (point,) = list(csv.DictReader(f))
     assert main(["train", "--config", str(cfg), "--out", str(run), "--no-progress"]) == 0
-    nl.write_text(json.dumps({"linear_gain_mismatch": 0.5, "chip_seed": 7}))
+    nl.write_text(json.dumps({KINDS[kind]: 0.5, "chip_seed": 7}))
     capsys.readouterr()
     assert main(["evaluate", str(run), "--nonidealities", str(nl), "--seed", "7"]) == 0
     report = json.loads(capsys.readouterr().out)
