@@ -26,3 +26,28 @@ def test_the_two_commands_exist_in_the_makefile_and_ci():
     for target in re.findall(r"make (\w+)", README):
         assert re.search(rf"^{target}:", makefile, re.M), target
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def _all_options(parser) -> set[str]:
+    """Every option string of a parser and its subcommands, recursively."""
+    import argparse
+
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _all_options(sub)
+    return found
+
+
+def test_differences_from_the_reference_tool_name_flags_that_exist():
+    """Each departure a porting user trips over is listed, and every flag named to restore the
+    reference behaviour is a real option."""
+    section = README.split("## Differences from the reference tool", 1)[1].split("\n## ", 1)[0]
+    for topic in ("noise-sweep training noise", "hidden-stage ReLUs", "normalization full scale",
+                  "weight initialization", "training defaults", "kind names"):  # fmt: skip
+        assert topic in section, topic
+    flags = set(re.findall(r"(--[a-z][a-z0-9-]*)", section))
+    assert {"--train-kinds", "--signed-max", "--kinds", "--chips"} <= flags
+    assert flags <= _all_options(build_parser()), flags - _all_options(build_parser())
