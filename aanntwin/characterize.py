@@ -285,3 +285,44 @@ def bench_fidelity(
         "simulate_wall_s": t1 - t0,
         "fit_s": time.perf_counter() - t1,
     }
+
+
+def summary(result: Any) -> list[str]:
+    """One line per fit, the mapping's fan-ins and the fidelity figure."""
+    lines = []
+    m = result.fits.get("multiplier")
+    if m is not None:
+        p = m.params
+        lines.append(
+            f"multiplier: G {p['G']:.4g}, Xs {p['Xs']:.4g} x, a3 {p['a3']:.3g}, c3 {p['c3']:.3g}, "
+            f"b {p['b']:.2g}; residual RMS {100 * m.rms / m.full_scale:.3f} % FS, max "
+            f"{100 * m.max_abs / m.full_scale:.3f} % FS ({len(m.data)} points)"
+        )
+    r = result.fits.get("relu")
+    if r is not None:
+        p = r.params
+        lines.append(
+            f"relu: floor {p['floor']:.3g}, gain {p['gain']:.4g}, knee {p['knee']:.3g}, "
+            f"softness {p['softness']:.3g}; residual RMS {100 * r.rms / r.full_scale:.3f} % FS; "
+            f"twin relu_cutoff {r.extra['twin_relu_cutoff']:.3g}"
+        )
+    for c, nz in result.noise.items():
+        lo, hi = nz["band_hz"]
+        lines.append(f"noise: {c} {nz['sigma']:.3g} (y RMS, {lo:g}..{hi:g} Hz)")
+    mc = result.mismatch
+    if mc is not None:
+        lines.append(
+            f"mismatch: gain {100 * mc['gain_sigma']:.2f} %, equivalent offset "
+            f"{mc['equivalent_offset_sigma']:.3g} y per multiplier ({mc['instances']} instances)"
+        )
+    lines.append(f"fan-in: conv2d {result.fan_in['conv2d']}, linear {result.fan_in['linear']}")
+    f = result.fidelity
+    if f is not None:
+        t, e = f["twin"], f["twin_existing_fields"]
+        lines.append(
+            f"fidelity (MAC of {f['inputs']}, {f['conditions']} held-out conditions): RMS "
+            f"{t['rms_pct_fs']:.3f} % FS, max {t['max_pct_fs']:.3f} % FS (full scale "
+            f"{f['full_scale']:.4g}); with linear weights (present twin): RMS "
+            f"{e['rms_pct_fs']:.3f} %, max {e['max_pct_fs']:.3f} %"
+        )
+    return lines

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aanntwin import characterize_cli
 from aanntwin.characterize import characterize, write_outputs
 from aanntwin.characterize_data import Dataset, read_all, read_csv, validate
 from aanntwin.characterize_fit import (
@@ -25,7 +24,8 @@ from aanntwin.characterize_fit import (
 )
 from aanntwin.characterize_twin import extended, fan_ins, predict_mac
 from aanntwin.circuits import DATA_DIR, EXAMPLE_FILES, example_files
-from aanntwin.cli import _Parser
+from aanntwin.cli import characterize as characterize_cli
+from aanntwin.cli.common import Parser as _Parser
 from aanntwin.config import Nonidealities, load_nonidealities
 from aanntwin.errors import AanntwinError, DataError
 

@@ -188,7 +188,8 @@ def test_straight_through_ulp_does_not_change_accuracy(trained, digits, tmp_path
 def test_cli_glue_and_evaluate_export(trained, tmp_path, capsys):
     import argparse
 
-    from aanntwin import export, export_cli
+    from aanntwin import export
+    from aanntwin.cli import export as export_cli
 
     cfg, model = trained[(8,)]
     run = tmp_path / "run"
@@ -291,7 +292,7 @@ def test_refs_in_sigmas(trained, tmp_path):
     study's unit); old code: not a float, an argparse error."""
     import argparse
 
-    from aanntwin import export_cli
+    from aanntwin.cli import export as export_cli
 
     cfg, model = trained[(8,)]
     parser = argparse.ArgumentParser()

@@ -6,18 +6,18 @@ import json
 import pytest
 import torch
 
+from aanntwin.cli.studies import add_normalize_parser as add_parser
+from aanntwin.cli.studies import run_normalize as run
 from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
 from aanntwin.errors import AanntwinError
 from aanntwin.io import write_json_atomic
 from aanntwin.model import WEIGHTS_FILE, save_weights
 from aanntwin.studies.common import load_run
 from aanntwin.studies.normalize import (
-    add_parser,
     apply,
     calibrate,
     normalize,
     normalize_run,
-    run,
     stage_names,
 )
 from aanntwin.training import evaluate, train

@@ -9,7 +9,6 @@ function; the class scores come out multiplied by ``a_last`` (the argmax is unch
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -239,79 +238,3 @@ def normalize_run(
     write_json_atomic(dst / "config.json", json.loads(cfg.to_json()))
     write_json_atomic(dst / "normalization.json", record)
     return result
-
-
-def _number(kind: type, test: Any, allowed: str) -> Any:
-    """CLI: an argparse type, ``kind(text)`` that passes ``test``, else a clear error."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} {text!r}") from None
-        if not test(value):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
-        return value
-
-    return parse
-
-
-_volts = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number of volts")
-
-
-def _stage_targets(text: str) -> dict[str, float]:
-    """``conv=0.8,linear=1.0`` -> ``{"conv": 0.8, "linear": 1.0}``."""
-    targets: dict[str, float] = {}
-    for item in text.split(","):
-        name, sep, volts = (t.strip() for t in item.partition("="))
-        try:
-            targets[name] = float(volts) if sep and name else math.nan
-        except ValueError:
-            targets[name] = math.nan
-        if not (math.isfinite(targets[name]) and targets[name] > 0):
-            raise argparse.ArgumentTypeError(
-                f"expected STAGE=VOLTS pairs, volts > 0 (e.g. conv=0.8,linear=1.0), got {item!r}"
-            )
-    return targets
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``aanntwin normalize RUN_DIR --out DIR ...``."""
-    count = _number(int, lambda v: v >= 1, ">= 1")
-    p = subparsers.add_parser("normalize", help="set each stage's full scale to a reference (V)")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by 'aanntwin train'")
-    p.add_argument("--out", required=True, help="output folder (a trained-model folder)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--target", type=_volts, default=1.0, help="every stage's full scale (V, 1.0)")
-    g.add_argument("--targets", type=_stage_targets, help="conv=0.8,linear=1.0 (V; others 1.0)")
-    q = _number(float, lambda v: 0 < v <= 1, "in (0, 1]")
-    p.add_argument("--quantile", type=q, help="full scale = this quantile of |y| (default max)")
-    p.add_argument(
-        "--signed-max",
-        dest="signed",
-        action="store_true",
-        help="full scale = max y (signed, as the reference tool) instead of max |y|",
-    )
-    p.add_argument("--calibration-images", type=count, default=10000, help="first N train images")
-    p.add_argument("--data-dir", help="folder with the IDX files (or $AANNTWIN_DATA_DIR)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--threads", type=count, help="CPU threads for torch")
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """``aanntwin normalize``: normalize a trained folder, print one line per stage."""
-    from ..cli import _device
-
-    device, targets = str(_device(args)), args.targets or args.target
-    options = {
-        k: getattr(args, k) for k in ("quantile", "calibration_images", "data_dir", "signed")
-    }
-    result = normalize_run(args.run_dir, args.out, targets=targets, device=device, **options)
-    for name, a in result.scales.items():
-        fs = f"{result.before[name]:.4g} V -> {result.after[name]:.4g} V"
-        print(f"{name:<8} {fs} (target {result.targets[name]:g} V, scale {a:.4g})")
-    y = "y" if result.signed else "|y|"
-    what = f"max {y}" if result.quantile is None else f"the {result.quantile:g}-quantile of {y}"
-    print(f"full scale = {what}; wrote {args.out}/")
-    return 0

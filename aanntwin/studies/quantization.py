@@ -34,7 +34,6 @@ The caller's model is never changed (a copy is used).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import hashlib
@@ -51,7 +50,7 @@ import torch
 from torch import Tensor
 
 from .. import functional as AF
-from ..config import load_config, load_nonidealities
+from ..config import load_config
 from ..errors import AanntwinError
 from ..model import WEIGHTS_FILE, Main
 from ..training import eval_batch_size, noise_seed
@@ -338,67 +337,3 @@ def recommend(df: Any, max_drop: float = 0.01, param: str = "weight") -> dict[st
             rec.update(bits=int(r["bits"]), zero_level=bool(r["zero_level"]), clipped_accuracy=best)
             out[str(layer)] = {**rec, "drop": best - rec["accuracy"]}
     return out
-
-
-# ----------------------------------------------------------------------------- CLI glue
-def _numbers(kind: type) -> Callable[[str], list | None]:
-    """Parser of ``lo:hi[:step]`` (inclusive), ``v1,v2,...`` or (floats) ``reference``."""
-
-    def parse(text: str) -> list | None:
-        try:
-            if kind is float and text == "reference":
-                return None
-            if ":" not in text:
-                return [kind(p) for p in text.split(",") if p.strip()]
-            parts = [kind(p) for p in text.split(":")]
-            lo, hi, step = (*parts, 1) if len(parts) == 2 else parts
-            count = math.floor((hi - lo) / step + 1e-9) + 1 if step > 0 else 0
-            return [round(lo + i * step, 10) for i in range(count)]
-        except ValueError:
-            forms = "'reference', lo:hi:step" if kind is float else "lo:hi"
-            raise argparse.ArgumentTypeError(f"expected {forms} or a list, got {text!r}") from None
-
-    return parse
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register the ``quantization`` subcommand (``run(args)`` executes it)."""
-    p = subparsers.add_parser("quantization", help="accuracy with clipped / quantized weights")
-    a = p.add_argument
-    a("run_dir", help="folder written by 'aanntwin train'")
-    a("--out", required=True, help="results folder (results.csv, config.json)")
-    a("--layers", type=lambda t: t.split(","), help="stages, e.g. conv,linear (default: all)")
-    a("--bias", action="store_true", help="study the biases too")
-    a("--ref-sigmas", type=_numbers(float), help="in weight stds: reference, lo:hi:step or 0.5,1,2")
-    a("--bits", type=_numbers(int), default=list(range(8)), help="lo:hi or list (default 0:7)")
-    a("--zero-levels", choices=["both", "yes", "no"], default="both", help="zero level or not")
-    a("--nonidealities", help="nonidealities JSON to evaluate with (default: ideal)")
-    from .cli import add_execution_args
-
-    add_execution_args(p, out_required=False)
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """Execute ``quantization``: write the results, print each layer's recommendation."""
-    nl = load_nonidealities(args.nonidealities) if args.nonidealities else None
-    zeros = {"both": (True, False), "yes": (True,), "no": (False,)}[args.zero_levels]
-    params = ("weight", "bias") if args.bias else ("weight",)
-    kw = dict(layers=args.layers, params=params, ref_sigmas=args.ref_sigmas, bits=args.bits)
-    kw.update(zero_levels=zeros, data_dir=args.data_dir, nonidealities=nl)
-    kw.update(device=resolve_device(args.device), resume=args.resume, progress=not args.no_progress)
-    from .cli import executor as make_executor
-
-    executor = make_executor(args)
-    try:
-        df = run_quantization(args.run_dir, args.out, executor=executor, **kw)
-    finally:
-        if executor is not None:
-            executor.shutdown()
-    print(f"{len(df)} points in {Path(args.out) / 'results.csv'}; fewest bits within 1 point:")
-    fmt = (
-        "{bits} bits, ref {ref_sigma:g} sigma ({ref:.4g}), zero level {zero_level}: {accuracy:.2%}"
-    )
-    for layer, rec in recommend(df).items():
-        print(f"  {layer}:", fmt.format(**rec) if rec else "none (see the CSV)")
-    return 0

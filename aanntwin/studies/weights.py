@@ -11,7 +11,6 @@ quantized layer has at most ``2**(bits + 1)`` of them).
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 
@@ -89,28 +88,3 @@ def weights_run(run_dir: str | os.PathLike[str], params: Sequence[str] = ("weigh
 
     _, model = load_run(run_dir)
     return weight_stats(model, params)
-
-
-# ----------------------------------------------------------------------------- CLI glue
-def add_weights_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``weights RUN_DIR [--out FILE.csv] [--bias]``."""
-    p = subparsers.add_parser("weights", help="weight statistics per layer and output channel")
-    p.add_argument("run_dir", help="folder written by 'aanntwin train'")
-    p.add_argument("--out", help="also write the table as CSV here")
-    p.add_argument("--bias", action="store_true", help="biases too")
-    return p
-
-
-def run_weights(args: argparse.Namespace) -> int:
-    """Print the table (and write it with ``--out``)."""
-    import pandas as pd
-
-    df = weights_run(args.run_dir, ("weight", "bias") if args.bias else ("weight",))
-    if args.out:
-        from ..io import atomic_path
-
-        with atomic_path(args.out) as tmp:
-            df.to_csv(tmp, index=False)
-    with pd.option_context("display.max_rows", None, "display.width", 200):
-        print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    return 0
