@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aanntwin.characterize import characterize, write_outputs
-from aanntwin.characterize_data import Dataset, read_all, read_csv, validate
-from aanntwin.characterize_fit import (
+from aanntwin.characterization.circuits import DATA_DIR, EXAMPLE_FILES, example_files
+from aanntwin.characterization.curves import CurveTable, read_all, read_csv, validate
+from aanntwin.characterization.fit import (
     MultiplierModel,
     ReluModel,
     fit_montecarlo,
@@ -22,8 +22,8 @@ from aanntwin.characterize_fit import (
     fit_relu,
     polynomial_fit,
 )
-from aanntwin.characterize_twin import extended, fan_ins, predict_mac
-from aanntwin.circuits import DATA_DIR, EXAMPLE_FILES, example_files
+from aanntwin.characterization.pipeline import characterize, write_outputs
+from aanntwin.characterization.twin import extended, fan_ins, predict_mac
 from aanntwin.cli import characterize as characterize_cli
 from aanntwin.cli.common import Parser as _Parser
 from aanntwin.config import Nonidealities, load_nonidealities
@@ -45,9 +45,9 @@ def _cli(argv: list[str]) -> int:
     return characterize_cli.run(parser.parse_args(argv))
 
 
-def _ds(frame: pd.DataFrame, circuit: str = "multiplier", analysis: str = "dc") -> Dataset:
+def _ds(frame: pd.DataFrame, circuit: str = "multiplier", analysis: str = "dc") -> CurveTable:
     meta = {"x_full_scale": "0.1 V", "w_full_scale": "0.2 V", "y_full_scale": "1e-05 A"}
-    return validate(Dataset(circuit, analysis, frame, meta, "synthetic"))
+    return validate(CurveTable(circuit, analysis, frame, meta, "synthetic"))
 
 
 def test_example_data_is_small_and_complete():
@@ -298,7 +298,7 @@ def test_write_outputs_without_plots(tmp_path, fitted):
 def test_figures_for_the_notebook_are_labelled_and_leave_no_pyplot_figure(tmp_path, fitted):
     import matplotlib.pyplot as plt
 
-    from aanntwin import characterize_plots as cp
+    from aanntwin.characterization import plots as cp
 
     before = plt.get_fignums()
     fid = fitted.fidelity

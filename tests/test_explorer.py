@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from aanntwin import notebook as nb
 from aanntwin.config import Nonidealities
-from aanntwin.explorer import SLIDERS, Explorer
+from aanntwin.report import notebook as nb
+from aanntwin.report.explorer import SLIDERS, Explorer
 from aanntwin.studies.common import load_run
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -11,8 +11,8 @@ import torch
 
 from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
 from aanntwin.errors import AanntwinError
-from aanntwin.export import MANIFEST, export_model, export_run, load_export
 from aanntwin.model import WEIGHTS_FILE, save_weights
+from aanntwin.studies.export import MANIFEST, export_model, export_run, load_export
 from aanntwin.training import evaluate, train
 
 
@@ -188,8 +188,8 @@ def test_straight_through_ulp_does_not_change_accuracy(trained, digits, tmp_path
 def test_cli_glue_and_evaluate_export(trained, tmp_path, capsys):
     import argparse
 
-    from aanntwin import export
     from aanntwin.cli import export as export_cli
+    from aanntwin.studies import export
 
     cfg, model = trained[(8,)]
     run = tmp_path / "run"

@@ -5,7 +5,7 @@ import json
 import nbformat
 import pytest
 
-from aanntwin.workbook import NOTEBOOKS_DIR, run_workbook
+from aanntwin.report.workbook import NOTEBOOKS_DIR, run_workbook
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 CONTRACT = ("dataset", "data_dir", "epochs", "seed", "nonidealities", "out_dir", "quick",

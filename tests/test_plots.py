@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from aanntwin import notebook as nb
-from aanntwin import plots
 from aanntwin.config import Nonidealities
-from aanntwin.explorer import TAPS, range_markers
+from aanntwin.report import notebook as nb
+from aanntwin.report import plots
+from aanntwin.report.explorer import TAPS, range_markers
 
 RNG = np.random.default_rng(0)
 NL = Nonidealities(
@@ -153,7 +153,7 @@ def test_noise_bars_and_table_units():
 
 
 def test_yield_histogram_marks_the_threshold_and_states_the_yield():
-    from aanntwin.specs import YieldResult
+    from aanntwin.studies.specs import YieldResult
 
     accs = [0.95, 0.96, 0.97, 0.93, 0.965]
     res = YieldResult(5, 4, 0.8, 0.38, 0.96, 0.95, 0.94, accs)

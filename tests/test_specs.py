@@ -8,7 +8,8 @@ from aanntwin.cli import main
 from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
 from aanntwin.errors import AanntwinError
 from aanntwin.layers import derive_seed
-from aanntwin.specs import (
+from aanntwin.studies.noise import KINDS
+from aanntwin.studies.specs import (
     SpecSearch,
     Target,
     chip_yield,
@@ -16,7 +17,6 @@ from aanntwin.specs import (
     lower_quantile,
     wilson_interval,
 )
-from aanntwin.studies.noise import KINDS
 from aanntwin.training import evaluate, train
 
 

@@ -85,7 +85,7 @@ def test_quantization_training_keeps_latent_weights_in_range(digits):
 
 def test_characterize_writes_the_weight_range(tmp_path):
     """Regression: nonidealities.json did not say over which weights the twin was fitted."""
-    from aanntwin.circuits import example_files
+    from aanntwin.characterization.circuits import example_files
     from aanntwin.cli import characterize as characterize_cli
     from aanntwin.cli.common import Parser as _Parser
     from aanntwin.config import load_nonidealities

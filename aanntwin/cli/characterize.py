@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..characterize import SimOptions, characterize, simulate, summary, write_outputs
-from ..characterize_data import read_all
-from ..characterize_twin import fan_ins
+from ..characterization.curves import read_all
+from ..characterization.pipeline import SimOptions, characterize, simulate, summary, write_outputs
+from ..characterization.twin import fan_ins
 from ..config import load_config
 from ..errors import AanntwinError
 from .common import add_dataset

@@ -13,9 +13,9 @@ from ..cache import CheckpointCache
 from ..config import IN_SHAPES, Nonidealities, RunConfig, load_config, load_nonidealities
 from ..data import load_dataset
 from ..errors import AanntwinError
-from ..export import evaluate_export
 from ..model import WEIGHTS_FILE, Main, geometry, load_weights
 from ..runs import write_run
+from ..studies.export import evaluate_export
 from ..training import evaluate, train
 from .common import (
     add_data_dir,

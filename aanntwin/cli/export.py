@@ -2,7 +2,7 @@
 
 With no flags every stage is exported as the run trained it (bits, reference, grid and weight
 range from its ``config.json``); ``--bits``, ``--refs`` and ``--zero-level`` override that per
-stage (:mod:`aanntwin.export_quant`); :mod:`aanntwin.export` writes it.
+stage (:mod:`aanntwin.studies.export_quant`); :mod:`aanntwin.studies.export` writes it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import AanntwinError
-from ..export import MANIFEST, export_run
-from ..export_quant import parse_ref
+from ..studies.export import MANIFEST, export_run
+from ..studies.export_quant import parse_ref
 from .common import DATA_DIR_HELP
 
 BITS_HELP = (

@@ -11,10 +11,10 @@ from typing import Any
 from ..config import load_nonidealities
 from ..errors import AanntwinError
 from ..io import write_json_atomic, write_text_atomic
-from ..specs import Target, chip_yield, derive_specs
 from ..studies.common import cached_dataset, load_run
 from ..studies.grid import parse_choices
 from ..studies.noise import KINDS
+from ..studies.specs import Target, chip_yield, derive_specs
 from ..training import evaluate
 from .common import DATA_DIR_HELP, add_device, torch_device
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..workbook import run_parameter_files
+from ..report.workbook import run_parameter_files
 
 
 def add_parser(subparsers: Any) -> None:

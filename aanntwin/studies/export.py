@@ -5,8 +5,8 @@ zero level ``code = clamp(round(w / step), -(2**bits - 1), 2**bits - 1)`` and th
 ``code * step``; without one ``code = clamp(floor(w / step), -2**bits, 2**bits - 1)`` and the
 weight is ``(code + 1/2) * step``. ``ref`` is rounded to the weights' dtype (float32) so that the
 top level ``ref - step`` is itself a level (bit-identical round trips). Bits, references and grid
-default to what the run trained with (:mod:`aanntwin.export_quant`). :func:`load_export`
-rebuilds the twin from the files alone; the CLI is :mod:`aanntwin.export_cli`.
+default to what the run trained with (:mod:`aanntwin.studies.export_quant`). :func:`load_export`
+rebuilds the twin from the files alone; the CLI is :mod:`aanntwin.cli.export`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import IN_SHAPES, STAGES, Nonidealities, RunConfig
-from .errors import AanntwinError
+from ..config import IN_SHAPES, STAGES, Nonidealities, RunConfig
+from ..errors import AanntwinError
+from ..io import write_json_atomic
+from ..model import Main
+from ..schema import stable_hash
 from .export_quant import reference, resolve_quantization, snap
-from .io import write_json_atomic
-from .model import Main
-from .schema import stable_hash
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -178,7 +178,7 @@ def _full_scales(
         return {}, None
     import copy
 
-    from .studies.normalize import calibrate
+    from .normalize import calibrate
 
     quantized = copy.deepcopy(model).cpu()
     quantized.set_nonidealities(Nonidealities())
@@ -199,7 +199,7 @@ def export_run(
     ``bits`` or ``options`` (``refs``, ``zero_level``, ``bias_bits`` of :func:`export_model`)
     override it; reads its ``normalization.json`` when present, else calibrates the full
     scales on the first ``calibration_images`` training images."""
-    from .studies.common import cached_dataset, load_run
+    from .common import cached_dataset, load_run
 
     cfg, model = load_run(run_dir)
     norm_file = Path(run_dir) / "normalization.json"
@@ -349,8 +349,8 @@ def evaluate_export(
     nonidealities: Nonidealities | None = None,
 ) -> dict[str, Any]:
     """``aanntwin evaluate --export DIR``: the exported chip's test accuracy (JSON-ready dict)."""
-    from .data import load_dataset
-    from .training import evaluate
+    from ..data import load_dataset
+    from ..training import evaluate
 
     cfg, model = load_export(export_dir, nonidealities)
     nl = model.nonidealities

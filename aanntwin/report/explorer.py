@@ -16,10 +16,10 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import Nonidealities
+from ..training import EvalResult, evaluate
 from . import plots
-from .config import Nonidealities
 from .notebook import png_bytes
-from .training import EvalResult, evaluate
 
 TAPS = ("input", "conv_out", "relu_out", "linear_out")
 """The stages whose activations are shown (taps of :meth:`Main.forward_until`)."""

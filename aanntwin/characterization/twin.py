@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .characterize_fit import Fit, polynomial_fit
-from .config import IN_SHAPES, ModelParams, Nonidealities
-from .layers import AnalogLinear
-from .model import geometry
+from ..config import IN_SHAPES, ModelParams, Nonidealities
+from ..layers import AnalogLinear
+from ..model import geometry
+from .fit import Fit, polynomial_fit
 
 STAGE_KINDS = ("conv2d", "linear")
 

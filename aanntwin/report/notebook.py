@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Nonidealities, RunConfig, TrainParams, load_nonidealities
-from .errors import AanntwinError
-from .io import write_json_atomic
-from .runs import load_metrics  # noqa: F401  (notebooks call nb.load_metrics)
+from ..config import Nonidealities, RunConfig, TrainParams, load_nonidealities
+from ..errors import AanntwinError
+from ..io import write_json_atomic
+from ..runs import load_metrics  # noqa: F401  (notebooks call nb.load_metrics)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 """The source checkout holding this package (``examples/`` and ``notebooks/`` live here)."""
 QUICK_EPOCHS = 2
 """Epoch cap of ``quick`` runs."""
@@ -67,7 +67,7 @@ def run_config(dataset: str, epochs: int, seed: int, nl: Nonidealities | None) -
 
 
 def _dataset(dataset: str, data_dir: str | None) -> Any:
-    from .studies.common import cached_dataset
+    from ..studies.common import cached_dataset
 
     return cached_dataset(dataset, None if data_dir is None else str(resolve_path(data_dir)))
 
@@ -87,10 +87,10 @@ def ensure_model(
     :class:`Nonidealities` or a JSON path); None trains the ideal model."""
     import torch
 
-    from .cache import CheckpointCache
-    from .model import WEIGHTS_FILE
-    from .runs import write_run
-    from .training import determinism, evaluate, train
+    from ..cache import CheckpointCache
+    from ..model import WEIGHTS_FILE
+    from ..runs import write_run
+    from ..training import determinism, evaluate, train
 
     if nonidealities is not None and not isinstance(nonidealities, Nonidealities):
         nonidealities = load_nonidealities(str(resolve_path(nonidealities)))
@@ -147,7 +147,7 @@ class Context:
 
     def model(self, name: str = IDEAL, nonidealities: Nonidealities | None = None) -> Any:
         """The :class:`~aanntwin.model.Main` of ``out_dir/name`` with ``nonidealities`` on."""
-        from .studies.common import load_run
+        from ..studies.common import load_run
 
         return load_run(self.model_dir(name), nonidealities)[1]
 
@@ -182,8 +182,8 @@ def header(params: dict[str, Any] | Context) -> Any:
     """An HTML block: configuration, seed, chip instance, active nonidealities, versions."""
     from IPython.display import HTML
 
-    from . import __version__
-    from .provenance import git_commit
+    from .. import __version__
+    from ..provenance import git_commit
 
     ctx = params if isinstance(params, Context) else setup(params)
     nl = ctx.nonidealities.active()
@@ -284,7 +284,7 @@ def transfer_curves(nl: Nonidealities, points: int = 401) -> dict[str, Any]:
     over MAC outputs (``y``, V). Keys: ``v``, ``conv``, ``linear``, ``y``, ``relu``."""
     import torch
 
-    from . import functional as AF
+    from .. import functional as AF
 
     clips = [c for c in (nl.conv2d_input_clip, nl.linear_input_clip) if c is not None]
     span = 1.5 * max(clips) if clips else 2.0
@@ -343,7 +343,7 @@ def compare_models(models: dict[str, Any], data: Any, nl: Nonidealities, runs: i
     noise draws, chip instance ``nl.chip_seed``): ``(DataFrame, {name: EvalResult under nl})``."""
     import pandas as pd
 
-    from .training import evaluate
+    from ..training import evaluate
 
     rows, under = [], {}
     for name, model in models.items():
@@ -369,7 +369,7 @@ def noise_plan(quick: bool) -> dict[str, list[float | None]]:
 
 def quantization_plan(quick: bool) -> dict[str, Any]:
     """Grid of the notebook quantization study (zero level on): refs in weight stds, bits."""
-    from .studies.quantization import reference_sigmas
+    from ..studies.quantization import reference_sigmas
 
     refs = [0.25 * k for k in range(1, 13)] if quick else reference_sigmas()
     return {"ref_sigmas": refs, "bits": list(range(8)), "zero_levels": (True,)}

@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import AanntwinError
-from .io import write_json_atomic, write_text_atomic
-from .schema import stable_hash
+from ..errors import AanntwinError
+from ..io import write_json_atomic, write_text_atomic
+from ..schema import stable_hash
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 """The notebooks of a source checkout (``--notebooks`` points elsewhere)."""
 RESERVED = ("name", "notebooks", "variants")
 """Keys of a parameters file that are not notebook parameters."""
@@ -123,8 +123,8 @@ def _versions() -> dict[str, Any]:
     import papermill
     import torch
 
-    from . import __version__
-    from .provenance import git_commit
+    from .. import __version__
+    from ..provenance import git_commit
 
     return {"aanntwin": __version__, "git_commit": git_commit(), "torch": torch.__version__,
             "papermill": papermill.__version__, "nbconvert": nbconvert.__version__,

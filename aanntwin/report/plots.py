@@ -121,7 +121,7 @@ def activation_histograms(
     """One panel per stage: histograms of its signal (V) against the voltage limits there.
 
     ``acts``: tap -> array, or series name -> (tap -> array) to overlay several models;
-    ``markers``: tap -> [(label, V)] (see :func:`aanntwin.notebook.range_markers`).
+    ``markers``: tap -> [(label, V)] (see :func:`aanntwin.report.notebook.range_markers`).
     """
     first = next(iter(acts.values()))
     series = dict(acts) if isinstance(first, Mapping) else {"": acts}
@@ -227,7 +227,7 @@ def tolerance_curves(df: Any, reference: float | None = None, max_drop: float = 
 
 def transfer_curves(curves: Mapping[str, Any], cutoff: float | None = None) -> Figure:
     """Multiplier input after clip + polynomial vs input voltage (conv and linear stages) and the
-    ReLU circuit vs MAC output (see :func:`aanntwin.notebook.transfer_curves`)."""
+    ReLU circuit vs MAC output (see :func:`aanntwin.report.notebook.transfer_curves`)."""
     fig = _figure(11, 3.6)
     mult, relu = _grid(fig, 2)
     v = curves["v"]
@@ -294,7 +294,7 @@ def yield_histogram(
     accuracies: Sequence[float], threshold: float, yield_result: Any = None
 ) -> Figure:
     """Histogram of the per-chip test accuracy (%), the pass threshold (fraction) as a vertical
-    line; ``yield_result`` (a :class:`aanntwin.specs.YieldResult`) puts the yield and its
+    line; ``yield_result`` (a :class:`aanntwin.studies.specs.YieldResult`) puts the yield and its
     confidence interval in the title."""
     acc = 100 * np.asarray(accuracies, dtype=float)
     thr = 100 * float(threshold)

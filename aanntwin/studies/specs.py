@@ -21,12 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import Nonidealities
-from .errors import AanntwinError
-from .layers import derive_seed
-from .model import Main
-from .studies.noise import KINDS, MISMATCH, TEMPORAL, evaluate_levels, evaluate_settings
-from .training import evaluate
+from ..config import Nonidealities
+from ..errors import AanntwinError
+from ..layers import derive_seed
+from ..model import Main
+from ..training import evaluate
+from .noise import KINDS, MISMATCH, TEMPORAL, evaluate_levels, evaluate_settings
 
 UNITS = {**{k: "V (std)" for k in TEMPORAL}, "conv_gain": "relative (std)",
          "linear_gain": "relative (std)", "conv_offset": "V (std)", "linear_offset": "V (std)"}  # fmt: skip

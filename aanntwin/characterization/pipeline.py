@@ -3,8 +3,8 @@ Nonidealities file, a fit report and plots, and check the twin against the circu
 
 ``aanntwin characterize --simulate --out DIR`` runs the shipped netlists with ngspice (multiplier
 DC sweep, noise, mismatch Monte Carlo, ReLU sweep and noise, MAC on held-out conditions);
-``--csv FILES`` reads measured or simulated data (:mod:`aanntwin.characterize_data`). Fits:
-:mod:`aanntwin.characterize_fit`; mapping to the twin: :mod:`aanntwin.characterize_twin`.
+``--csv FILES`` reads measured or simulated data (:mod:`aanntwin.characterization.curves`). Fits:
+:mod:`aanntwin.characterization.fit`; mapping to the twin: :mod:`aanntwin.characterization.twin`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import Nonidealities
+from ..errors import DataError
+from ..io import write_json_atomic, write_text_atomic
 from . import spice
-from .characterize_data import Dataset, read_all, validate, write_csv
-from .characterize_fit import Fit, fit_montecarlo, fit_multiplier, fit_noise, fit_relu
-from .characterize_twin import fan_ins, fidelity, heldout_conditions, to_nonidealities
 from .circuits import EXAMPLE_FILES, MAC, MAC_INPUTS, MULTIPLIER, RELU
-from .config import Nonidealities
-from .errors import DataError
-from .io import write_json_atomic, write_text_atomic
+from .curves import CurveTable, read_all, validate, write_csv
+from .fit import Fit, fit_montecarlo, fit_multiplier, fit_noise, fit_relu
+from .twin import fan_ins, fidelity, heldout_conditions, to_nonidealities
 
 X_SWEEP = np.round(np.arange(-1.5, 1.5 + 1e-9, 0.05), 6)
 """Multiplier input sweep (x units): to 1.5 x full scale, to see the saturation."""
@@ -64,9 +64,9 @@ def _scales(net: spice.Netlist, circuit: str) -> dict[str, tuple[float, str, str
 
 def simulate(
     options: SimOptions = SimOptions(), out_dir: str | os.PathLike[str] | None = None
-) -> tuple[list[Dataset], dict[str, float]]:
+) -> tuple[list[CurveTable], dict[str, float]]:
     """Run every analysis of the shipped circuits; datasets (written as CSVs under ``out_dir``
-    when given, names as in :data:`aanntwin.circuits.EXAMPLE_FILES`) and ngspice times (s)."""
+    when given, names as in :data:`aanntwin.characterization.circuits.EXAMPLE_FILES`) and ngspice times (s)."""
     card = options.model_card
     mult, relu = spice.Netlist.load(MULTIPLIER, card), spice.Netlist.load(RELU, card)
     mac = spice.Netlist.load(MAC, card)
@@ -114,7 +114,7 @@ def simulate(
             datasets.extend(read_all([path]))
             continue
         header = {f"{a}_full_scale": f"{v:g} {u}" for a, (v, u, _) in scales.items()}
-        ds = Dataset(circuit, analysis, frame.reset_index(drop=True), {**header, **meta}, src)
+        ds = CurveTable(circuit, analysis, frame.reset_index(drop=True), {**header, **meta}, src)
         datasets.append(validate(ds))
     return datasets, seconds
 
@@ -161,7 +161,7 @@ class Characterization:
 
 
 def characterize(
-    datasets: list[Dataset], fan_in: dict[str, int] | None = None, degree: int = 7
+    datasets: list[CurveTable], fan_in: dict[str, int] | None = None, degree: int = 7
 ) -> Characterization:
     """Fit every circuit present; map to Nonidealities; check fidelity if MAC data is given."""
     t0 = time.perf_counter()
@@ -180,7 +180,7 @@ def characterize(
     if mc_data is not None:
         mismatch = fit_montecarlo(mc_data, fits["multiplier"].model)
     if not fits and not noise:
-        raise DataError("no multiplier or relu data to fit (see aanntwin.characterize_data)")
+        raise DataError("no multiplier or relu data to fit (see aanntwin.characterization.curves)")
     nl, how, lacking = to_nonidealities(
         fits.get("multiplier"), fits.get("relu"), noise, mismatch, fan_in, degree
     )
@@ -239,7 +239,7 @@ def write_outputs(
                       "y_twin_existing_fields": fid["_pred_twin_existing_fields"]}).to_csv(
             paths["fidelity"], index=False)  # fmt: skip
     if plots:
-        from . import characterize_plots as P
+        from . import plots as P
 
         figs = out / "plots"
         if "multiplier" in result.fits:

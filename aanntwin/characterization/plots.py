@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from .characterize_fit import Fit
+from .fit import Fit
 
 Y_LABEL = "y (normalized: 1 = y full scale)"
 X_LABEL = "x (normalized: 1 = x full scale)"

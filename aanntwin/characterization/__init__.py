@@ -1,0 +1,7 @@
+"""Characterization: fit the twin to transfer curves of the circuits (simulated or measured).
+
+``pipeline`` (simulate, fit, write the outputs), ``spice`` (the ngspice runner), ``curves`` (the
+CSV format and its :class:`~aanntwin.characterization.curves.CurveTable`), ``fit`` (the circuit
+models' fits), ``twin`` (mapping fits onto :class:`~aanntwin.config.Nonidealities`), ``plots``
+and ``circuits/`` (the example netlists and their data).
+"""

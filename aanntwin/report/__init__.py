@@ -1,0 +1,1 @@
+"""The report: the papermill workbook runner, the notebooks' helpers, the explorer and plots."""
