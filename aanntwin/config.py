@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .schema import SCHEMA_VERSION, Params, load_params, param
+from .schema import SCHEMA_VERSION, Params, load_params, param, stable_hash
 
 STAGES = ("conv2d", "linear")
 """Analog MAC stage kinds. Hidden linear stages use the ``linear_*`` settings (same circuit)."""
@@ -353,8 +353,6 @@ class RunConfig(Params):
         """Hash of everything that changes the trained weights: the canonical configuration,
         the dataset content and what bit-exactness depends on (``determinism``: torch version,
         device kind, CPU thread count; see :func:`aanntwin.training.determinism`)."""
-        from .schema import stable_hash
-
         key = {"config": self.canonical().to_dict(), "data": data_fingerprint}
         if determinism is not None:
             key["determinism"] = determinism

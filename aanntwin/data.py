@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .cache import cache_root
 from .config import IN_SHAPES
 from .errors import DataError
 from .io import atomic_path
@@ -176,6 +177,7 @@ def _stratified_split(
 
 def load_digits() -> Dataset:
     """scikit-learn's bundled 8x8 digits (1797 images, 16 grey levels) scaled to [0, 1]."""
+    # Imported here: scikit-learn takes over a second to import and only the digits need it.
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
@@ -373,8 +375,6 @@ def default_data_dir(name: str) -> Path:
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         return Path(env)
-    from .cache import cache_root
-
     return cache_root() / "data" / name
 
 

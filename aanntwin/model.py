@@ -15,10 +15,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .config import ModelParams, Nonidealities, Normalization
-from .errors import GeometryError
+from .errors import AanntwinError, GeometryError
+from .io import atomic_path
 from .layers import (
     AnalogConv2d,
     AnalogLinear,
@@ -295,10 +298,6 @@ WEIGHTS_FILE = "weights.safetensors"
 def save_weights(model: Main, path: str | os.PathLike[str], metadata: dict | None = None) -> None:
     """Write the named weights (``conv.weight`` ...) as safetensors, atomically; the same weights
     and metadata give the same bytes."""
-    from safetensors.torch import save_file
-
-    from .io import atomic_path
-
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     # One metadata entry: safetensors writes its metadata map in no fixed order, so several
     # entries made identical weights into files of different bytes.
@@ -314,11 +313,6 @@ def load_weights(model: Main, path: str | os.PathLike[str]) -> None:
 
     Missing, extra or wrongly shaped tensors are an error naming the file and the key.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .errors import AanntwinError
-
     try:
         tensors = load_file(os.fspath(path))
     except FileNotFoundError:

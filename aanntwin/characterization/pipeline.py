@@ -22,6 +22,7 @@ import pandas as pd
 from ..config import Nonidealities
 from ..errors import DataError
 from ..io import write_json_atomic, write_text_atomic
+from . import plots as P
 from . import spice
 from .circuits import EXAMPLE_FILES, MAC, MAC_INPUTS, MULTIPLIER, RELU
 from .curves import CurveTable, read_all, validate, write_csv
@@ -239,8 +240,6 @@ def write_outputs(
                       "y_twin_existing_fields": fid["_pred_twin_existing_fields"]}).to_csv(
             paths["fidelity"], index=False)  # fmt: skip
     if plots:
-        from . import plots as P
-
         figs = out / "plots"
         if "multiplier" in result.fits:
             paths["plot_multiplier"] = P.plot_multiplier(

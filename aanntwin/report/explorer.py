@@ -16,6 +16,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ..config import Nonidealities
 from ..training import EvalResult, evaluate
 from . import plots
@@ -54,8 +56,6 @@ def range_markers(nl: Nonidealities, model: Any = None) -> dict[str, list[tuple[
 def activations(model: Any, x: Any, taps: tuple[str, ...] = TAPS, seed: int = 0) -> dict:
     """Per tap, the signal (V) as a flat numpy array, upstream temporal noise included
     (reseeded from ``seed`` per tap, so each tap sees the same draws)."""
-    import torch
-
     out = {}
     with torch.no_grad():
         for tap in taps:
@@ -123,7 +123,7 @@ class Explorer:
         hist_images: int = 1000,
         dpi: int = 80,
     ) -> None:
-        import ipywidgets as w
+        import ipywidgets as w  # optional dependency (the notebooks extra): imported where used
 
         self.model = copy.deepcopy(model)
         self.x, self.y = data.x_test, data.y_test

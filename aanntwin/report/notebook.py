@@ -15,16 +15,31 @@ import dataclasses
 import datetime
 import html
 import inspect
+import io
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import torch
+
+from .. import __version__
+from .. import functional as AF
+from ..cache import CheckpointCache
 from ..config import Nonidealities, RunConfig, TrainParams, load_nonidealities
 from ..errors import AanntwinError
 from ..io import write_json_atomic
-from ..runs import load_metrics  # noqa: F401  (notebooks call nb.load_metrics)
+from ..model import WEIGHTS_FILE
+from ..provenance import git_commit
+from ..runs import (
+    load_metrics,  # noqa: F401  (notebooks call nb.load_metrics)
+    write_run,
+)
+from ..studies.common import cached_dataset, load_run
+from ..studies.quantization import reference_sigmas
+from ..training import determinism, evaluate, train
 
 ROOT = Path(__file__).resolve().parents[2]
 """The source checkout holding this package (``examples/`` and ``notebooks/`` live here)."""
@@ -67,8 +82,6 @@ def run_config(dataset: str, epochs: int, seed: int, nl: Nonidealities | None) -
 
 
 def _dataset(dataset: str, data_dir: str | None) -> Any:
-    from ..studies.common import cached_dataset
-
     return cached_dataset(dataset, None if data_dir is None else str(resolve_path(data_dir)))
 
 
@@ -85,13 +98,6 @@ def ensure_model(
     """The folder ``out_dir/name`` holding this model, trained (through the checkpoint cache)
     unless it already holds exactly it. ``nonidealities``: training nonidealities (a
     :class:`Nonidealities` or a JSON path); None trains the ideal model."""
-    import torch
-
-    from ..cache import CheckpointCache
-    from ..model import WEIGHTS_FILE
-    from ..runs import write_run
-    from ..training import determinism, evaluate, train
-
     if nonidealities is not None and not isinstance(nonidealities, Nonidealities):
         nonidealities = load_nonidealities(str(resolve_path(nonidealities)))
     epochs = min(epochs, QUICK_EPOCHS) if quick else epochs
@@ -147,8 +153,6 @@ class Context:
 
     def model(self, name: str = IDEAL, nonidealities: Nonidealities | None = None) -> Any:
         """The :class:`~aanntwin.model.Main` of ``out_dir/name`` with ``nonidealities`` on."""
-        from ..studies.common import load_run
-
         return load_run(self.model_dir(name), nonidealities)[1]
 
 
@@ -180,10 +184,9 @@ def _cell(value: Any) -> str:
 
 def header(params: dict[str, Any] | Context) -> Any:
     """An HTML block: configuration, seed, chip instance, active nonidealities, versions."""
-    from IPython.display import HTML
-
-    from .. import __version__
-    from ..provenance import git_commit
+    from IPython.display import (
+        HTML,
+    )  # optional dependency (the notebooks extra): imported where used
 
     ctx = params if isinstance(params, Context) else setup(params)
     nl = ctx.nonidealities.active()
@@ -223,15 +226,16 @@ def load_headlines(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 def show(fig: Any, dpi: int = 100) -> None:
     """Display a matplotlib Figure as a PNG (works without pyplot; lands in static HTML)."""
-    from IPython.display import Image, display
+    from IPython.display import (
+        Image,
+        display,
+    )  # optional dependency (the notebooks extra): imported where used
 
     display(Image(data=png_bytes(fig, dpi)))
 
 
 def png_bytes(fig: Any, dpi: int = 100) -> bytes:
     """The figure rendered as PNG bytes."""
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
@@ -265,8 +269,6 @@ def field_unit(name: str) -> str:
 
 def nonidealities_table(nl: Nonidealities, active_only: bool = False) -> Any:
     """A DataFrame: field, value (``off`` for None), unit, meaning."""
-    import pandas as pd
-
     docs = field_docs()
     rows = []
     for name, value in nl.to_dict().items():
@@ -282,10 +284,6 @@ def transfer_curves(nl: Nonidealities, points: int = 401) -> dict[str, Any]:
     """What the twin implies for a nonidealities set: multiplier input after clip + polynomial
     for the conv and linear stages over an input voltage span (``v``, V), and the ReLU circuit
     over MAC outputs (``y``, V). Keys: ``v``, ``conv``, ``linear``, ``y``, ``relu``."""
-    import torch
-
-    from .. import functional as AF
-
     clips = [c for c in (nl.conv2d_input_clip, nl.linear_input_clip) if c is not None]
     span = 1.5 * max(clips) if clips else 2.0
     v = torch.linspace(-span, span, points, dtype=torch.float64)
@@ -317,8 +315,6 @@ def tolerable_levels(df: Any, max_drop: float = 0.01) -> Any:
     """From a noise sweep's results, per kind and training level: the largest test level (V)
     such that every level up to it keeps ``accuracy_mean`` within ``max_drop`` of the ideal
     model (training level none) at the lowest test level. Read off the grid (provisional)."""
-    import pandas as pd
-
     d = df.copy()
     d["train"] = d["train_level"].map(lambda v: "none" if pd.isna(v) else f"{v:g} V")
     d["level"] = d["test_level"].fillna(0.0)
@@ -329,11 +325,13 @@ def tolerable_levels(df: Any, max_drop: float = 0.01) -> Any:
             raise AanntwinError("the sweep has no ideal model (training level none)")
         ref = float(ideal["accuracy_mean"].iloc[0])
         row: dict[str, Any] = {"kind": kind, "ideal accuracy (%)": 100 * ref}
-        for train, t in g.groupby("train", sort=False):
+        for train_level, t in g.groupby("train", sort=False):
             t = t.sort_values("level")
             bad = t["accuracy_mean"] < ref - max_drop - 1e-12
             ok = t["level"][~bad.cummax()]
-            row[f"tolerable level (V), trained at {train}"] = float(ok.max()) if len(ok) else None
+            row[f"tolerable level (V), trained at {train_level}"] = (
+                float(ok.max()) if len(ok) else None
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -341,10 +339,6 @@ def tolerable_levels(df: Any, max_drop: float = 0.01) -> Any:
 def compare_models(models: dict[str, Any], data: Any, nl: Nonidealities, runs: int, seed: int = 0):
     """Each model's ideal test accuracy and its accuracy under ``nl`` (mean ± std over ``runs``
     noise draws, chip instance ``nl.chip_seed``): ``(DataFrame, {name: EvalResult under nl})``."""
-    import pandas as pd
-
-    from ..training import evaluate
-
     rows, under = [], {}
     for name, model in models.items():
         model.set_nonidealities(Nonidealities())
@@ -369,7 +363,5 @@ def noise_plan(quick: bool) -> dict[str, list[float | None]]:
 
 def quantization_plan(quick: bool) -> dict[str, Any]:
     """Grid of the notebook quantization study (zero level on): refs in weight stds, bits."""
-    from ..studies.quantization import reference_sigmas
-
     refs = [0.25 * k for k in range(1, 13)] if quick else reference_sigmas()
     return {"ref_sigmas": refs, "bits": list(range(8)), "zero_levels": (True,)}

@@ -11,6 +11,7 @@ rebuilds the twin from the files alone; the CLI is :mod:`aanntwin.cli.export`.
 
 from __future__ import annotations
 
+import copy
 import csv
 import itertools
 import json
@@ -23,11 +24,15 @@ import torch
 from torch import Tensor
 
 from ..config import IN_SHAPES, STAGES, Nonidealities, RunConfig
+from ..data import load_dataset
 from ..errors import AanntwinError
 from ..io import write_json_atomic
 from ..model import Main
 from ..schema import stable_hash
+from ..training import evaluate
+from .common import cached_dataset, load_run
 from .export_quant import reference, resolve_quantization, snap
+from .normalize import calibrate
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -176,9 +181,6 @@ def _full_scales(
         return {n: float(v) for n, v in record.items()}, "normalization.json"
     if x is None:
         return {}, None
-    import copy
-
-    from .normalize import calibrate
 
     quantized = copy.deepcopy(model).cpu()
     quantized.set_nonidealities(Nonidealities())
@@ -199,8 +201,6 @@ def export_run(
     ``bits`` or ``options`` (``refs``, ``zero_level``, ``bias_bits`` of :func:`export_model`)
     override it; reads its ``normalization.json`` when present, else calibrates the full
     scales on the first ``calibration_images`` training images."""
-    from .common import cached_dataset, load_run
-
     cfg, model = load_run(run_dir)
     norm_file = Path(run_dir) / "normalization.json"
     normalization = json.loads(norm_file.read_text()) if norm_file.exists() else None
@@ -349,9 +349,6 @@ def evaluate_export(
     nonidealities: Nonidealities | None = None,
 ) -> dict[str, Any]:
     """``aanntwin evaluate --export DIR``: the exported chip's test accuracy (JSON-ready dict)."""
-    from ..data import load_dataset
-    from ..training import evaluate
-
     cfg, model = load_export(export_dir, nonidealities)
     nl = model.nonidealities
     data = load_dataset(dataset or cfg.dataset, data_dir)

@@ -35,11 +35,13 @@ from torch import Tensor
 
 from ..cache import CheckpointCache
 from ..config import Nonidealities, RunConfig
+from ..errors import AanntwinError
 from ..layers import NoiseSource, derive_seed
 from ..model import Main
 from ..training import eval_batch_size, noise_seed, train
 from .common import cached_dataset
 from .grid import parse_choices, parse_levels
+from .normalize import apply, normalize
 from .runner import ResultStore, Task, run_tasks
 
 TEMPORAL = {
@@ -330,8 +332,6 @@ def _train_level(config: dict[str, Any], data_dir: str | None, device: str) -> N
 
 
 def _normalized(model: Main, x: Tensor, target: float) -> Main:
-    from .normalize import apply, normalize
-
     return apply(model, normalize(model, x, target))
 
 
@@ -393,8 +393,6 @@ class NoiseSweep:
         set_("kinds", parse_choices(self.kinds, "kinds", list(KINDS)))
         set_("train_kinds", parse_choices(self.train_kinds, "train kinds", list(TEMPORAL)))
         if isinstance(self.runs, bool) or not isinstance(self.runs, int) or self.runs < 1:
-            from ..errors import AanntwinError
-
             raise AanntwinError(f"runs = {self.runs!r}: must be an integer >= 1")
 
     def tasks(self, data_dir: str | None, device: str) -> list[Task]:

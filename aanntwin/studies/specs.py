@@ -15,11 +15,15 @@ limit together and scales them all down until the joint setting passes too.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ..config import Nonidealities
 from ..errors import AanntwinError
@@ -203,8 +207,6 @@ class YieldResult:
 
 def wilson_interval(k: int, n: int, confidence: float) -> tuple[float, float]:
     """Two-sided Wilson score interval of a binomial proportion k/n."""
-    from statistics import NormalDist
-
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
@@ -233,8 +235,6 @@ def spec_table(search: SpecSearch, tolerances: list[Tolerance], joint: dict[str,
                joint_check: Check, bits: dict[str, int | None]) -> Any:  # fmt: skip
     """The sign-off table: per stage and nonideality its limit (joint, and alone), unit, target,
     confidence, the measured accuracies; then weight bits, hardware counts and voltage ranges."""
-    import pandas as pd
-
     t = search.target
     common = {"target_drop": t.max_drop, "confidence": t.confidence, "runs": t.runs,
               "ideal_accuracy": search.ideal, "joint_accuracy_q": joint_check.quantile,
@@ -278,14 +278,10 @@ def derive_specs(model: Main, x: Tensor, y: Tensor, target: Target, *,
                  progress: bool = False) -> SpecResult:  # fmt: skip
     """The sign-off: each kind's tolerance alone, the joint limits, the fewest weight bits per
     stage and the table (``kinds``: default all of ``KINDS``)."""
-    import time
-
     t0 = time.perf_counter()
     search = SpecSearch(model, x, y, target, seed=seed, base=base)
     kinds = list(KINDS) if kinds is None else list(kinds)
     if progress:
-        from tqdm.auto import tqdm
-
         kinds = tqdm(kinds, desc="tolerances", leave=False)
     tolerances = [search.tolerance(k) for k in kinds]
     joint, joint_check, shrinks = search.joint({t.kind: t.limit for t in tolerances if t.limit})

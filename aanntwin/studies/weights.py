@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import pandas as pd
 import torch
 
 from ..model import Main
+from .common import load_run
 
 COLUMNS = [
     "layer",
@@ -61,8 +63,6 @@ def _stats(rows: torch.Tensor) -> dict[str, list]:
 
 def weight_stats(model: Main, params: Sequence[str] = ("weight",)) -> object:
     """A pandas DataFrame of weight statistics (see the module docstring for the columns)."""
-    import pandas as pd
-
     frames = []
     for name, stage in zip(stage_names(model), model.mac_stages(), strict=True):
         for param in params:
@@ -84,7 +84,5 @@ def weight_stats(model: Main, params: Sequence[str] = ("weight",)) -> object:
 
 def weights_run(run_dir: str | os.PathLike[str], params: Sequence[str] = ("weight",)) -> object:
     """:func:`weight_stats` of a folder written by ``aanntwin train``."""
-    from .common import load_run
-
     _, model = load_run(run_dir)
     return weight_stats(model, params)
