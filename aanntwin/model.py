@@ -27,11 +27,10 @@ from .layers import (
     AnalogLinear,
     AnalogReLU,
     Noise,
-    NoiseSource,
     Normalize,
     Quantize,
-    derive_seed,
 )
+from .seeds import NoiseSource, derive_seed
 
 
 @dataclass(frozen=True)

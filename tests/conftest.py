@@ -39,7 +39,7 @@ def in_ci(env: Mapping[str, str]) -> bool:
 
 def require_mnist(folder: Path, env: Mapping[str, str]) -> Path:
     """``folder`` if it holds the four MNIST ``.gz`` files; else skip, or fail under CI."""
-    from aanntwin.data import FILES
+    from aanntwin.idx import FILES
 
     missing = [f"{s}.gz" for s in FILES.values() if not (folder / f"{s}.gz").exists()]
     if not missing:

@@ -11,10 +11,11 @@ from aanntwin.cli import main
 from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
 from aanntwin.errors import AanntwinError
 from aanntwin.functional import gaussian_noise
-from aanntwin.layers import derive_seed
+from aanntwin.seeds import derive_seed
 from aanntwin.studies import noise
 from aanntwin.studies.grid import REFERENCE_TEST_LEVELS, REFERENCE_TRAIN_LEVELS, parse_levels
-from aanntwin.studies.noise import KINDS, MISMATCH, NoiseSweep, evaluate_levels, run_noise_sweep
+from aanntwin.studies.noise import KINDS, MISMATCH, evaluate_levels
+from aanntwin.studies.noise_sweep import NoiseSweep, run_noise_sweep
 from aanntwin.training import evaluate, train
 
 QUICK = RunConfig(train=TrainParams(epochs=4, batch_size=64))

@@ -7,7 +7,7 @@ import pytest
 from aanntwin.cli import main
 from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
 from aanntwin.errors import AanntwinError
-from aanntwin.layers import derive_seed
+from aanntwin.seeds import derive_seed
 from aanntwin.studies.noise import KINDS
 from aanntwin.studies.specs import (
     SpecSearch,

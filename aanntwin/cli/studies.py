@@ -20,7 +20,7 @@ from ..errors import AanntwinError
 from ..io import atomic_path
 from ..studies.architecture import pareto_front, run_architecture_sweep
 from ..studies.grid import REFERENCE_TEST_LEVELS, REFERENCE_TRAIN_LEVELS, parse_levels
-from ..studies.noise import NoiseSweep, run_noise_sweep
+from ..studies.noise_sweep import NoiseSweep, run_noise_sweep
 from ..studies.normalize import normalize_run
 from ..studies.quantization import recommend, run_quantization
 from ..studies.runner import executor_from_args

@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from ..config import Nonidealities
 from ..errors import AanntwinError
-from ..layers import derive_seed
 from ..model import Main
+from ..seeds import derive_seed
 from ..training import evaluate
 from .noise import KINDS, MISMATCH, TEMPORAL, evaluate_levels, evaluate_settings
 
