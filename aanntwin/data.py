@@ -26,10 +26,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .config import DATASET_REGISTRY, DATASETS
 from .errors import DataError
 from .idx import SOURCES, SPECS, UnverifiedDataWarning, content_fingerprint, locate, read_checked
 
-DATASET_NAMES = ("digits", *SOURCES)
+DATASET_NAMES = DATASETS
+"""Every dataset :func:`load_dataset` knows (the registry, :data:`aanntwin.config.DATASETS`)."""
 
 
 @dataclass
@@ -116,7 +118,7 @@ def load_digits() -> Dataset:
         torch.from_numpy(y[tr]),
         torch.from_numpy(x[te]),
         torch.from_numpy(y[te]),
-        10,
+        DATASET_REGISTRY["digits"].n_classes,
         _fingerprint(x[tr], y[tr], x[te], y[te]),
         "scikit-learn",
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cache_root
-from .config import IN_SHAPES
+from .config import DATASET_REGISTRY
 from .errors import DataError
 from .io import atomic_path
 
@@ -82,9 +82,11 @@ class IdxSpec:
 
 
 SPECS = {
-    "mnist": IdxSpec("MNIST", IN_SHAPES["mnist"], 10, 60_000, 10_000),
-    "fashion-mnist": IdxSpec("Fashion-MNIST", IN_SHAPES["fashion-mnist"], 10, 60_000, 10_000),
+    name: IdxSpec(d.title, d.in_shape, d.n_classes, 60_000, 10_000)
+    for name, d in DATASET_REGISTRY.items()
+    if name in ("mnist", "fashion-mnist")
 }
+"""The registry's IDX datasets (:data:`aanntwin.config.DATASET_REGISTRY`) and their counts."""
 
 
 class UnverifiedDataWarning(UserWarning):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import functional as AF
-from .config import Normalization, StageSettings
+from .config import Normalization, StageSettings, unit
 from .seeds import NoiseSource
 
 
@@ -127,9 +127,9 @@ class AnalogReLU(nn.Module):
 
     def extra_repr(self) -> str:
         text = "cutoff=0 V (ideal)" if self.cutoff is None else f"cutoff={_fmt(self.cutoff, 'V')}"
-        for name, unit in (("gain", ""), ("threshold", "V"), ("softness", "V")):
+        for name in ("gain", "threshold", "softness"):
             if getattr(self, name) is not None:
-                text += f", {name}={_fmt(getattr(self, name), unit)}"
+                text += f", {name}={_fmt(getattr(self, name), unit(f'relu_{name}'))}"
         return text
 
 
@@ -251,17 +251,9 @@ class _AnalogMAC:
         return y
 
     def _settings_repr(self) -> str:
-        units = {
-            "input_clip": "V",
-            "out_saturation": "V",
-            "out_noise": "V",
-            "offset_mismatch": "V",
-            "out_full_scale": "V",
-            "gain_mismatch": "rel",
-        }
-        s = self.settings
+        s = self.settings  # units: the Nonidealities metadata (linear_* has every stage setting)
         on = [
-            f"{k}={_fmt(getattr(s, k), units.get(k, ''))}"
+            f"{k}={_fmt(getattr(s, k), unit(f'linear_{k}'))}"
             for k in s.__dataclass_fields__
             if getattr(s, k) is not None and k not in ("saturation", "weight_zero_level")
         ]

@@ -250,6 +250,22 @@ def test_duplicate_data_is_refused():
         read_all([dc, dc])
 
 
+def test_the_data_source_and_the_tables_of_notebook_01(tmp_path):
+    from aanntwin.characterization import flow, tables
+
+    committed = flow.acquire(simulate_circuits=False)
+    assert committed.source == flow.COMMITTED and committed.line() == "data: committed CSVs"
+    given = flow.acquire([EXAMPLE_FILES[("relu", "dc")]], simulate_circuits=True)
+    assert given.source == flow.CSV_FILES and len(given.tables) == 1
+    assert len(tables.sources(committed.tables)) == len(example_files())
+    result, paths = flow.fit_and_write(committed, "digits", tmp_path, plots=False)
+    assert result.fan_in == fan_ins("digits") and flow.wrote(paths, tmp_path).startswith("wrote")
+    res = tables.residuals(result)
+    assert list(res["fit"]) == ["multiplier", "relu", "relu, twin max(cutoff, x)"]
+    assert tables.parameters(paths["parameters"])["stderr"].map(type).eq(str).all()
+    assert set(tables.headlines(result)) == {"fidelity_rms_pct_fs", "active_nonidealities"}
+
+
 def test_cli_fits_csvs_and_training_uses_the_result(tmp_path, capsys):
     from aanntwin.cli import main
 
@@ -310,5 +326,4 @@ def test_figures_for_the_notebook_are_labelled_and_leave_no_pyplot_figure(tmp_pa
             assert ax.get_ylabel() or ax.get_xlabel(), ax.get_title()
     noise_axes = figs[2].axes
     assert len(noise_axes) == 2 and "1000..1e+07 Hz" in noise_axes[0].get_title()
-    assert cp.plot_noise(fitted.noise, tmp_path / "noise.png").stat().st_size > 0
     assert plt.get_fignums() == before

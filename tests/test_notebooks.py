@@ -31,6 +31,15 @@ def test_committed_without_outputs_and_with_one_parameters_cell(path):
     assert all(len(c.source.splitlines()) <= 25 for c in code), "logic belongs in the library"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_thin_at_most_30_lines_of_code_besides_the_parameters(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"
+            and "parameters" not in c.metadata.get("tags", [])]  # fmt: skip
+    lines = sum(len(c.source.splitlines()) for c in code)  # every line, blank ones included
+    assert lines <= 30, f"{path.stem}: {lines} lines of code; logic belongs in the library"
+
+
 def test_the_workbook_runs_every_notebook_headless(tmp_path):
     run = run_workbook({"dataset": "digits", "quick": True, "seed": 0}, "quick", tmp_path)
     assert [nb.status for nb in run.notebooks] == ["ok"] * 5, [nb.error for nb in run.notebooks]

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import IN_SHAPES, ModelParams, Nonidealities
+from ..config import ModelParams, Nonidealities, RunConfig
 from ..layers import AnalogLinear
-from ..model import geometry
+from ..runs import run_geometry
 from .fit import Fit, polynomial_fit
 
 STAGE_KINDS = ("conv2d", "linear")
@@ -42,7 +42,7 @@ STAGE_KINDS = ("conv2d", "linear")
 
 def fan_ins(dataset: str = "digits", model: ModelParams | None = None) -> dict[str, int]:
     """Multipliers per MAC of the conv and final linear stages of a geometry (count)."""
-    g = geometry(model or ModelParams(), IN_SHAPES[dataset], 10)
+    g = run_geometry(RunConfig(dataset=dataset, model=model or ModelParams()))
     return {"conv2d": g.stages[0].fan_in, "linear": g.stages[-1].fan_in}
 
 

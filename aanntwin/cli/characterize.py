@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..characterization.curves import read_all
-from ..characterization.pipeline import SimOptions, characterize, simulate, summary, write_outputs
+from ..characterization.flow import acquire, fit_and_write
+from ..characterization.pipeline import SimOptions, summary
 from ..characterization.twin import fan_ins
 from ..config import load_config
 from ..errors import AanntwinError
@@ -76,21 +76,16 @@ def run(args: argparse.Namespace) -> int:
     """``aanntwin characterize``: fit, write the outputs, print a summary."""
     out = Path(args.out)
     fan = _fan_in(args)
-    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    if args.simulate:
-        if args.model_card and not Path(args.model_card).exists():
-            raise AanntwinError(f"--model-card {args.model_card}: file not found")
-        opts = SimOptions(args.instances, args.seed, args.a_vt, args.band, args.heldout, 1,
-                          args.model_card)  # fmt: skip
-        datasets, seconds = simulate(opts, out / "data")
-    else:
-        datasets = read_all(args.csv)
-    result = characterize(datasets, fan, args.degree)
-    result.seconds.update({f"ngspice_{k}": v for k, v in seconds.items()})
-    write_outputs(result, out, plots=not args.no_plots)
+    if args.simulate and args.model_card and not Path(args.model_card).exists():
+        raise AanntwinError(f"--model-card {args.model_card}: file not found")
+    opts = SimOptions(args.instances, args.seed, args.a_vt, args.band, args.heldout, 1,
+                      args.model_card)  # fmt: skip
+    curves = acquire(args.csv, args.simulate, out / "data", opts)
+    result, _ = fit_and_write(curves, fan, out, args.degree, plots=not args.no_plots)
     for line in summary(result):
         print(line)
+    seconds = curves.seconds
     if seconds:
         print(f"ngspice: {sum(seconds.values()):.2f} s for {len(seconds)} analyses")
     print(f"wrote {out}/ (nonidealities.json, fit_report.json, ...) in "

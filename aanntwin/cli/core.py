@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import CheckpointCache
-from ..config import IN_SHAPES, Nonidealities, RunConfig, load_config, load_nonidealities
+from ..config import Nonidealities, RunConfig, load_config, load_nonidealities
 from ..data import load_dataset
 from ..errors import AanntwinError
-from ..model import WEIGHTS_FILE, Main, geometry, load_weights
-from ..runs import write_run
+from ..runs import load_run, read_config, run_geometry, write_run
 from ..studies.export import evaluate_export
 from ..training import evaluate, train
 from .common import (
@@ -132,7 +131,7 @@ def _run_config(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
 
     cfg: RunConfig = _run_config(args)
-    geometry(cfg.model, IN_SHAPES[cfg.dataset], 10)  # fail before loading any data
+    run_geometry(cfg)  # fail before loading any data
     device = torch_device(args)
     out = Path(args.out)
     data = load_dataset(cfg.dataset, args.data_dir)
@@ -175,7 +174,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise AanntwinError(
             f"{folder}: no config.json here; pass a folder written by 'aanntwin train'"
         )
-    cfg = load_config(str(folder / "config.json"))
+    cfg = read_config(folder)
     if args.ideal and args.nonidealities:
         raise AanntwinError("--ideal and --nonidealities exclude each other")
     if args.ideal:
@@ -186,9 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         nl = cfg.nonidealities
     device = torch_device(args)
     data = load_dataset(args.dataset or cfg.dataset, args.data_dir)
-    model = Main(cfg.model, data.in_shape, data.n_classes, nl, cfg.normalization)
-    load_weights(model, folder / WEIGHTS_FILE)
-    model.to(device)
+    _, model = load_run(folder, nl, device, data.name)
     res = evaluate(
         model,
         data.x_test.to(device),
@@ -211,7 +208,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
 
     cfg = _run_config(args)
-    g = geometry(cfg.model, IN_SHAPES[cfg.dataset], 10)
+    g = run_geometry(cfg)
     if args.json:
         print(
             json.dumps(

@@ -10,11 +10,13 @@ from typing import Any
 
 from ..config import load_nonidealities
 from ..errors import AanntwinError
-from ..io import write_json_atomic, write_text_atomic
-from ..studies.common import cached_dataset, load_run
+from ..io import write_json_atomic
+from ..runs import load_run
+from ..studies.common import cached_dataset
 from ..studies.grid import parse_choices
 from ..studies.noise import KINDS
-from ..studies.specs import Target, chip_yield, derive_specs
+from ..studies.spec_report import cost, derive_and_write, summary
+from ..studies.specs import Target, chip_yield
 from ..training import evaluate
 from .common import DATA_DIR_HELP, add_device, torch_device
 
@@ -67,27 +69,15 @@ def run_specs(args: argparse.Namespace) -> int:
     target = Target(args.target_drop, args.confidence, args.runs)
     kinds = parse_choices(args.kinds, "--kinds", list(KINDS))
     cfg, model, data = _load(args)
-    res = derive_specs(model, data.x_test, data.y_test, target, kinds=kinds, seed=args.seed,
-                       progress=True)  # fmt: skip
-    search, joint_check, table = res.search, res.joint_check, res.table
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "spec_table.csv", table.to_csv(index=False))
-    write_text_atomic(out / "spec_table.html", table.to_html(index=False, na_rep=""))
-    write_json_atomic(out / "spec.json", {
-        "schema_version": 1, "run": str(args.run_dir), "config_hash": cfg.content_hash(),
-        "target": asdict(target), "ideal_accuracy": search.ideal, "joint_limits": res.joint,
-        "joint_check": asdict(joint_check), "joint_shrink_steps": res.shrink_steps,
-        "weight_bits": res.bits, "tolerances": [asdict(t) for t in res.tolerances],
-        "evaluations": search.evaluations, "seconds": res.seconds,
-    })  # fmt: skip
-    print(f"ideal accuracy {100 * search.ideal:.2f} %, target >= "
-          f"{100 * search.threshold:.2f} % at {100 * target.confidence:g} % confidence; "
-          f"joint: {100 * joint_check.quantile:.2f} % ({'met' if joint_check.passed else 'NOT met'})")  # fmt: skip
-    shown = table[["stage", "quantity", "limit", "unit", "limit_alone"]]
+    res = derive_and_write(model, data.x_test, data.y_test, target, out, kinds=kinds,
+                           seed=args.seed, progress=True, run=str(args.run_dir),
+                           config_hash=cfg.content_hash())  # fmt: skip
+    print(summary(res))
+    shown = res.table[["stage", "quantity", "limit", "unit", "limit_alone"]]
     print(shown.to_string(index=False, na_rep=""))
-    print(f"{search.evaluations} evaluations in {res.seconds:.1f} s; wrote {out}/spec_table.csv")
-    return 0 if joint_check.passed else 1
+    print(f"{cost(res)}; wrote {out}/spec_table.csv")
+    return 0 if res.joint_check.passed else 1
 
 
 def run_yield(args: argparse.Namespace) -> int:

@@ -23,14 +23,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..config import IN_SHAPES, STAGES, Nonidealities, RunConfig
+from ..config import STAGES, Nonidealities, RunConfig
 from ..data import load_dataset
 from ..errors import AanntwinError
 from ..io import write_json_atomic
 from ..model import Main
+from ..runs import build_model, load_run
 from ..schema import stable_hash
 from ..training import evaluate
-from .common import cached_dataset, load_run
+from .common import cached_dataset
 from .export_quant import reference, resolve_quantization, snap
 from .normalize import calibrate
 
@@ -59,10 +60,6 @@ UNITS = {
     "normalization_gain": "ratio (stage output / output of the trained model)",
 }
 _INDEX = {"conv": ("out_channel", "in_channel", "ky", "kx"), "linear": ("out", "in")}
-
-
-def stage_names(model: Main) -> list[str]:
-    return ["conv", *model.hidden_names, "linear"]
 
 
 def code_range(bits: int, zero_level: bool) -> tuple[int, int]:
@@ -116,7 +113,7 @@ def export_model(
     previous stage's output full scale (ReLU and max-pool do not raise the maximum); the conv
     stage's is the largest |input voltage| of the pixel map.
     """
-    names = stage_names(model)
+    names = model.stage_names()
     quant = resolve_quantization(names, config.nonidealities, bits, refs, zero_level)
     if bias_bits is not None and not (isinstance(bias_bits, int) and 0 <= bias_bits <= 24):
         raise AanntwinError(f"bias_bits = {bias_bits!r}: need an integer in 0..24 or None")
@@ -293,11 +290,11 @@ def load_export(
     # The codes are the programmed weights: no second quantization, no range clip.
     weight_fields = [f"{k}_weight_{f}" for k in STAGES for f in ("bits", "ref", "range")]
     nl = (nonidealities or Nonidealities()).replace(**dict.fromkeys(weight_fields))
-    model = Main(cfg.model, IN_SHAPES[cfg.dataset], 10, nl, cfg.normalization)
+    model = build_model(cfg, nl)
     entries = {
         s.get("name"): s for s in _field(manifest, "stages", str(path), list) if isinstance(s, dict)
     }
-    names = stage_names(model)
+    names = model.stage_names()
     if sorted(entries) != sorted(names):
         raise AanntwinError(
             f"{path}: stages: missing {sorted(set(names) - set(entries))}, "

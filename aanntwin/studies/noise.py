@@ -18,7 +18,8 @@ is on, the chip changing with the run) is computed once per model, in the batch 
 ``evaluate`` uses; only the rest runs per level. Common random numbers (the default): the noise
 of run ``r`` is reseeded identically for every level. Where the kind's noise is drawn at one site
 and no other temporal noise is on, the unit draw ``z`` is made once per run (batch by batch, from
-a generator seeded like the model's) and each level injects ``z * sigma + x`` there, which is
+a generator seeded like the model's) and each level injects ``z * sigma + x`` there through
+the model's injection point (``Main.forward_from(h, tap, unit_noise=z, sigma=level)``), which is
 bit-identical to the model's own draw on the CPU (:func:`injectable`); elsewhere the model
 draws. Stacking levels on the batch dimension was not used: on CPUs it only adds memory traffic,
 the work per level being the same.
@@ -35,27 +36,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cache import CheckpointCache
-from ..config import Nonidealities, RunConfig
-from ..model import Main
+from ..config import MISMATCH_FIELDS, Nonidealities, RunConfig
+from ..functional import injectable
+from ..model import NOISE_AFTER, Main
 from ..seeds import NoiseSource, derive_seed
 from ..training import eval_batch_size, noise_seed, train
 from .common import cached_dataset
 from .normalize import apply, normalize
 
-TEMPORAL = {
-    "input": "input_noise",
-    "conv_out": "conv2d_out_noise",
-    "relu_out": "relu_out_noise",
-    "linear_out": "linear_out_noise",
-}
-"""Temporal-noise kinds and their Nonidealities fields (V, std)."""
-MISMATCH = {
-    "conv_gain": "conv2d_gain_mismatch",
-    "conv_offset": "conv2d_offset_mismatch",
-    "linear_gain": "linear_gain_mismatch",
-    "linear_offset": "linear_offset_mismatch",
-}
-"""Fixed-pattern kinds (a run = a chip instance) and their fields."""
+TEMPORAL = dict(NOISE_AFTER)
+"""Temporal-noise kinds and their Nonidealities fields (V, std): a kind is named by the tap its
+noise is drawn right after (:data:`~aanntwin.model.NOISE_AFTER`)."""
+MISMATCH = {f.replace("conv2d", "conv").removesuffix("_mismatch"): f for f in MISMATCH_FIELDS}
+"""Fixed-pattern kinds (a run = a chip instance) and their fields (``conv_gain``:
+``conv2d_gain_mismatch`` ..., :data:`~aanntwin.config.MISMATCH_FIELDS`)."""
 KINDS = {**TEMPORAL, **MISMATCH}
 TAPS = ("input", "conv_out", "relu_out", "features", "linear_in", "linear_out")
 """The model's taps in signal order (see :meth:`Main.forward_until`)."""
@@ -119,25 +113,6 @@ def _varying(settings: Sequence[Nonidealities], chips: bool) -> set[str]:
     names = [f.name for f in dataclasses.fields(Nonidealities)]
     differ = {n for n in names if len({repr(getattr(nl, n)) for nl in settings}) > 1}
     return differ | _on(settings, TEMPORAL) | (_on(settings, MISMATCH) if chips else set())
-
-
-def injectable(hs: Sequence[Tensor]) -> bool:
-    """Whether ``z * sigma + h`` with ``z`` drawn by ``normal_(0, 1)`` equals the model's
-    ``gaussian_noise(h, sigma)`` bit for bit on every batch ``h``: on the CPU for contiguous
-    float32/float64 tensors of at least 16 elements (PyTorch's vectorized normal; smaller ones
-    are drawn in double and rounded once). Not established on other devices."""
-    return all(
-        h.device.type == "cpu"
-        and h.dtype in (torch.float32, torch.float64)
-        and h.is_contiguous()
-        and h.numel() >= 16
-        for h in hs
-    )
-
-
-def _inject(h: Tensor, z: Tensor, sigma: float | None) -> Tensor:
-    """What the model's noise site computes from the unit draw ``z`` (see :func:`injectable`)."""
-    return h if not sigma else (z * sigma).add_(h)
 
 
 def _slices(n: int, batch: int) -> list[slice]:
@@ -218,9 +193,9 @@ def _injected(
     batch: int,
 ) -> tuple[Tensor, Tensor] | None:
     """The fast path of :func:`evaluate_levels` for a kind with one noise site and no other
-    temporal noise: one unit draw per run and batch, ``z * level + h`` injected at the site
-    with the model's own draw off. None where that is not bit-identical (see
-    :func:`injectable`)."""
+    temporal noise: one unit draw per run and batch, injected at the site by
+    :meth:`Main.forward_from` with the model's own draw off. None where that is not
+    bit-identical (see :func:`injectable`)."""
     field = KINDS[kind]
     slices = _slices(len(y), batch)
     tap = prefix_tap(model, [field])
@@ -235,7 +210,7 @@ def _injected(
         zs = [torch.empty_like(h).normal_(0.0, 1.0, generator=gen) for h in hs]
         for i, level in enumerate(levels):
             for s, h, z in zip(slices, hs, zs, strict=True):
-                out = model.forward_from(_inject(h, z, level), tap)  # type: ignore[arg-type]
+                out = model.forward_from(h, tap, unit_noise=z, sigma=level)
                 scores.add(i, r, out, y[s])
     model.set_nonidealities(entry)
     model.train(was_training)

@@ -36,13 +36,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import math
 import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,11 +50,11 @@ from torch import Tensor
 from .. import functional as AF
 from ..config import load_config
 from ..errors import AanntwinError
-from ..model import WEIGHTS_FILE, Main
+from ..model import Main
+from ..runs import load_run, weights_sha256
 from ..training import eval_batch_size, noise_seed
-from .common import cached_dataset, load_run, resolve_device
+from .common import cached_dataset, resolve_device
 from .runner import ResultStore, Task, run_tasks
-from .weights import stage_names
 
 COLUMNS = ["layer", "param", "ref_sigma", "ref", "bits", "zero_level", "mode", "accuracy"]
 COLUMNS += ["loss", "n"]
@@ -223,12 +221,12 @@ def quantization_points(
     ``evaluate(changed, x, y, seed=seed, batch_size=batch_size)`` exactly (see the module
     docstring); ``batch_size`` (images per pass) defaults to evaluate's.
     """
-    names = stage_names(model)
+    names = model.stage_names()
     _, _, refs, bits_, zeros = _validate([layer], names, [param], ref_sigmas, bits, zero_levels)
     work = copy.deepcopy(model).eval()
     stage = getattr(work, layer)
     if param == "weight":  # the point's clip or quantizer replaces the stage's own
-        stage.settings = dataclasses.replace(stage.settings, weight_bits=None, weight_ref=None)
+        stage.configure(dataclasses.replace(stage.settings, weight_bits=None, weight_ref=None))
     target = getattr(stage, param)
     if target is None:
         raise AanntwinError(f"layer {layer} has no {param}")
@@ -278,10 +276,10 @@ def quantization_tasks(
     """One :class:`Task` per (layer, param) of a trained folder (``layers=None``: every stage),
     evaluated with ``nonidealities`` (default: all off); the weights' hash enters each key."""
     cfg, model = load_run(run_dir)  # checks the folder; cheap
-    names = stage_names(model)
+    names = model.stage_names()
     grid = (names if layers is None else layers, names, params, ref_sigmas, bits, zero_levels)
     layers, params, refs, bits, zeros = _validate(*grid)
-    sha = hashlib.sha256((Path(run_dir) / WEIGHTS_FILE).read_bytes()).hexdigest()
+    sha = weights_sha256(run_dir)
     kw = dict(run_dir=os.fspath(run_dir), dataset=cfg.dataset, device=resolve_device(device))
     kw.update(data_dir=None if data_dir is None else os.fspath(data_dir), ref_sigmas=refs)
     kw.update(bits=bits, zero_levels=zeros, nonidealities=nonidealities, weights_sha256=sha)

@@ -25,18 +25,17 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..config import Nonidealities
+from ..config import Nonidealities, unit
 from ..errors import AanntwinError
 from ..model import Main
 from ..seeds import derive_seed
 from ..training import evaluate
-from .noise import KINDS, MISMATCH, TEMPORAL, evaluate_levels, evaluate_settings
+from .noise import KINDS, MISMATCH, evaluate_levels, evaluate_settings
 
-UNITS = {**{k: "V (std)" for k in TEMPORAL}, "conv_gain": "relative (std)",
-         "linear_gain": "relative (std)", "conv_offset": "V (std)", "linear_offset": "V (std)"}  # fmt: skip
-STAGE = {"input": "input", "conv_out": "conv", "relu_out": "relu", "linear_out": "linear",
-         "conv_gain": "conv", "conv_offset": "conv", "linear_gain": "linear",
-         "linear_offset": "linear"}  # fmt: skip
+UNITS = {kind: f"{unit(field)} (std)" for kind, field in KINDS.items()}
+"""Unit of each kind's limit: its field's (:func:`aanntwin.config.unit`), a standard deviation."""
+STAGE = {kind: kind.split("_")[0] for kind in KINDS}
+"""The stage each kind acts on (``input``, ``conv``, ``relu``, ``linear``: its name's first part)."""
 
 
 @dataclass(frozen=True)

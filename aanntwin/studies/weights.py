@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from ..model import Main
-from .common import load_run
+from ..runs import load_run
 
 COLUMNS = [
     "layer",
@@ -39,8 +39,8 @@ ALL_CHANNELS = -1
 
 
 def stage_names(model: Main) -> list[str]:
-    """Names of the MAC stages in signal order: ``conv``, ``hidden0`` ..., ``linear``."""
-    return ["conv", *model.hidden_names, "linear"]
+    """Names of the MAC stages in signal order (:meth:`Main.stage_names`)."""
+    return model.stage_names()
 
 
 def _stats(rows: torch.Tensor) -> dict[str, list]:
@@ -64,7 +64,7 @@ def _stats(rows: torch.Tensor) -> dict[str, list]:
 def weight_stats(model: Main, params: Sequence[str] = ("weight",)) -> object:
     """A pandas DataFrame of weight statistics (see the module docstring for the columns)."""
     frames = []
-    for name, stage in zip(stage_names(model), model.mac_stages(), strict=True):
+    for name, stage in zip(model.stage_names(), model.mac_stages(), strict=True):
         for param in params:
             t = getattr(stage, param)
             if t is None:
