@@ -29,6 +29,7 @@ $(STAMP): $(RUNTIME_STAMP)
 
 test: install
 	$(BIN)/python -m pytest tests
+	$(BIN)/lint-imports
 	$(BIN)/ruff check aanntwin tests benchmarks
 
 lint: install
@@ -43,4 +44,4 @@ bench: install
 	$(BIN)/python benchmarks/studies.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .schema import SCHEMA_VERSION, Params, load_params, param
+from .schema import Params, load_params, param, stable_hash
 
 STAGES = ("conv2d", "linear")
 """Analog MAC stage kinds. Hidden linear stages use the ``linear_*`` settings (same circuit)."""
@@ -115,6 +115,10 @@ def _sigma(unit: str = "V") -> Any:
     return param(None, unit=unit, ge=0.0)
 
 
+INPUT_POLY = "a_k in V^(1-k)"  # unit of an input-transfer polynomial (constant first)
+WEIGHT_POLY = "c_k in 1/w^(k-1)"  # unit of a weight-transfer polynomial (w in weight units)
+
+
 @dataclass(frozen=True)
 class StageSettings:
     """Nonidealities of one analog MAC stage, taken from :class:`Nonidealities` by prefix."""
@@ -149,12 +153,12 @@ class Nonidealities(Params):
 
     input_noise: float | None = _sigma()
     """Std of Gaussian noise added to every input voltage, per forward (V)."""
-    input_bits: int | None = param(None, ge=1, le=24)
+    input_bits: int | None = param(None, unit="bits", ge=1, le=24)
     """Input DAC resolution (bits) over the normalization range [min_out, max_out]."""
 
     conv2d_input_clip: float | None = param(None, unit="V", gt=0.0)
     """Conv multiplier input range: inputs clip to +-this (V)."""
-    conv2d_input_nonlin: tuple[float, ...] | None = param(None)
+    conv2d_input_nonlin: tuple[float, ...] | None = param(None, unit=INPUT_POLY)
     """Conv multiplier input polynomial a_0, a_1, ... (constant first; a_k in V^(1-k))."""
     conv2d_gain_mismatch: float | None = _sigma("relative")
     """Per-multiplier relative gain error std, fixed per chip (1 = 100 %)."""
@@ -164,7 +168,7 @@ class Nonidealities(Params):
     """Conv MAC output swing limit +-this (V), hard or tanh (see ``saturation``)."""
     conv2d_out_noise: float | None = _sigma()
     """Std of Gaussian noise on each conv MAC output, per forward (V)."""
-    conv2d_weight_bits: int | None = param(None, ge=0, le=24)
+    conv2d_weight_bits: int | None = param(None, unit="bits", ge=0, le=24)
     """Conv weight precision at deployment (bits, not counting sign)."""
     conv2d_weight_ref: float | None = param(None, unit="weight units", gt=0.0)
     """Conv weight reference/clip value; None = the layer's largest |w|."""
@@ -172,7 +176,7 @@ class Nonidealities(Params):
     """Conv programmable weight range: the largest |weight| the multiplier can be programmed to
     (and was characterized over); weights clip to +-this before quantization and training keeps
     them inside it. None = unlimited."""
-    conv2d_weight_nonlin: tuple[float, ...] | None = param(None)
+    conv2d_weight_nonlin: tuple[float, ...] | None = param(None, unit=WEIGHT_POLY)
     """Conv multiplier weight transfer: effective weight = sum_k c_k w^k, ``(c_0, c_1, ...)``
     constant first (c_k in 1/w^(k-1); w in weight units, 1.0 = the weight full scale), applied to
     the programmed (quantized) weight before the gain mismatch. A Gilbert cell's weight pair
@@ -189,14 +193,14 @@ class Nonidealities(Params):
     None = a hard knee."""
     relu_out_noise: float | None = _sigma()
     """Std of Gaussian noise on each ReLU output, per forward (V)."""
-    relu_out_bits: int | None = param(None, ge=1, le=24)
+    relu_out_bits: int | None = param(None, unit="bits", ge=1, le=24)
     """ADC after each ReLU (bits) over [0, relu_out_full_scale]."""
     relu_out_full_scale: float | None = param(None, unit="V", gt=0.0)
     """Full scale of the ReLU-output ADC (V)."""
 
     linear_input_clip: float | None = param(None, unit="V", gt=0.0)
     """Linear multiplier input range: inputs clip to +-this (V)."""
-    linear_input_nonlin: tuple[float, ...] | None = param(None)
+    linear_input_nonlin: tuple[float, ...] | None = param(None, unit=INPUT_POLY)
     """Linear multiplier input polynomial a_0, a_1, ... (constant first)."""
     linear_gain_mismatch: float | None = _sigma("relative")
     """Per-multiplier relative gain error std in linear stages, fixed per chip."""
@@ -206,24 +210,24 @@ class Nonidealities(Params):
     """Linear MAC output swing limit +-this (V)."""
     linear_out_noise: float | None = _sigma()
     """Std of Gaussian noise on each linear MAC output, per forward (V)."""
-    linear_weight_bits: int | None = param(None, ge=0, le=24)
+    linear_weight_bits: int | None = param(None, unit="bits", ge=0, le=24)
     """Linear weight precision at deployment (bits, not counting sign)."""
     linear_weight_ref: float | None = param(None, unit="weight units", gt=0.0)
     """Linear weight reference/clip value; None = the layer's largest |w|."""
     linear_weight_range: float | None = param(None, unit="weight units", gt=0.0)
     """Linear programmable weight range (as ``conv2d_weight_range``); None = unlimited."""
-    linear_weight_nonlin: tuple[float, ...] | None = param(None)
+    linear_weight_nonlin: tuple[float, ...] | None = param(None, unit=WEIGHT_POLY)
     """Linear multiplier weight transfer polynomial (as ``conv2d_weight_nonlin``)."""
-    linear_out_bits: int | None = param(None, ge=1, le=24)
+    linear_out_bits: int | None = param(None, unit="bits", ge=1, le=24)
     """ADC on the final class scores (bits) over [-full scale, +full scale]."""
     linear_out_full_scale: float | None = param(None, unit="V", gt=0.0)
     """Full scale of the class-score ADC (V)."""
 
-    saturation: Literal["hard", "tanh"] = param("hard")
+    saturation: Literal["hard", "tanh"] = param("hard", unit="shape")
     """Saturation shape: ``hard`` clip, or ``tanh`` (s * tanh(y / s))."""
-    weight_zero_level: bool = param(True)
+    weight_zero_level: bool = param(True, unit="bool")
     """Weight quantizer has a zero level (k * step) or not ((k + 1/2) * step)."""
-    chip_seed: int = param(0, ge=0, le=2**63 - 1)
+    chip_seed: int = param(0, unit="seed", ge=0, le=2**63 - 1)
     """Chip instance: seed of the fixed-pattern mismatch draw."""
 
     def check(self) -> None:
@@ -245,22 +249,14 @@ class Nonidealities(Params):
         """The settings of one MAC stage kind (``conv2d`` or ``linear``)."""
         if kind not in STAGES:
             raise ValueError(f"unknown stage kind {kind!r}")
-        get = self.__getattribute__
+        per_stage = {name: getattr(self, f"{kind}_{name}") for name in STAGE_SETTINGS}
+        final = kind == "linear"  # the class-score ADC belongs to the final stage kind
         return StageSettings(
-            input_clip=get(f"{kind}_input_clip"),
-            input_nonlin=get(f"{kind}_input_nonlin"),
-            gain_mismatch=get(f"{kind}_gain_mismatch"),
-            offset_mismatch=get(f"{kind}_offset_mismatch"),
-            out_saturation=get(f"{kind}_out_saturation"),
+            **per_stage,
             saturation=self.saturation,
-            out_noise=get(f"{kind}_out_noise"),
-            weight_bits=get(f"{kind}_weight_bits"),
-            weight_ref=get(f"{kind}_weight_ref"),
-            weight_range=get(f"{kind}_weight_range"),
             weight_zero_level=self.weight_zero_level,
-            weight_nonlin=get(f"{kind}_weight_nonlin"),
-            out_bits=self.linear_out_bits if kind == "linear" else None,
-            out_full_scale=self.linear_out_full_scale if kind == "linear" else None,
+            out_bits=self.linear_out_bits if final else None,
+            out_full_scale=self.linear_out_full_scale if final else None,
         )
 
     def canonical(self) -> Nonidealities:
@@ -311,14 +307,49 @@ class Nonidealities(Params):
         }
 
 
+STAGE_SETTINGS = ("input_clip", "input_nonlin", "gain_mismatch", "offset_mismatch",
+                  "out_saturation", "out_noise", "weight_bits", "weight_ref", "weight_range",
+                  "weight_nonlin")  # fmt: skip
+"""The :class:`StageSettings` each MAC stage kind has its own field for (``{kind}_{name}``)."""
 TEMPORAL_NOISE = ("input_noise", "conv2d_out_noise", "relu_out_noise", "linear_out_noise")
 """Temporal-noise fields of :class:`Nonidealities` (V, std; redrawn every forward)."""
 MISMATCH_FIELDS = tuple(f"{k}_{m}_mismatch" for k in STAGES for m in ("gain", "offset"))
 """Fixed-pattern mismatch fields of :class:`Nonidealities` (drawn once per chip instance)."""
+FIELD_GROUPS = {
+    "input": ("input_noise", "input_bits"),
+    "conv2d": tuple(f"conv2d_{n}" for n in STAGE_SETTINGS),
+    "relu": tuple(f"relu_{n}" for n in ("cutoff", "gain", "threshold", "softness", "out_noise",
+                                        "out_bits", "out_full_scale")),
+    "linear": (*(f"linear_{n}" for n in STAGE_SETTINGS), "linear_out_bits", "linear_out_full_scale"),
+    "shared": ("saturation", "weight_zero_level", "chip_seed"),
+}  # fmt: skip
+"""The :class:`Nonidealities` fields of each part of the signal chain, in signal order
+(``shared``: every MAC stage's, and the chip instance)."""
 
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
-IN_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
+def unit(field: str) -> str:
+    """The unit of a :class:`Nonidealities` field (from its metadata)."""
+    return Nonidealities.__dataclass_fields__[field].metadata["unit"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset name promises, known without loading it."""
+
+    name: str
+    title: str
+    in_shape: tuple[int, int, int]  # (C, H, W)
+    n_classes: int
+
+
+DATASET_REGISTRY = {d.name: d for d in (
+    DatasetInfo("digits", "scikit-learn digits", (1, 8, 8), 10),
+    DatasetInfo("mnist", "MNIST", (1, 28, 28), 10),
+    DatasetInfo("fashion-mnist", "Fashion-MNIST", (1, 28, 28), 10),
+)}  # fmt: skip
+"""The one dataset registry: every dataset name the package knows, in this order."""
+DATASETS = tuple(DATASET_REGISTRY)
+IN_SHAPES = {name: d.in_shape for name, d in DATASET_REGISTRY.items()}
 """Image shape (C, H, W) of each dataset, known without loading it."""
 
 
@@ -328,7 +359,7 @@ class RunConfig(Params):
 
     section = ""
 
-    dataset: Literal["digits", "mnist", "fashion-mnist"] = param("digits")
+    dataset: Literal[DATASETS] = param("digits")  # type: ignore[valid-type]
     """Dataset name (``digits`` is bundled with scikit-learn: works offline)."""
     model: ModelParams = dataclasses.field(default_factory=ModelParams)
     """Network geometry."""
@@ -353,8 +384,6 @@ class RunConfig(Params):
         """Hash of everything that changes the trained weights: the canonical configuration,
         the dataset content and what bit-exactness depends on (``determinism``: torch version,
         device kind, CPU thread count; see :func:`aanntwin.training.determinism`)."""
-        from .schema import stable_hash
-
         key = {"config": self.canonical().to_dict(), "data": data_fingerprint}
         if determinism is not None:
             key["determinism"] = determinism
@@ -369,21 +398,3 @@ def load_config(path: str) -> RunConfig:
 def load_nonidealities(path: str) -> Nonidealities:
     """Read a flat nonidealities JSON (the reference tool's files load unchanged)."""
     return load_params(Nonidealities, path)
-
-
-__all__ = [
-    "SCHEMA_VERSION",
-    "ModelParams",
-    "TrainParams",
-    "Normalization",
-    "Nonidealities",
-    "StageSettings",
-    "RunConfig",
-    "load_config",
-    "load_nonidealities",
-    "STAGES",
-    "TEMPORAL_NOISE",
-    "MISMATCH_FIELDS",
-    "DATASETS",
-    "IN_SHAPES",
-]

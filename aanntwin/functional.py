@@ -39,6 +39,26 @@ def gaussian_noise(
     return torch.empty_like(x).normal_(0.0, sigma, generator=generator).add_(x)
 
 
+def inject_noise(x: Tensor, unit: Tensor, sigma: float | None) -> Tensor:
+    """Temporal noise from a given unit draw: ``unit * sigma + x`` (``x`` itself when sigma is
+    None or 0). Equals :func:`gaussian_noise` from the generator state that drew ``unit`` (by
+    ``normal_(0, 1)``) bit for bit where :func:`injectable` holds."""
+    return x if not sigma else (unit * sigma).add_(x)
+
+
+def injectable(xs: Sequence[Tensor]) -> bool:
+    """Whether :func:`inject_noise` equals :func:`gaussian_noise` bit for bit on every ``x``: on
+    the CPU for contiguous float32/float64 tensors of at least 16 elements (PyTorch's vectorized
+    normal; smaller ones are drawn in double and rounded once). Not established on other devices."""
+    return all(
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and x.is_contiguous()
+        and x.numel() >= 16
+        for x in xs
+    )
+
+
 def clip(x: Tensor, limit: float) -> Tensor:
     """Symmetric input range of a multiplier: ``clamp(x, -limit, +limit)`` (volts)."""
     return x.clamp(-limit, limit)

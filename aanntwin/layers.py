@@ -8,12 +8,10 @@ Stage order inside a MAC stage (conv or linear), as the signal flows through the
 Effective weight = quantize(w) * (1 + gain mismatch of each physical multiplier). Scalar settings
 are Python numbers (device- and dtype-free); mismatch draws are non-persistent buffers, so they
 move with ``.to()`` and stay out of the saved weights. Temporal noise is drawn from a
-:class:`NoiseSource` shared by the network, so an evaluation is reproducible from its seed.
+:class:`~aanntwin.seeds.NoiseSource` shared by the network, so an evaluation is reproducible from its seed.
 """
 
 from __future__ import annotations
-
-import hashlib
 
 import torch
 import torch.nn as nn
@@ -21,43 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import functional as AF
-from .config import Normalization, StageSettings
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from any parts (e.g. ``(seed, epoch, "shuffle")``): independent streams."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
-class NoiseSource:
-    """Seeded ``torch.Generator`` per device for temporal noise.
-
-    Generators live on the device of the tensors they fill (no host round trip). Re-seeding
-    restarts every device's stream; moving a model to a new device starts that device's stream
-    from the current seed.
-    """
-
-    def __init__(self, seed: int = 0) -> None:
-        self.seed = seed
-        self._generators: dict[torch.device, torch.Generator] = {}
-
-    def reseed(self, seed: int) -> None:
-        self.seed = seed
-        self._generators.clear()
-
-    def generator(self, device: torch.device) -> torch.Generator | None:
-        if device.type == "meta":
-            return None
-        gen = self._generators.get(device)
-        if gen is None:
-            gen = torch.Generator(device=device)
-            gen.manual_seed(self.seed)
-            self._generators[device] = gen
-        return gen
-
-    def __repr__(self) -> str:
-        return f"NoiseSource(seed={self.seed})"
+from .config import Normalization, StageSettings, unit
+from .seeds import NoiseSource
 
 
 def _off(sigma: float | Tensor | None) -> bool:
@@ -164,9 +127,9 @@ class AnalogReLU(nn.Module):
 
     def extra_repr(self) -> str:
         text = "cutoff=0 V (ideal)" if self.cutoff is None else f"cutoff={_fmt(self.cutoff, 'V')}"
-        for name, unit in (("gain", ""), ("threshold", "V"), ("softness", "V")):
+        for name in ("gain", "threshold", "softness"):
             if getattr(self, name) is not None:
-                text += f", {name}={_fmt(getattr(self, name), unit)}"
+                text += f", {name}={_fmt(getattr(self, name), unit(f'relu_{name}'))}"
         return text
 
 
@@ -288,17 +251,9 @@ class _AnalogMAC:
         return y
 
     def _settings_repr(self) -> str:
-        units = {
-            "input_clip": "V",
-            "out_saturation": "V",
-            "out_noise": "V",
-            "offset_mismatch": "V",
-            "out_full_scale": "V",
-            "gain_mismatch": "rel",
-        }
-        s = self.settings
+        s = self.settings  # units: the Nonidealities metadata (linear_* has every stage setting)
         on = [
-            f"{k}={_fmt(getattr(s, k), units.get(k, ''))}"
+            f"{k}={_fmt(getattr(s, k), unit(f'linear_{k}'))}"
             for k in s.__dataclass_fields__
             if getattr(s, k) is not None and k not in ("saturation", "weight_zero_level")
         ]

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -15,20 +16,28 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .config import ModelParams, Nonidealities, Normalization
-from .errors import GeometryError
+from . import functional as AF
+from .config import MISMATCH_FIELDS, TEMPORAL_NOISE, ModelParams, Nonidealities, Normalization
+from .errors import AanntwinError, GeometryError
+from .io import atomic_path
 from .layers import (
     AnalogConv2d,
     AnalogLinear,
     AnalogReLU,
     Noise,
-    NoiseSource,
     Normalize,
     Quantize,
-    derive_seed,
 )
+from .seeds import NoiseSource, derive_seed
+
+NOISE_AFTER = {f.replace("conv2d", "conv").removesuffix("_noise"): f for f in TEMPORAL_NOISE}
+"""The temporal-noise field (V, std) drawn first after each tap (``input``: ``input_noise``,
+``conv_out``: ``conv2d_out_noise`` ...; :data:`~aanntwin.config.TEMPORAL_NOISE`):
+``forward_from(h, tap)`` starts with that draw (taps ``features`` and ``linear_in`` have none)."""
 
 
 @dataclass(frozen=True)
@@ -163,10 +172,16 @@ class Main(nn.Module):
         self.set_nonidealities(nonidealities or Nonidealities())
 
     # ----------------------------------------------------------------- configuration
+    def stage_names(self) -> list[str]:
+        """Names of the MAC stages in signal order: ``conv``, ``hidden0`` ..., ``linear``."""
+        return ["conv", *self.hidden_names, "linear"]
+
     def mac_stages(self) -> list[AnalogConv2d | AnalogLinear]:
-        return [self.conv, *(getattr(self, n) for n in self.hidden_names), self.linear]
+        """The MAC stages in the order of :meth:`stage_names`."""
+        return [getattr(self, n) for n in self.stage_names()]
 
     def relus(self) -> list[AnalogReLU]:
+        """The ReLU circuits in signal order: ``relu``, ``hidden0_relu`` ..."""
         return [self.relu, *(getattr(self, f"{n}_relu") for n in self.hidden_names)]
 
     def set_nonidealities(self, nl: Nonidealities) -> None:
@@ -190,12 +205,8 @@ class Main(nn.Module):
             self.draw_mismatch(nl.chip_seed)
 
     def has_mismatch(self) -> bool:
-        nl = self.nonidealities
-        return any(
-            getattr(nl, f"{k}_{m}_mismatch")
-            for k in ("conv2d", "linear")
-            for m in ("gain", "offset")
-        )
+        """Whether any fixed-pattern mismatch field is on (a chip must be drawn)."""
+        return any(getattr(self.nonidealities, f) for f in MISMATCH_FIELDS)
 
     def draw_mismatch(self, chip_seed: int) -> None:
         """Draw a chip instance: fixed-pattern errors of every stage from one seed."""
@@ -205,6 +216,19 @@ class Main(nn.Module):
     def reseed(self, seed: int) -> None:
         """Restart the temporal-noise stream: the same seed repeats the same noisy forward."""
         self.noise_source.reseed(seed)
+
+    def without_temporal_noise(self) -> Main:
+        """A deep copy with every temporal noise off (the :data:`~aanntwin.config.TEMPORAL_NOISE`
+        fields None); weights, the drawn chip and every other setting are kept as they are (no
+        redraw), and ``self`` is untouched."""
+        quiet = copy.deepcopy(self)
+        quiet.nonidealities = self.nonidealities.replace(**dict.fromkeys(TEMPORAL_NOISE))
+        quiet.input_noise.sigma = None
+        for relu in quiet.relus():
+            relu.noise.sigma = None
+        for stage in quiet.mac_stages():
+            stage.configure(dataclasses.replace(stage.settings, out_noise=None))
+        return quiet
 
     # ----------------------------------------------------------------- forward
     def _steps(self) -> list[tuple[str | None, Callable[[Tensor], Tensor] | None]]:
@@ -250,9 +274,43 @@ class Main(nn.Module):
         """
         return self._run(x, None, tap)
 
-    def forward_from(self, h: Tensor, tap: str) -> Tensor:
-        """Continue the forward pass from the signal ``h`` at ``tap`` (its noise included)."""
+    def forward_from(
+        self, h: Tensor, tap: str, *, unit_noise: Tensor | None = None, sigma: float | None = None
+    ) -> Tensor:
+        """Continue the forward pass from the signal ``h`` at ``tap`` (its noise included).
+
+        ``unit_noise`` (a unit draw of ``h``'s shape): the noise site right after ``tap``
+        (:data:`NOISE_AFTER`) adds ``unit_noise * sigma`` (sigma in V;
+        :func:`~aanntwin.functional.inject_noise`) instead of drawing; the model's own level of
+        that field must be off (ValueError otherwise). Where
+        :func:`~aanntwin.functional.injectable` holds this equals the model's own draw at that
+        level from the same generator state, bit for bit.
+        """
+        if unit_noise is not None:
+            field = NOISE_AFTER.get(tap)
+            if field is None or getattr(self.nonidealities, field):
+                why = "has no noise site" if field is None else f"draws its own {field}"
+                raise ValueError(f"cannot inject noise after tap {tap!r}: the model {why}")
+            h = AF.inject_noise(h, unit_noise, sigma)
         return self._run(h, tap, None)
+
+    def mac_outputs(self, x: Tensor) -> dict[str, Tensor]:
+        """One forward pass of ``x``; each MAC stage's ``mac`` output (V: after offset and
+        saturation, before its temporal noise and ADC), keyed by :meth:`stage_names`. Noise is
+        drawn as set: use :meth:`without_temporal_noise` for the noiseless outputs."""
+        stages: dict[object, str] = dict(zip(self.mac_stages(), self.stage_names(), strict=True))
+        macs = {stage.mac: name for stage, name in stages.items()}
+        out: dict[str, Tensor] = {}
+        h = x
+        for _, step in self._steps():
+            if step in stages:  # a hidden stage is one step: split it at its MAC output
+                out[stages[step]] = h = step.mac(h)  # type: ignore[union-attr]
+                h = step.finish(h)  # type: ignore[union-attr]
+            elif step is not None:
+                h = step(h)
+                if step in macs:
+                    out[macs[step]] = h
+        return out
 
     def forward(self, x: Tensor) -> Tensor:
         return self._run(x, None, None)
@@ -295,10 +353,6 @@ WEIGHTS_FILE = "weights.safetensors"
 def save_weights(model: Main, path: str | os.PathLike[str], metadata: dict | None = None) -> None:
     """Write the named weights (``conv.weight`` ...) as safetensors, atomically; the same weights
     and metadata give the same bytes."""
-    from safetensors.torch import save_file
-
-    from .io import atomic_path
-
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     # One metadata entry: safetensors writes its metadata map in no fixed order, so several
     # entries made identical weights into files of different bytes.
@@ -314,11 +368,6 @@ def load_weights(model: Main, path: str | os.PathLike[str]) -> None:
 
     Missing, extra or wrongly shaped tensors are an error naming the file and the key.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .errors import AanntwinError
-
     try:
         tensors = load_file(os.fspath(path))
     except FileNotFoundError:

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from . import __version__
+
 
 def git_commit(path: Path | None = None) -> str | None:
     """The commit of the checkout holding this package (``+dirty`` if modified); None outside one."""
@@ -27,8 +29,6 @@ def git_commit(path: Path | None = None) -> str | None:
 
 
 def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
-    from . import __version__
-
     dev = torch.device(device) if device is not None else torch.device("cpu")
     info: dict[str, Any] = {
         "aanntwin": __version__,

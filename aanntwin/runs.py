@@ -6,11 +6,16 @@
 depend only on the inputs: identical inputs (configuration, data, torch version, device kind,
 thread count) give byte-identical files, also after an interrupted run was resumed. What varies
 from one execution to the next lives in ``timing.json`` alone.
+
+This module is the one owner of the folder: it writes it (:func:`write_run`, or
+:func:`write_model` for a derived model such as a normalized one), reads it (:func:`load_run`,
+:func:`load_metrics`) and builds the model of a run configuration (:func:`build_model`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,16 +23,41 @@ from typing import Any
 
 import torch
 
-from .config import RunConfig
+from .config import DATASET_REGISTRY, Nonidealities, RunConfig, load_config
 from .data import Dataset
+from .errors import AanntwinError
 from .io import write_json_atomic
-from .model import WEIGHTS_FILE, save_weights
+from .model import WEIGHTS_FILE, Geometry, Main, geometry, load_weights, save_weights
 from .provenance import provenance
 from .training import EvalResult, TrainResult
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 TIMING_FILE = "timing.json"
+
+
+def build_model(
+    config: RunConfig, nonidealities: Nonidealities | None = None, dataset: str | None = None
+) -> Main:
+    """The (untrained) :class:`Main` of a run: its geometry for ``dataset`` (default: the run's;
+    shape and classes from the registry), its normalization, ``nonidealities`` (default: off)."""
+    info = DATASET_REGISTRY[dataset or config.dataset]
+    nl = nonidealities or Nonidealities()
+    return Main(config.model, info.in_shape, info.n_classes, nl, config.normalization)
+
+
+def run_geometry(config: RunConfig) -> Geometry:
+    """The geometry and hardware counts of a run configuration on its dataset (validates it)."""
+    info = DATASET_REGISTRY[config.dataset]
+    return geometry(config.model, info.in_shape, info.n_classes)
+
+
+def write_model(folder: str | os.PathLike[str], config: RunConfig, model: Main) -> Path:
+    """Write the loadable part of a run folder: weights and ``config.json``; returns it."""
+    out = Path(folder)
+    save_weights(model, out / WEIGHTS_FILE, {"config": config.to_dict()})
+    write_json_atomic(out / CONFIG_FILE, json.loads(config.to_json()))
+    return out
 
 
 def write_run(
@@ -40,9 +70,7 @@ def write_run(
     wall_seconds: float | None = None,
 ) -> Path:
     """Write the run folder of a finished training (each file atomically); returns it."""
-    out = Path(folder)
-    save_weights(result.model, out / WEIGHTS_FILE, {"config": config.to_dict()})
-    write_json_atomic(out / CONFIG_FILE, json.loads(config.to_json()))
+    out = write_model(folder, config, result.model)
     history = [dataclasses.asdict(h) for h in result.history]
     metrics = {
         "test_accuracy": test.accuracy,
@@ -83,3 +111,40 @@ def load_metrics(folder: str | os.PathLike[str]) -> dict[str, Any]:
 def load_timing(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """``timing.json`` of a run folder (wall times, epochs read from the cache)."""
     return json.loads((Path(folder) / TIMING_FILE).read_text(encoding="utf-8"))
+
+
+def is_run(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds a loadable run (its ``config.json`` and weights)."""
+    return (Path(folder) / CONFIG_FILE).exists() and (Path(folder) / WEIGHTS_FILE).exists()
+
+
+def read_config(folder: str | os.PathLike[str]) -> RunConfig:
+    """``config.json`` of a run folder."""
+    return load_config(str(Path(folder) / CONFIG_FILE))
+
+
+def weights_sha256(folder: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a run folder's weights file: identifies the trained weights."""
+    return hashlib.sha256((Path(folder) / WEIGHTS_FILE).read_bytes()).hexdigest()
+
+
+def load_run(
+    run_dir: str | os.PathLike[str],
+    nonidealities: Nonidealities | None = None,
+    device: str | torch.device = "cpu",
+    dataset: str | None = None,
+) -> tuple[RunConfig, Main]:
+    """The config and model of a folder written by ``aanntwin train`` (or ``normalize``).
+
+    ``nonidealities`` replaces the ones it trained with (default: all off, the ideal model);
+    ``dataset`` builds it for another dataset's images (default: the run's).
+    """
+    folder = Path(run_dir)
+    if not is_run(folder):
+        raise AanntwinError(
+            f"{folder}: not a trained model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})"
+        )
+    cfg = read_config(folder)
+    model = build_model(cfg, nonidealities, dataset)
+    load_weights(model, folder / WEIGHTS_FILE)
+    return cfg, model.to(device)

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from .cache import CheckpointCache
 from .config import RunConfig, TrainParams
 from .data import Dataset, batches
-from .layers import derive_seed
 from .model import Main
+from .seeds import derive_seed
 
 
 def noise_seed(seed: int, run: int) -> int:

@@ -31,8 +31,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from aanntwin import Nonidealities, RunConfig, TrainParams, load_dataset  # noqa: E402
 from aanntwin.data import batches  # noqa: E402
-from aanntwin.layers import derive_seed  # noqa: E402
 from aanntwin.model import Main  # noqa: E402
+from aanntwin.seeds import derive_seed  # noqa: E402
 from aanntwin.training import evaluate, train  # noqa: E402
 
 REFERENCE = Nonidealities(

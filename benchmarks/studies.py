@@ -153,9 +153,9 @@ def bench_clean_pass(ctx: Context) -> None:
 
 
 def bench_specs(ctx: Context) -> None:
-    from aanntwin.specs import SpecSearch, Target
     from aanntwin.studies.noise import KINDS
     from aanntwin.studies.normalize import apply, normalize
+    from aanntwin.studies.specs import SpecSearch, Target
 
     data = ctx.data
     model = apply(ctx.model, normalize(ctx.model, data.x_train[:10_000], 1.0))
@@ -174,7 +174,7 @@ def bench_specs(ctx: Context) -> None:
 def bench_fidelity(ctx: Context) -> None:
     import shutil
 
-    from aanntwin.characterize import bench_fidelity as run
+    from aanntwin.characterization.pipeline import bench_fidelity as run
 
     if shutil.which("ngspice") is None:
         print(json.dumps({"figure": "fidelity_rms_pct_fs", "skipped": "ngspice not installed"}))

@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aanntwin import characterize_cli
-from aanntwin.characterize import characterize, write_outputs
-from aanntwin.characterize_data import Dataset, read_all, read_csv, validate
-from aanntwin.characterize_fit import (
+from aanntwin.characterization.circuits import DATA_DIR, EXAMPLE_FILES, example_files
+from aanntwin.characterization.curves import CurveTable, read_all, read_csv, validate
+from aanntwin.characterization.fit import (
     MultiplierModel,
     ReluModel,
     fit_montecarlo,
@@ -23,9 +22,10 @@ from aanntwin.characterize_fit import (
     fit_relu,
     polynomial_fit,
 )
-from aanntwin.characterize_twin import extended, fan_ins, predict_mac
-from aanntwin.circuits import DATA_DIR, EXAMPLE_FILES, example_files
-from aanntwin.cli import _Parser
+from aanntwin.characterization.pipeline import characterize, write_outputs
+from aanntwin.characterization.twin import extended, fan_ins, predict_mac
+from aanntwin.cli import characterize as characterize_cli
+from aanntwin.cli.common import Parser as _Parser
 from aanntwin.config import Nonidealities, load_nonidealities
 from aanntwin.errors import AanntwinError, DataError
 
@@ -45,9 +45,9 @@ def _cli(argv: list[str]) -> int:
     return characterize_cli.run(parser.parse_args(argv))
 
 
-def _ds(frame: pd.DataFrame, circuit: str = "multiplier", analysis: str = "dc") -> Dataset:
+def _ds(frame: pd.DataFrame, circuit: str = "multiplier", analysis: str = "dc") -> CurveTable:
     meta = {"x_full_scale": "0.1 V", "w_full_scale": "0.2 V", "y_full_scale": "1e-05 A"}
-    return validate(Dataset(circuit, analysis, frame, meta, "synthetic"))
+    return validate(CurveTable(circuit, analysis, frame, meta, "synthetic"))
 
 
 def test_example_data_is_small_and_complete():
@@ -250,6 +250,22 @@ def test_duplicate_data_is_refused():
         read_all([dc, dc])
 
 
+def test_the_data_source_and_the_tables_of_notebook_01(tmp_path):
+    from aanntwin.characterization import flow, tables
+
+    committed = flow.acquire(simulate_circuits=False)
+    assert committed.source == flow.COMMITTED and committed.line() == "data: committed CSVs"
+    given = flow.acquire([EXAMPLE_FILES[("relu", "dc")]], simulate_circuits=True)
+    assert given.source == flow.CSV_FILES and len(given.tables) == 1
+    assert len(tables.sources(committed.tables)) == len(example_files())
+    result, paths = flow.fit_and_write(committed, "digits", tmp_path, plots=False)
+    assert result.fan_in == fan_ins("digits") and flow.wrote(paths, tmp_path).startswith("wrote")
+    res = tables.residuals(result)
+    assert list(res["fit"]) == ["multiplier", "relu", "relu, twin max(cutoff, x)"]
+    assert tables.parameters(paths["parameters"])["stderr"].map(type).eq(str).all()
+    assert set(tables.headlines(result)) == {"fidelity_rms_pct_fs", "active_nonidealities"}
+
+
 def test_cli_fits_csvs_and_training_uses_the_result(tmp_path, capsys):
     from aanntwin.cli import main
 
@@ -298,7 +314,7 @@ def test_write_outputs_without_plots(tmp_path, fitted):
 def test_figures_for_the_notebook_are_labelled_and_leave_no_pyplot_figure(tmp_path, fitted):
     import matplotlib.pyplot as plt
 
-    from aanntwin import characterize_plots as cp
+    from aanntwin.characterization import plots as cp
 
     before = plt.get_fignums()
     fid = fitted.fidelity
@@ -310,5 +326,4 @@ def test_figures_for_the_notebook_are_labelled_and_leave_no_pyplot_figure(tmp_pa
             assert ax.get_ylabel() or ax.get_xlabel(), ax.get_title()
     noise_axes = figs[2].axes
     assert len(noise_axes) == 2 and "1000..1e+07 Hz" in noise_axes[0].get_title()
-    assert cp.plot_noise(fitted.noise, tmp_path / "noise.png").stat().st_size > 0
     assert plt.get_fignums() == before

@@ -5,29 +5,14 @@ import sys
 import pytest
 
 from aanntwin.cli import main
+from aanntwin.config import RunConfig, TrainParams
 from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                "digits",
-                "--epochs",
-                "4",
-                "--out",
-                str(out),
-                "--no-progress",
-                "--no-cache",
-            ]
-        )
-        == 0
-    )
-    return out
+def trained(trained_run):
+    """``aanntwin train --dataset digits --epochs 4`` (the shared run factory trains via the CLI)."""
+    return trained_run(RunConfig(train=TrainParams(epochs=4))).folder
 
 
 def test_train_writes_weights_metrics_and_provenance(trained):

@@ -129,3 +129,59 @@ def test_nested_config_errors_name_the_section(tmp_path):
         load_config(str(path))
     with pytest.raises(ConfigError, match="file not found"):
         load_config(str(tmp_path / "missing.json"))
+
+
+def test_every_nonideality_field_has_a_unit_and_one_group():
+    """One home per concept: the unit lives in the field's metadata; the groups cover every
+    field once, and the temporal-noise and mismatch groups are the per-stage groups' own."""
+    import dataclasses
+
+    from aanntwin.config import FIELD_GROUPS, MISMATCH_FIELDS, TEMPORAL_NOISE, unit
+
+    names = [f.name for f in dataclasses.fields(Nonidealities)]
+    assert all(unit(n) for n in names), [n for n in names if not unit(n)]
+    grouped = [n for group in FIELD_GROUPS.values() for n in group]
+    assert sorted(grouped) == sorted(names)
+    assert set(TEMPORAL_NOISE) | set(MISMATCH_FIELDS) <= set(grouped)
+    assert {unit(n) for n in names if n.endswith("_bits")} == {"bits"}
+
+
+def test_the_dataset_registry_is_what_the_cli_the_loaders_and_the_model_read():
+    from aanntwin.cli import build_parser
+    from aanntwin.config import DATASET_REGISTRY, DATASETS, IN_SHAPES
+    from aanntwin.data import DATASET_NAMES
+    from aanntwin.idx import SPECS
+
+    assert DATASETS == DATASET_NAMES == tuple(DATASET_REGISTRY) == tuple(IN_SHAPES)
+    for name, spec in SPECS.items():
+        assert (spec.title, spec.in_shape) == (
+            DATASET_REGISTRY[name].title,
+            DATASET_REGISTRY[name].in_shape,
+        )
+    args = build_parser().parse_args(["info", "--dataset", DATASETS[-1]])
+    assert args.dataset == DATASETS[-1]
+    with pytest.raises(ConfigError, match="must be one of"):
+        RunConfig.from_dict({"dataset": "cifar"})
+
+
+def test_the_reference_nonidealities_are_package_data():
+    from pathlib import Path
+
+    import aanntwin
+
+    packaged = Path(aanntwin.__file__).with_name("reference_nonidealities.json")
+    example = Path(__file__).resolve().parents[1] / "examples" / "reference_nonidealities.json"
+    assert load_nonidealities(str(packaged)) == load_nonidealities(str(example))
+
+
+def test_the_layers_print_the_metadata_units():
+    from aanntwin.config import unit
+    from aanntwin.model import Main
+    from tests.conftest import EVERYTHING
+
+    text = repr(Main(nonidealities=Nonidealities(**EVERYTHING, relu_gain=1.5)))
+    for field in ("conv2d_weight_bits", "conv2d_gain_mismatch", "linear_out_full_scale"):
+        name = field.split("_", 1)[1]
+        value = EVERYTHING[field]
+        assert f"{name}={value:g} {unit(field)}" in text or f"{name}={value} {unit(field)}" in text
+    assert f"gain=1.5 {unit('relu_gain')}" in text

@@ -3,7 +3,7 @@
 import pytest
 
 from aanntwin.config import RunConfig, TrainParams
-from aanntwin.studies.noise import NoiseSweep, run_noise_sweep
+from aanntwin.studies.noise_sweep import NoiseSweep, run_noise_sweep
 
 distributed = pytest.importorskip("distributed")
 

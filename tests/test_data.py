@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from aanntwin.data import (
-    FILES,
-    SOURCES,
-    UnverifiedDataWarning,
-    batches,
-    load_dataset,
-    read_idx,
-)
+from aanntwin.data import batches, load_dataset
 from aanntwin.errors import DataError
+from aanntwin.idx import FILES, SOURCES, UnverifiedDataWarning, read_idx
 
 
 def _write_idx(path, array, gz=True):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from aanntwin import notebook as nb
 from aanntwin.config import Nonidealities
-from aanntwin.explorer import SLIDERS, Explorer
-from aanntwin.studies.common import load_run
+from aanntwin.report import notebook as nb
+from aanntwin.report.explorer import SLIDERS, Explorer
+from aanntwin.runs import load_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -70,3 +70,18 @@ def test_header_shows_configuration_seed_and_chip(tmp_path):
     html = nb.header(ctx).data
     for text in ("digits", "seed", "chip instance", "7", "5", "input_noise = 0.1", "runs"):
         assert text in html, text
+
+
+def test_quick_caps_live_in_one_place(tmp_path):
+    from aanntwin.report import plans
+
+    params = dict(dataset="digits", out_dir=str(tmp_path), quick=True, spec_runs=20,
+                  chip_instances=100, epochs=12)  # fmt: skip
+    quick, full = nb.setup(params), nb.setup({**params, "quick": False})
+    assert quick.epochs == plans.QUICK_CAPS["epochs"] == nb.QUICK_EPOCHS and full.epochs == 12
+    assert (quick.capped("spec_runs", 5), full.capped("spec_runs", 5)) == (6, 20)
+    assert (quick.capped("chip_instances", 5), full.capped("chip_instances", 5)) == (20, 100)
+    assert quick.capped("runs", 1) == 1 and full.runs() == 5
+    assert len(plans.spec_kinds(True)) < len(plans.spec_kinds(False))
+    sweep = nb.noise_sweep(quick)
+    assert sweep.runs == 2 and sweep.test_levels == plans.noise_plan(True)["test_levels"]

@@ -9,22 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
+from aanntwin.config import Nonidealities
 from aanntwin.errors import AanntwinError
-from aanntwin.export import MANIFEST, export_model, export_run, load_export
 from aanntwin.model import WEIGHTS_FILE, save_weights
-from aanntwin.training import evaluate, train
+from aanntwin.studies.export import MANIFEST, export_model, export_run, load_export
+from aanntwin.training import evaluate
+from tests.conftest import SMALL, SMALL_HIDDEN
 
 
 @pytest.fixture(scope="module")
-def trained(digits):
-    out = {}
-    for hidden in ((), (8,)):
-        cfg = RunConfig(
-            model=ModelParams(hidden=hidden), train=TrainParams(epochs=3, batch_size=32)
-        )
-        out[hidden] = (cfg, train(cfg, digits, progress=False).model)
-    return out
+def trained(trained_run):
+    """Per hidden widths: the shared small run's config and a model of this module's own."""
+    return {cfg.model.hidden: (cfg, trained_run(cfg).model) for cfg in (SMALL, SMALL_HIDDEN)}
 
 
 def quantized(model, manifest, zero_level):
@@ -188,7 +184,8 @@ def test_straight_through_ulp_does_not_change_accuracy(trained, digits, tmp_path
 def test_cli_glue_and_evaluate_export(trained, tmp_path, capsys):
     import argparse
 
-    from aanntwin import export, export_cli
+    from aanntwin.cli import export as export_cli
+    from aanntwin.studies import export
 
     cfg, model = trained[(8,)]
     run = tmp_path / "run"
@@ -210,14 +207,12 @@ def test_cli_glue_and_evaluate_export(trained, tmp_path, capsys):
         parser.parse_args(["export", str(run), "--bits", "conv=x", "--out", "o"])
 
 
-def test_export_and_evaluate_export_from_the_command_line(tmp_path, capsys):
+def test_export_and_evaluate_export_from_the_command_line(trained_run, tmp_path, capsys):
     import json as _json
 
     from aanntwin.cli import main
 
-    run = tmp_path / "run"
-    assert main(["train", "--dataset", "digits", "--epochs", "3", "--batch-size", "32",
-                 "--out", str(run), "--no-progress", "--no-cache"]) == 0  # fmt: skip
+    run = trained_run(SMALL).folder  # aanntwin train --epochs 3 --batch-size 32
     out = tmp_path / "export"
     assert main(["export", str(run), "--bits", "conv=3,linear=4", "--out", str(out)]) == 0
     capsys.readouterr()
@@ -236,16 +231,9 @@ QUANTIZED_RUN = {"conv2d_weight_bits": 3, "linear_weight_bits": 1, "linear_weigh
 
 
 @pytest.fixture(scope="module")
-def quantized_run(tmp_path_factory):
+def quantized_run(trained_run):
     """A digits run trained with weight quantization, through the CLI (3 epochs, ~3 s)."""
-    from aanntwin.cli import main
-
-    folder = tmp_path_factory.mktemp("qrun")
-    (folder / "nl.json").write_text(json.dumps(QUANTIZED_RUN))
-    assert main(["train", "--dataset", "digits", "--epochs", "3", "--batch-size", "32",
-                 "--nonidealities", str(folder / "nl.json"), "--out", str(folder / "run"),
-                 "--no-progress", "--no-cache"]) == 0  # fmt: skip
-    return folder / "run"
+    return trained_run(SMALL.replace(nonidealities=Nonidealities(**QUANTIZED_RUN))).folder
 
 
 def _accuracy(capsys, argv: list[str]) -> float:
@@ -291,7 +279,7 @@ def test_refs_in_sigmas(trained, tmp_path):
     study's unit); old code: not a float, an argparse error."""
     import argparse
 
-    from aanntwin import export_cli
+    from aanntwin.cli import export as export_cli
 
     cfg, model = trained[(8,)]
     parser = argparse.ArgumentParser()

@@ -6,8 +6,9 @@ import torch.nn.functional as F
 
 from aanntwin import functional as AF
 from aanntwin.config import Nonidealities, StageSettings
-from aanntwin.layers import AnalogConv2d, AnalogLinear, AnalogReLU, Noise, NoiseSource, Quantize
+from aanntwin.layers import AnalogConv2d, AnalogLinear, AnalogReLU, Noise, Quantize
 from aanntwin.model import Main
+from aanntwin.seeds import NoiseSource
 from tests.conftest import EVERYTHING
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from aanntwin.cli import main
-from aanntwin.data import FILES
+from aanntwin.idx import FILES
 from tests.conftest import require_mnist
 
 

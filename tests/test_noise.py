@@ -8,30 +8,32 @@ import pytest
 import torch
 
 from aanntwin.cli import main
-from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
+from aanntwin.config import Nonidealities, RunConfig, TrainParams
 from aanntwin.errors import AanntwinError
-from aanntwin.functional import gaussian_noise
-from aanntwin.layers import derive_seed
+from aanntwin.functional import gaussian_noise, inject_noise
+from aanntwin.seeds import derive_seed
 from aanntwin.studies import noise
 from aanntwin.studies.grid import REFERENCE_TEST_LEVELS, REFERENCE_TRAIN_LEVELS, parse_levels
-from aanntwin.studies.noise import KINDS, MISMATCH, NoiseSweep, evaluate_levels, run_noise_sweep
-from aanntwin.training import evaluate, train
+from aanntwin.studies.noise import KINDS, MISMATCH, evaluate_levels
+from aanntwin.studies.noise_sweep import NoiseSweep, run_noise_sweep
+from aanntwin.training import evaluate
+from tests.conftest import HIDDEN16, SMALL
 
 QUICK = RunConfig(train=TrainParams(epochs=4, batch_size=64))
-HIDDEN = RunConfig(model=ModelParams(hidden=(16,)), train=TrainParams(epochs=2, batch_size=64))
+HIDDEN = HIDDEN16
 LEVEL = {"input": 0.5, "conv_out": 0.5, "relu_out": 0.5, "linear_out": 1.0, "conv_gain": 0.5,
          "conv_offset": 0.5, "linear_gain": 0.5, "linear_offset": 0.5}  # fmt: skip
 N, BATCH = 301, 128  # three batches, the last of 45 images: no multiple of 16 elements
 
 
 @pytest.fixture(scope="module")
-def model(digits):
-    return train(QUICK, digits, progress=False).model
+def model(trained_run):
+    return trained_run(SMALL).model
 
 
 @pytest.fixture(scope="module")
-def hidden_model(digits):
-    return train(HIDDEN, digits, progress=False).model
+def hidden_model(trained_run):
+    return trained_run(HIDDEN).model
 
 
 def direct(model, x, y, kind, level, *, base=None, runs=2, seed=5, batch_size=None, eval_seed=None):
@@ -136,7 +138,7 @@ def test_injected_unit_draw_is_the_models_own_draw_bit_for_bit(dtype):
         for sigma in (0.013, 0.1, 0.37, 0.99, 3.3):
             own = gaussian_noise(h, sigma, torch.Generator().manual_seed(2))
             z = torch.empty_like(h).normal_(0.0, 1.0, generator=torch.Generator().manual_seed(2))
-            assert torch.equal(noise._inject(h, z, sigma), own), (n, sigma)
+            assert torch.equal(inject_noise(h, z, sigma), own), (n, sigma)
     assert not noise.injectable([torch.zeros(15, dtype=dtype)])
 
 

@@ -6,34 +6,31 @@ import json
 import pytest
 import torch
 
-from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
+from aanntwin.cli.studies import add_normalize_parser as add_parser
+from aanntwin.cli.studies import run_normalize as run
+from aanntwin.config import Nonidealities
 from aanntwin.errors import AanntwinError
-from aanntwin.io import write_json_atomic
-from aanntwin.model import WEIGHTS_FILE, save_weights
-from aanntwin.studies.common import load_run
+from aanntwin.runs import load_run
 from aanntwin.studies.normalize import (
-    add_parser,
     apply,
     calibrate,
     normalize,
     normalize_run,
-    run,
-    stage_names,
 )
-from aanntwin.training import evaluate, train
+from aanntwin.training import evaluate
+from tests.conftest import SMALL, SMALL_HIDDEN
 
-CONFIG = RunConfig(train=TrainParams(epochs=3))
-HIDDEN = RunConfig(model=ModelParams(hidden=(8,)), train=TrainParams(epochs=3))
-
-
-@pytest.fixture(scope="module")
-def model(digits):
-    return train(CONFIG, digits, progress=False).model.eval()
+CONFIG = SMALL
 
 
 @pytest.fixture(scope="module")
-def hidden_model(digits):
-    return train(HIDDEN, digits, progress=False).model.eval()
+def model(trained_run):
+    return trained_run(CONFIG).model.eval()
+
+
+@pytest.fixture(scope="module")
+def hidden_model(trained_run):
+    return trained_run(SMALL_HIDDEN).model.eval()
 
 
 def _mac_outputs(model, x):
@@ -54,7 +51,7 @@ def test_calibration_matches_the_max_and_quantile_of_each_stage_output(which, di
     outputs = _mac_outputs(m, x)
     peak = calibrate(m, x, batch_size=97)  # several uneven batches
     q = calibrate(m, x, quantile=0.9, batch_size=97)
-    assert list(peak) == list(q) == stage_names(m) == list(outputs)
+    assert list(peak) == list(q) == m.stage_names() == list(outputs)
     for name, y in outputs.items():
         assert peak[name] == pytest.approx(float(y.abs().max()), rel=1e-6)
         assert q[name] == pytest.approx(float(torch.quantile(y.abs().flatten(), 0.9)), rel=1e-5)
@@ -171,11 +168,8 @@ def test_float64(hidden_model, digits):
 
 
 @pytest.fixture(scope="module")
-def run_dir(model, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("run")
-    save_weights(model, folder / WEIGHTS_FILE, {"config": CONFIG.to_dict()})
-    write_json_atomic(folder / "config.json", json.loads(CONFIG.to_json()))
-    return folder
+def run_dir(trained_run):
+    return trained_run(CONFIG).folder
 
 
 def test_normalize_run_writes_a_loadable_folder_with_the_same_accuracy(run_dir, tmp_path, digits):

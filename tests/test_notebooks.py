@@ -5,7 +5,7 @@ import json
 import nbformat
 import pytest
 
-from aanntwin.workbook import NOTEBOOKS_DIR, run_workbook
+from aanntwin.report.workbook import NOTEBOOKS_DIR, run_workbook
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 CONTRACT = ("dataset", "data_dir", "epochs", "seed", "nonidealities", "out_dir", "quick",
@@ -29,6 +29,15 @@ def test_committed_without_outputs_and_with_one_parameters_cell(path):
     assert nb.cells[0].cell_type == "markdown"  # what it answers and for whom
     assert nb.metadata.kernelspec.name == "python3"
     assert all(len(c.source.splitlines()) <= 25 for c in code), "logic belongs in the library"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_thin_at_most_30_lines_of_code_besides_the_parameters(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"
+            and "parameters" not in c.metadata.get("tags", [])]  # fmt: skip
+    lines = sum(len(c.source.splitlines()) for c in code)  # every line, blank ones included
+    assert lines <= 30, f"{path.stem}: {lines} lines of code; logic belongs in the library"
 
 
 def test_the_workbook_runs_every_notebook_headless(tmp_path):

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from aanntwin import notebook as nb
-from aanntwin import plots
 from aanntwin.config import Nonidealities
-from aanntwin.explorer import TAPS, range_markers
+from aanntwin.report import notebook as nb
+from aanntwin.report import plots
+from aanntwin.report.explorer import TAPS, range_markers
 
 RNG = np.random.default_rng(0)
 NL = Nonidealities(
@@ -130,22 +130,7 @@ def test_tolerance_curves_and_levels():
     assert tol.loc["relu_out", "ideal accuracy (%)"] == pytest.approx(90.0)
 
 
-def test_transfer_curves_follow_the_twin():
-    curves = nb.transfer_curves(NL)
-    v, conv, linear = curves["v"], curves["conv"], curves["linear"]
-    poly = lambda x: x + 0.1 * x**2  # noqa: E731
-    top = np.argmax(v)
-    assert conv[top] == pytest.approx(poly(1.0)) and linear[top] == pytest.approx(2.0)
-    assert curves["relu"].min() == pytest.approx(-0.1)
-    axes = labelled(plots.transfer_curves(curves, NL.relu_cutoff))
-    assert all("(V)" in ax.get_xlabel() and "(V)" in ax.get_ylabel() for ax in axes)
-
-
-def test_noise_bars_and_table_units():
-    sigmas = nb.noise_sigmas(NL)
-    assert sigmas["input_noise"] == (0.1, "V") and sigmas["conv2d_gain_mismatch"] == (2.0, "%")
-    axes = labelled(plots.noise_bars(sigmas))
-    assert sorted(ax.get_ylabel() for ax in axes) == ["sigma (%)", "sigma (V)"]
+def test_nonidealities_table_units():
     table = nb.nonidealities_table(NL).set_index("field")
     assert table.loc["input_noise", "unit"] == "V" and table.loc["input_bits", "value"] == "off"
     assert table.loc["linear_out_bits", "unit"] == "bits"
@@ -153,7 +138,7 @@ def test_noise_bars_and_table_units():
 
 
 def test_yield_histogram_marks_the_threshold_and_states_the_yield():
-    from aanntwin.specs import YieldResult
+    from aanntwin.studies.specs import YieldResult
 
     accs = [0.95, 0.96, 0.97, 0.93, 0.965]
     res = YieldResult(5, 4, 0.8, 0.38, 0.96, 0.95, 0.94, accs)
@@ -172,6 +157,14 @@ def test_explorer_figure_and_no_pyplot_leak():
     assert len(axes) == 1 + len(TAPS)
     assert nb.png_bytes(fig)[:8] == b"\x89PNG\r\n\x1a\n"
     assert plt.get_fignums() == before
+
+
+def test_headlines_are_recorded_and_tabled(tmp_path):
+    ctx = nb.setup({"out_dir": str(tmp_path)})
+    table = nb.headlines(ctx, {"yield": (95.0, "%"), "tolerable_input_noise": (None, "V")})
+    assert list(table.index) == ["yield", "tolerable_input_noise"]
+    assert list(table.columns) == ["value", "unit"] and table.loc["yield", "unit"] == "%"
+    assert nb.load_headlines(tmp_path)["yield"] == {"value": 95.0, "unit": "%"}
 
 
 def test_record_headlines(tmp_path):

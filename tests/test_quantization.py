@@ -11,21 +11,20 @@ import pytest
 import torch
 
 from aanntwin import functional as AF
-from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
+from aanntwin.config import ModelParams, Nonidealities
 from aanntwin.errors import AanntwinError
-from aanntwin.io import write_json_atomic
-from aanntwin.model import WEIGHTS_FILE, Main, save_weights
+from aanntwin.model import Main
 from aanntwin.studies import quantization as q
 from aanntwin.studies.weights import ALL_CHANNELS, weight_stats, weights_run
-from aanntwin.training import evaluate, train
-from tests.conftest import EVERYTHING
+from aanntwin.training import evaluate
+from tests.conftest import EVERYTHING, HIDDEN16, SMALL
 
-CFG = RunConfig(train=TrainParams(epochs=3, batch_size=32))
+CFG = SMALL
 
 
 @pytest.fixture(scope="module")
-def model(digits) -> Main:
-    return train(CFG, digits, progress=False).model.eval()
+def model(trained_run) -> Main:
+    return trained_run(CFG).model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +33,9 @@ def rows(model, digits) -> list[dict]:
 
 
 @pytest.fixture
-def run_dir(model, tmp_path):
-    folder = tmp_path / "run"
-    save_weights(model, folder / WEIGHTS_FILE)
-    write_json_atomic(folder / "config.json", json.loads(CFG.to_json()))
-    return folder
+def run_dir(trained_run):
+    """The folder of :data:`CFG`'s run (the weights of ``model``)."""
+    return trained_run(CFG).folder
 
 
 def _replaced(model: Main, layer: str, param: str, row: dict, w: torch.Tensor) -> Main:
@@ -174,7 +171,7 @@ def test_linear_path_applies_the_stage_nonidealities(model, digits):
 
 
 # ----------------------------------------------------------------------------- equality with evaluate
-DEEP = RunConfig(model=ModelParams(hidden=(12,)), train=TrainParams(epochs=2, batch_size=32))
+DEEP = HIDDEN16
 SLICES = {"seed": 5, "batch_size": 200}  # three slices of the 450 digits test images
 NONLIN = (0.02, 1.0, 0.2, -0.3)  # weight transfer: offset, compression
 ONE_AT_A_TIME: dict[str, dict] = {
@@ -224,9 +221,9 @@ STUDIED += [("linear", "bias")]
 
 
 @pytest.fixture(scope="module")
-def deep(digits) -> Main:
-    """A small trained model with a hidden stage (about 80 % on digits)."""
-    return train(DEEP, digits, progress=False).model.eval()
+def deep(trained_run) -> Main:
+    """A small trained model with a hidden stage."""
+    return trained_run(DEEP).model.eval()
 
 
 def test_the_cases_cover_every_nonideality_field():

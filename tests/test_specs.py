@@ -5,10 +5,11 @@ import json
 import pytest
 
 from aanntwin.cli import main
-from aanntwin.config import ModelParams, Nonidealities, RunConfig, TrainParams
+from aanntwin.config import Nonidealities
 from aanntwin.errors import AanntwinError
-from aanntwin.layers import derive_seed
-from aanntwin.specs import (
+from aanntwin.seeds import derive_seed
+from aanntwin.studies.noise import KINDS
+from aanntwin.studies.specs import (
     SpecSearch,
     Target,
     chip_yield,
@@ -16,14 +17,13 @@ from aanntwin.specs import (
     lower_quantile,
     wilson_interval,
 )
-from aanntwin.studies.noise import KINDS
-from aanntwin.training import evaluate, train
+from aanntwin.training import evaluate
+from tests.conftest import HIDDEN16, SMALL
 
 
 @pytest.fixture(scope="module")
-def model(digits):
-    return train(RunConfig(train=TrainParams(epochs=6, batch_size=32)), digits,
-                 progress=False).model  # fmt: skip
+def model(trained_run):
+    return trained_run(SMALL).model
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +53,11 @@ def test_the_joint_limits_meet_the_target_together(derived, model, digits):
     assert independent.passed and independent.quantile >= search.threshold
 
 
-def test_checks_are_evaluate_run_by_run_on_chips_seed_plus_r(digits):
+def test_checks_are_evaluate_run_by_run_on_chips_seed_plus_r(trained_run, digits):
     """Regression (issue 9): sample r of ``check`` and ``check_joint`` at seed S is run r of
     ``evaluate(seed=S)`` on chip S + r, hidden stages included (was: other seeds and chips, and
     no linear mismatch in hidden stages)."""
-    cfg = RunConfig(model=ModelParams(hidden=(16,)), train=TrainParams(epochs=2, batch_size=64))
-    model = train(cfg, digits, progress=False).model
+    model = trained_run(HIDDEN16).model
     x, y = digits.x_test[:301], digits.y_test[:301]
     target = Target(0.02, 0.8, runs=3)
     base = Nonidealities(input_noise=0.1)
@@ -143,10 +142,8 @@ def test_bad_targets(kwargs, needle):
         Target(**kwargs)
 
 
-def test_specs_and_yield_commands(tmp_path, capsys):
-    run = tmp_path / "run"
-    assert main(["train", "--dataset", "digits", "--epochs", "4", "--batch-size", "32",
-                 "--out", str(run), "--no-progress", "--no-cache"]) == 0  # fmt: skip
+def test_specs_and_yield_commands(trained_run, tmp_path, capsys):
+    run = trained_run(SMALL).folder
     out = tmp_path / "spec"
     code = main(["specs", str(run), "--out", str(out), "--runs", "6", "--kinds",
                  "input,linear_out", "--target-drop", "0.03"])  # fmt: skip

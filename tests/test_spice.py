@@ -16,17 +16,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aanntwin import spice
-from aanntwin.characterize import (
+from aanntwin.characterization import spice
+from aanntwin.characterization.circuits import EXAMPLE_FILES, MAC, MODEL_CARD, MULTIPLIER, RELU
+from aanntwin.characterization.curves import read_csv
+from aanntwin.characterization.pipeline import (
     MC_W,
     MC_X,
     SimOptions,
     bench_fidelity,
     characterize,
 )
-from aanntwin.characterize_data import read_csv
-from aanntwin.characterize_twin import heldout_conditions
-from aanntwin.circuits import EXAMPLE_FILES, MAC, MODEL_CARD, MULTIPLIER, RELU
+from aanntwin.characterization.twin import heldout_conditions
 from aanntwin.config import load_nonidealities
 
 

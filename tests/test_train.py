@@ -6,6 +6,7 @@ from aanntwin.cache import CheckpointCache
 from aanntwin.config import Nonidealities, Normalization, RunConfig, TrainParams
 from aanntwin.model import Main
 from aanntwin.training import evaluate, train
+from tests.conftest import EVERYTHING
 
 QUICK = RunConfig(train=TrainParams(epochs=3, batch_size=64))
 
@@ -107,29 +108,7 @@ def test_noisy_evaluation_over_runs_is_reproducible(digits):
 
 
 def test_hardware_aware_training_with_every_kind_on(digits):
-    nl = Nonidealities(
-        input_noise=0.05,
-        input_bits=6,
-        conv2d_input_clip=2.0,
-        conv2d_input_nonlin=(0, 1, 0.1),
-        conv2d_gain_mismatch=0.05,
-        conv2d_offset_mismatch=0.01,
-        conv2d_out_saturation=4.0,
-        conv2d_out_noise=0.05,
-        conv2d_weight_bits=4,
-        relu_cutoff=0.0,
-        relu_out_noise=0.05,
-        relu_out_bits=6,
-        relu_out_full_scale=6.0,
-        linear_input_clip=4.0,
-        linear_input_nonlin=(0, 1, 0.05),
-        linear_gain_mismatch=0.05,
-        linear_out_saturation=20.0,
-        linear_out_noise=0.05,
-        linear_weight_bits=4,
-        linear_out_bits=8,
-        linear_out_full_scale=20.0,
-    )
+    nl = Nonidealities(**EVERYTHING)
     cfg = QUICK.replace(nonidealities=nl, train=QUICK.train.replace(epochs=6))
     result = train(cfg, digits, progress=False)
     assert result.history[-1].test_accuracy > 0.6  # it learns through every nonideality

@@ -12,7 +12,7 @@ from aanntwin.cache import CheckpointCache
 from aanntwin.cli import main
 from aanntwin.config import Nonidealities, RunConfig, TrainParams
 from aanntwin.model import Main, save_weights
-from aanntwin.specs import chip_yield
+from aanntwin.studies.specs import chip_yield
 from aanntwin.training import train
 from tests.conftest import EVERYTHING
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from aanntwin import functional as AF
-from aanntwin.config import Nonidealities, RunConfig, StageSettings, TrainParams
+from aanntwin.config import Nonidealities, StageSettings
 from aanntwin.errors import ConfigError
 from aanntwin.layers import AnalogLinear
 from aanntwin.model import Main
-from aanntwin.training import train
+from tests.conftest import SMALL
 
 F32 = lambda v: float(torch.tensor(v, dtype=torch.float32))  # noqa: E731
 
@@ -72,22 +72,21 @@ def test_project_weights_bounds():
     assert model.linear.weight.max().item() == F32(0.4)
 
 
-def test_quantization_training_keeps_latent_weights_in_range(digits):
+def test_quantization_training_keeps_latent_weights_in_range(trained_run):
     """Regression: 1-bit weights at ref 0.4 drifted to |w| = 5.3 in 3 epochs (3.4 in the report),
     far beyond what the multiplier can be programmed to."""
     nl = Nonidealities(linear_weight_bits=1, linear_weight_ref=0.4, weight_zero_level=False,
                        conv2d_weight_bits=3)  # fmt: skip
-    cfg = RunConfig(train=TrainParams(epochs=3, batch_size=32), nonidealities=nl)
-    model = train(cfg, digits, progress=False).model
+    model = trained_run(SMALL.replace(nonidealities=nl)).model  # test_export's quantized_run
     assert model.linear.weight.abs().max().item() <= F32(0.4)
     assert model.linear.weight.abs().max().item() == F32(0.4)  # the bound was reached
 
 
 def test_characterize_writes_the_weight_range(tmp_path):
     """Regression: nonidealities.json did not say over which weights the twin was fitted."""
-    from aanntwin import characterize_cli
-    from aanntwin.circuits import example_files
-    from aanntwin.cli import _Parser
+    from aanntwin.characterization.circuits import example_files
+    from aanntwin.cli import characterize as characterize_cli
+    from aanntwin.cli.common import Parser as _Parser
     from aanntwin.config import load_nonidealities
 
     parser = _Parser(prog="aanntwin")

@@ -10,7 +10,7 @@ import pytest
 
 from aanntwin.cli import main
 from aanntwin.errors import AanntwinError
-from aanntwin.workbook import load_parameters, run_parameter_files, run_workbook
+from aanntwin.report.workbook import load_parameters, run_parameter_files, run_workbook
 
 PLOT = """import json, pathlib
 import matplotlib.pyplot as plt

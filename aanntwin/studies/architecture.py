@@ -13,9 +13,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..cache import CheckpointCache
 from ..config import IN_SHAPES, ModelParams, RunConfig
 from ..errors import AanntwinError, GeometryError
 from ..model import geometry
+from ..training import evaluate, train
 from .common import cached_dataset
 from .grid import parse_ints
 from .runner import ResultStore, Task, run_tasks
@@ -60,9 +62,6 @@ def enumerate_geometries(
 
 
 def _architecture_task(config: dict[str, Any], data_dir: str | None, device: str) -> list[dict]:
-    from ..cache import CheckpointCache
-    from ..training import evaluate, train
-
     cfg = RunConfig.from_dict(config)
     data = cached_dataset(cfg.dataset, data_dir, device)
     t0 = time.perf_counter()

@@ -2,6 +2,7 @@
 
 For each training level one model is trained (through the checkpoint cache, so reruns and other
 sweeps reuse it), optionally normalized, then evaluated at every test level of every kind.
+The grid and its runner are :mod:`aanntwin.studies.noise_sweep`; this module evaluates.
 
 What a point is: run ``r`` of (kind, level) is exactly what :func:`aanntwin.training.evaluate`
 computes for its run ``r`` on the model with that level set (``base`` for everything else):
@@ -17,7 +18,8 @@ is on, the chip changing with the run) is computed once per model, in the batch 
 ``evaluate`` uses; only the rest runs per level. Common random numbers (the default): the noise
 of run ``r`` is reseeded identically for every level. Where the kind's noise is drawn at one site
 and no other temporal noise is on, the unit draw ``z`` is made once per run (batch by batch, from
-a generator seeded like the model's) and each level injects ``z * sigma + x`` there, which is
+a generator seeded like the model's) and each level injects ``z * sigma + x`` there through
+the model's injection point (``Main.forward_from(h, tap, unit_noise=z, sigma=level)``), which is
 bit-identical to the model's own draw on the CPU (:func:`injectable`); elsewhere the model
 draws. Stacking levels on the batch dimension was not used: on CPUs it only adds memory traffic,
 the work per level being the same.
@@ -34,37 +36,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cache import CheckpointCache
-from ..config import Nonidealities, RunConfig
-from ..layers import NoiseSource, derive_seed
-from ..model import Main
+from ..config import MISMATCH_FIELDS, Nonidealities, RunConfig
+from ..functional import injectable
+from ..model import NOISE_AFTER, Main
+from ..seeds import NoiseSource, derive_seed
 from ..training import eval_batch_size, noise_seed, train
 from .common import cached_dataset
-from .grid import parse_choices, parse_levels
-from .runner import ResultStore, Task, run_tasks
+from .normalize import apply, normalize
 
-TEMPORAL = {
-    "input": "input_noise",
-    "conv_out": "conv2d_out_noise",
-    "relu_out": "relu_out_noise",
-    "linear_out": "linear_out_noise",
-}
-"""Temporal-noise kinds and their Nonidealities fields (V, std)."""
-MISMATCH = {
-    "conv_gain": "conv2d_gain_mismatch",
-    "conv_offset": "conv2d_offset_mismatch",
-    "linear_gain": "linear_gain_mismatch",
-    "linear_offset": "linear_offset_mismatch",
-}
-"""Fixed-pattern kinds (a run = a chip instance) and their fields."""
+TEMPORAL = dict(NOISE_AFTER)
+"""Temporal-noise kinds and their Nonidealities fields (V, std): a kind is named by the tap its
+noise is drawn right after (:data:`~aanntwin.model.NOISE_AFTER`)."""
+MISMATCH = {f.replace("conv2d", "conv").removesuffix("_mismatch"): f for f in MISMATCH_FIELDS}
+"""Fixed-pattern kinds (a run = a chip instance) and their fields (``conv_gain``:
+``conv2d_gain_mismatch`` ..., :data:`~aanntwin.config.MISMATCH_FIELDS`)."""
 KINDS = {**TEMPORAL, **MISMATCH}
 TAPS = ("input", "conv_out", "relu_out", "features", "linear_in", "linear_out")
 """The model's taps in signal order (see :meth:`Main.forward_until`)."""
-
-COLUMNS = [
-    "dataset", "train_level", "train_kinds", "kind", "test_level", "accuracy_mean",
-    "accuracy_std", "loss_mean", "loss_std", "runs", "seed", "common_random_numbers",
-    "normalized",
-]  # fmt: skip
 
 _FINAL_ONLY = ("linear_out_bits", "linear_out_full_scale")  # the class-score ADC
 _OUTPUT_PART = ("_out_noise", "_out_bits", "_out_full_scale")  # after a stage's MAC or core
@@ -125,25 +113,6 @@ def _varying(settings: Sequence[Nonidealities], chips: bool) -> set[str]:
     names = [f.name for f in dataclasses.fields(Nonidealities)]
     differ = {n for n in names if len({repr(getattr(nl, n)) for nl in settings}) > 1}
     return differ | _on(settings, TEMPORAL) | (_on(settings, MISMATCH) if chips else set())
-
-
-def injectable(hs: Sequence[Tensor]) -> bool:
-    """Whether ``z * sigma + h`` with ``z`` drawn by ``normal_(0, 1)`` equals the model's
-    ``gaussian_noise(h, sigma)`` bit for bit on every batch ``h``: on the CPU for contiguous
-    float32/float64 tensors of at least 16 elements (PyTorch's vectorized normal; smaller ones
-    are drawn in double and rounded once). Not established on other devices."""
-    return all(
-        h.device.type == "cpu"
-        and h.dtype in (torch.float32, torch.float64)
-        and h.is_contiguous()
-        and h.numel() >= 16
-        for h in hs
-    )
-
-
-def _inject(h: Tensor, z: Tensor, sigma: float | None) -> Tensor:
-    """What the model's noise site computes from the unit draw ``z`` (see :func:`injectable`)."""
-    return h if not sigma else (z * sigma).add_(h)
 
 
 def _slices(n: int, batch: int) -> list[slice]:
@@ -224,9 +193,9 @@ def _injected(
     batch: int,
 ) -> tuple[Tensor, Tensor] | None:
     """The fast path of :func:`evaluate_levels` for a kind with one noise site and no other
-    temporal noise: one unit draw per run and batch, ``z * level + h`` injected at the site
-    with the model's own draw off. None where that is not bit-identical (see
-    :func:`injectable`)."""
+    temporal noise: one unit draw per run and batch, injected at the site by
+    :meth:`Main.forward_from` with the model's own draw off. None where that is not
+    bit-identical (see :func:`injectable`)."""
     field = KINDS[kind]
     slices = _slices(len(y), batch)
     tap = prefix_tap(model, [field])
@@ -241,7 +210,7 @@ def _injected(
         zs = [torch.empty_like(h).normal_(0.0, 1.0, generator=gen) for h in hs]
         for i, level in enumerate(levels):
             for s, h, z in zip(slices, hs, zs, strict=True):
-                out = model.forward_from(_inject(h, z, level), tap)  # type: ignore[arg-type]
+                out = model.forward_from(h, tap, unit_noise=z, sigma=level)
                 scores.add(i, r, out, y[s])
     model.set_nonidealities(entry)
     model.train(was_training)
@@ -324,14 +293,7 @@ def trained_model(
     return train(cfg, data, device=device, cache=CheckpointCache(), progress=progress).model
 
 
-def _train_level(config: dict[str, Any], data_dir: str | None, device: str) -> None:
-    """Phase 1 of a sweep in a worker: make sure the checkpoint cache holds this model."""
-    trained_model(config, data_dir, device)
-
-
 def _normalized(model: Main, x: Tensor, target: float) -> Main:
-    from .normalize import apply, normalize
-
     return apply(model, normalize(model, x, target))
 
 
@@ -369,96 +331,3 @@ def _noise_task(
         "normalized": normalize_target is not None,
     }
     return [{**common, **row} for row in rows]
-
-
-@dataclasses.dataclass(frozen=True)
-class NoiseSweep:
-    """A noise sweep's grid (validated on construction, before any work)."""
-
-    config: RunConfig = dataclasses.field(default_factory=RunConfig)
-    train_levels: list[float | None] = dataclasses.field(default_factory=lambda: [None])
-    test_levels: list[float | None] = dataclasses.field(default_factory=lambda: [None])
-    kinds: list[str] = dataclasses.field(default_factory=lambda: list(TEMPORAL))
-    train_kinds: list[str] = dataclasses.field(default_factory=lambda: list(TEMPORAL))
-    test_base: Nonidealities = dataclasses.field(default_factory=Nonidealities)
-    runs: int = 1
-    seed: int = 0
-    common_random_numbers: bool = True
-    normalize_target: float | None = 1.0
-
-    def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
-        set_("train_levels", parse_levels(self.train_levels, "train levels"))
-        set_("test_levels", parse_levels(self.test_levels, "test levels"))
-        set_("kinds", parse_choices(self.kinds, "kinds", list(KINDS)))
-        set_("train_kinds", parse_choices(self.train_kinds, "train kinds", list(TEMPORAL)))
-        if isinstance(self.runs, bool) or not isinstance(self.runs, int) or self.runs < 1:
-            from ..errors import AanntwinError
-
-            raise AanntwinError(f"runs = {self.runs!r}: must be an integer >= 1")
-
-    def tasks(self, data_dir: str | None, device: str) -> list[Task]:
-        return [
-            Task(
-                _noise_task,
-                {
-                    "config": self.config.to_dict(),
-                    "data_dir": data_dir,
-                    "device": device,
-                    "train_level": level,
-                    "train_kinds": self.train_kinds,
-                    "kind": kind,
-                    "test_levels": self.test_levels,
-                    "test_base": self.test_base.to_dict(),
-                    "runs": self.runs,
-                    "seed": self.seed,
-                    "common_random_numbers": self.common_random_numbers,
-                    "normalize_target": self.normalize_target,
-                },
-                points=len(self.test_levels),
-            )
-            for level in self.train_levels
-            for kind in self.kinds
-        ]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "study": "noise",
-            "config": self.config.to_dict(),
-            "train_levels": self.train_levels,
-            "test_levels": self.test_levels,
-            "kinds": self.kinds,
-            "train_kinds": self.train_kinds,
-            "test_base": self.test_base.to_dict(),
-            "runs": self.runs,
-            "seed": self.seed,
-            "common_random_numbers": self.common_random_numbers,
-            "normalize_target": self.normalize_target,
-        }
-
-
-def run_noise_sweep(
-    sweep: NoiseSweep,
-    out: str,
-    *,
-    data_dir: str | None = None,
-    device: str = "cpu",
-    executor: Any = None,
-    resume: bool = True,
-    progress: bool = True,
-) -> Any:
-    """Train every level (phase 1), then evaluate every point (phase 2); returns the DataFrame.
-
-    Results go to ``out/results.csv`` (appended as tasks finish) next to ``out/config.json``.
-    """
-    configs = [training_config(sweep.config, lv, sweep.train_kinds).to_dict()
-               for lv in sweep.train_levels]  # fmt: skip
-    if executor is None:
-        for cfg in configs:
-            trained_model(cfg, data_dir, device, progress=progress)
-    else:  # each level once, in parallel, before the evaluation tasks ask for it
-        for fut in [executor.submit(_train_level, cfg, data_dir, device) for cfg in configs]:
-            fut.result()
-    store = ResultStore(out, COLUMNS, sweep.to_dict())
-    return run_tasks(sweep.tasks(data_dir, device), store, executor, resume=resume,
-                     progress=progress, desc="noise sweep")  # fmt: skip

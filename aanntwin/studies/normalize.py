@@ -9,10 +9,7 @@ function; the class scores come out multiplied by ``a_last`` (the argmax is unch
 
 from __future__ import annotations
 
-import argparse
 import copy
-import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -24,8 +21,9 @@ from torch import Tensor
 
 from ..errors import AanntwinError
 from ..io import write_json_atomic
-from ..model import WEIGHTS_FILE, Main, save_weights
-from .common import cached_dataset, load_run, resolve_device
+from ..model import Main
+from ..runs import load_run, write_model
+from .common import cached_dataset, resolve_device
 
 
 @dataclass
@@ -52,41 +50,6 @@ class NormalizationResult:
         return {k: getattr(self, k) for k in keys}
 
 
-def stage_names(model: Main) -> list[str]:
-    """Names of the analog MAC stages in signal order: ``conv``, ``hidden0`` ..., ``linear``."""
-    return ["conv", *model.hidden_names, "linear"]
-
-
-def _noiseless(model: Main) -> Main:
-    """A deep copy with every temporal noise off (weights, mismatch and the rest are kept)."""
-    quiet = copy.deepcopy(model)
-    quiet.input_noise.sigma = None
-    for relu in quiet.relus():
-        relu.noise.sigma = None
-    for stage in quiet.mac_stages():
-        stage.configure(dataclasses.replace(stage.settings, out_noise=None))
-    return quiet
-
-
-def _mac_outputs(model: Main, x: Tensor) -> dict[str, Tensor]:
-    """One forward pass; the noiseless MAC output ``stage.mac(input)`` of every stage (V)."""
-    stages: dict[Any, str] = dict(zip(model.mac_stages(), stage_names(model), strict=True))
-    macs = {stage.mac: name for stage, name in stages.items()}
-    out: dict[str, Tensor] = {}
-    h = x
-    for _, step in model._steps():
-        if step in stages:  # a hidden stage is one step: split it at its MAC output
-            out[stages[step]] = h = step.mac(h)  # type: ignore[union-attr]
-            h = step.finish(h)  # type: ignore[union-attr]
-        elif step is not None:
-            h = step(h)
-            if step in macs:
-                out[macs[step]] = h
-    if list(out) != list(stages.values()):  # pragma: no cover - the signal chain changed
-        raise RuntimeError(f"MAC outputs {list(out)} do not match the stages {stages.values()}")
-    return out
-
-
 @torch.no_grad()
 def calibrate(
     model: Main,
@@ -111,14 +74,14 @@ def calibrate(
     n_images = len(x)
     if n_images == 0 or batch_size < 1:
         raise AanntwinError(f"calibrate: {n_images} images, batch_size {batch_size}: need >= 1")
-    quiet = _noiseless(model).eval()
+    quiet = model.without_temporal_noise().eval()
     like = quiet.conv.weight
     peak: dict[str, Tensor] = {}  # per stage: running max |y|
     top: dict[str, Tensor] = {}  # per stage: the largest m values of |y| so far
     total: dict[str, int] = {}  # per stage: n, the count of |y| over all images
     for start in range(0, n_images, batch_size):
         xb = x[start : start + batch_size].to(device=like.device, dtype=like.dtype)
-        for name, y in _mac_outputs(quiet, xb).items():
+        for name, y in quiet.mac_outputs(xb).items():
             v = y.flatten() if signed else y.abs().flatten()
             if quantile is None:
                 m = v.max()
@@ -176,7 +139,7 @@ def normalize(
     each stage's signal swing to the circuit's voltage range. ``after`` is measured on the
     normalized model, so any departure shows there.
     """
-    names = stage_names(model)
+    names = model.stage_names()
     goal = _targets(targets, names)
     before = calibrate(model, x, quantile=quantile, batch_size=batch_size, signed=signed)
     for name, fs in before.items():
@@ -220,7 +183,7 @@ def normalize_run(
 
     ``out`` gets ``weights.safetensors``, ``config.json`` (the run's) and ``normalization.json``
     (targets, scales, before/after full scales in V, quantile, images, source): a folder that
-    ``aanntwin evaluate`` and :func:`~aanntwin.studies.common.load_run` read.
+    ``aanntwin evaluate`` and :func:`~aanntwin.runs.load_run` read.
     """
     src, dst = Path(run_dir), Path(out)
     if dst.resolve() == src.resolve():
@@ -229,89 +192,12 @@ def normalize_run(
         raise AanntwinError(f"calibration_images = {calibration_images}: must be >= 1")
     dev = resolve_device(device)
     cfg, model = load_run(src, device=dev)
-    _targets(targets, stage_names(model))  # fail before loading any data
+    _targets(targets, model.stage_names())  # fail before loading any data
     data = cached_dataset(cfg.dataset, data_dir, dev)
     x = data.x_train[:calibration_images]
     result = normalize(model, x, targets, quantile=quantile, signed=signed)
     record = {**result.to_dict(), "calibration_images": len(x), "dataset": cfg.dataset}
     record["source"] = str(src.resolve())
-    save_weights(apply(model, result), dst / WEIGHTS_FILE, {"config": cfg.to_dict()})
-    write_json_atomic(dst / "config.json", json.loads(cfg.to_json()))
+    write_model(dst, cfg, apply(model, result))
     write_json_atomic(dst / "normalization.json", record)
     return result
-
-
-def _number(kind: type, test: Any, allowed: str) -> Any:
-    """CLI: an argparse type, ``kind(text)`` that passes ``test``, else a clear error."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} {text!r}") from None
-        if not test(value):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
-        return value
-
-    return parse
-
-
-_volts = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number of volts")
-
-
-def _stage_targets(text: str) -> dict[str, float]:
-    """``conv=0.8,linear=1.0`` -> ``{"conv": 0.8, "linear": 1.0}``."""
-    targets: dict[str, float] = {}
-    for item in text.split(","):
-        name, sep, volts = (t.strip() for t in item.partition("="))
-        try:
-            targets[name] = float(volts) if sep and name else math.nan
-        except ValueError:
-            targets[name] = math.nan
-        if not (math.isfinite(targets[name]) and targets[name] > 0):
-            raise argparse.ArgumentTypeError(
-                f"expected STAGE=VOLTS pairs, volts > 0 (e.g. conv=0.8,linear=1.0), got {item!r}"
-            )
-    return targets
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``aanntwin normalize RUN_DIR --out DIR ...``."""
-    count = _number(int, lambda v: v >= 1, ">= 1")
-    p = subparsers.add_parser("normalize", help="set each stage's full scale to a reference (V)")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by 'aanntwin train'")
-    p.add_argument("--out", required=True, help="output folder (a trained-model folder)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--target", type=_volts, default=1.0, help="every stage's full scale (V, 1.0)")
-    g.add_argument("--targets", type=_stage_targets, help="conv=0.8,linear=1.0 (V; others 1.0)")
-    q = _number(float, lambda v: 0 < v <= 1, "in (0, 1]")
-    p.add_argument("--quantile", type=q, help="full scale = this quantile of |y| (default max)")
-    p.add_argument(
-        "--signed-max",
-        dest="signed",
-        action="store_true",
-        help="full scale = max y (signed, as the reference tool) instead of max |y|",
-    )
-    p.add_argument("--calibration-images", type=count, default=10000, help="first N train images")
-    p.add_argument("--data-dir", help="folder with the IDX files (or $AANNTWIN_DATA_DIR)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--threads", type=count, help="CPU threads for torch")
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """``aanntwin normalize``: normalize a trained folder, print one line per stage."""
-    from ..cli import _device
-
-    device, targets = str(_device(args)), args.targets or args.target
-    options = {
-        k: getattr(args, k) for k in ("quantile", "calibration_images", "data_dir", "signed")
-    }
-    result = normalize_run(args.run_dir, args.out, targets=targets, device=device, **options)
-    for name, a in result.scales.items():
-        fs = f"{result.before[name]:.4g} V -> {result.after[name]:.4g} V"
-        print(f"{name:<8} {fs} (target {result.targets[name]:g} V, scale {a:.4g})")
-    y = "y" if result.signed else "|y|"
-    what = f"max {y}" if result.quantile is None else f"the {result.quantile:g}-quantile of {y}"
-    print(f"full scale = {what}; wrote {args.out}/")
-    return 0

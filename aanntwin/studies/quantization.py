@@ -34,16 +34,13 @@ The caller's model is never changed (a copy is used).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
-import hashlib
 import math
 import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,13 +48,13 @@ import torch
 from torch import Tensor
 
 from .. import functional as AF
-from ..config import load_config, load_nonidealities
+from ..config import load_config
 from ..errors import AanntwinError
-from ..model import WEIGHTS_FILE, Main
+from ..model import Main
+from ..runs import load_run, weights_sha256
 from ..training import eval_batch_size, noise_seed
-from .common import cached_dataset, load_run, resolve_device
+from .common import cached_dataset, resolve_device
 from .runner import ResultStore, Task, run_tasks
-from .weights import stage_names
 
 COLUMNS = ["layer", "param", "ref_sigma", "ref", "bits", "zero_level", "mode", "accuracy"]
 COLUMNS += ["loss", "n"]
@@ -224,12 +221,12 @@ def quantization_points(
     ``evaluate(changed, x, y, seed=seed, batch_size=batch_size)`` exactly (see the module
     docstring); ``batch_size`` (images per pass) defaults to evaluate's.
     """
-    names = stage_names(model)
+    names = model.stage_names()
     _, _, refs, bits_, zeros = _validate([layer], names, [param], ref_sigmas, bits, zero_levels)
     work = copy.deepcopy(model).eval()
     stage = getattr(work, layer)
     if param == "weight":  # the point's clip or quantizer replaces the stage's own
-        stage.settings = dataclasses.replace(stage.settings, weight_bits=None, weight_ref=None)
+        stage.configure(dataclasses.replace(stage.settings, weight_bits=None, weight_ref=None))
     target = getattr(stage, param)
     if target is None:
         raise AanntwinError(f"layer {layer} has no {param}")
@@ -279,10 +276,10 @@ def quantization_tasks(
     """One :class:`Task` per (layer, param) of a trained folder (``layers=None``: every stage),
     evaluated with ``nonidealities`` (default: all off); the weights' hash enters each key."""
     cfg, model = load_run(run_dir)  # checks the folder; cheap
-    names = stage_names(model)
+    names = model.stage_names()
     grid = (names if layers is None else layers, names, params, ref_sigmas, bits, zero_levels)
     layers, params, refs, bits, zeros = _validate(*grid)
-    sha = hashlib.sha256((Path(run_dir) / WEIGHTS_FILE).read_bytes()).hexdigest()
+    sha = weights_sha256(run_dir)
     kw = dict(run_dir=os.fspath(run_dir), dataset=cfg.dataset, device=resolve_device(device))
     kw.update(data_dir=None if data_dir is None else os.fspath(data_dir), ref_sigmas=refs)
     kw.update(bits=bits, zero_levels=zeros, nonidealities=nonidealities, weights_sha256=sha)
@@ -338,67 +335,3 @@ def recommend(df: Any, max_drop: float = 0.01, param: str = "weight") -> dict[st
             rec.update(bits=int(r["bits"]), zero_level=bool(r["zero_level"]), clipped_accuracy=best)
             out[str(layer)] = {**rec, "drop": best - rec["accuracy"]}
     return out
-
-
-# ----------------------------------------------------------------------------- CLI glue
-def _numbers(kind: type) -> Callable[[str], list | None]:
-    """Parser of ``lo:hi[:step]`` (inclusive), ``v1,v2,...`` or (floats) ``reference``."""
-
-    def parse(text: str) -> list | None:
-        try:
-            if kind is float and text == "reference":
-                return None
-            if ":" not in text:
-                return [kind(p) for p in text.split(",") if p.strip()]
-            parts = [kind(p) for p in text.split(":")]
-            lo, hi, step = (*parts, 1) if len(parts) == 2 else parts
-            count = math.floor((hi - lo) / step + 1e-9) + 1 if step > 0 else 0
-            return [round(lo + i * step, 10) for i in range(count)]
-        except ValueError:
-            forms = "'reference', lo:hi:step" if kind is float else "lo:hi"
-            raise argparse.ArgumentTypeError(f"expected {forms} or a list, got {text!r}") from None
-
-    return parse
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register the ``quantization`` subcommand (``run(args)`` executes it)."""
-    p = subparsers.add_parser("quantization", help="accuracy with clipped / quantized weights")
-    a = p.add_argument
-    a("run_dir", help="folder written by 'aanntwin train'")
-    a("--out", required=True, help="results folder (results.csv, config.json)")
-    a("--layers", type=lambda t: t.split(","), help="stages, e.g. conv,linear (default: all)")
-    a("--bias", action="store_true", help="study the biases too")
-    a("--ref-sigmas", type=_numbers(float), help="in weight stds: reference, lo:hi:step or 0.5,1,2")
-    a("--bits", type=_numbers(int), default=list(range(8)), help="lo:hi or list (default 0:7)")
-    a("--zero-levels", choices=["both", "yes", "no"], default="both", help="zero level or not")
-    a("--nonidealities", help="nonidealities JSON to evaluate with (default: ideal)")
-    from .cli import add_execution_args
-
-    add_execution_args(p, out_required=False)
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """Execute ``quantization``: write the results, print each layer's recommendation."""
-    nl = load_nonidealities(args.nonidealities) if args.nonidealities else None
-    zeros = {"both": (True, False), "yes": (True,), "no": (False,)}[args.zero_levels]
-    params = ("weight", "bias") if args.bias else ("weight",)
-    kw = dict(layers=args.layers, params=params, ref_sigmas=args.ref_sigmas, bits=args.bits)
-    kw.update(zero_levels=zeros, data_dir=args.data_dir, nonidealities=nl)
-    kw.update(device=resolve_device(args.device), resume=args.resume, progress=not args.no_progress)
-    from .cli import executor as make_executor
-
-    executor = make_executor(args)
-    try:
-        df = run_quantization(args.run_dir, args.out, executor=executor, **kw)
-    finally:
-        if executor is not None:
-            executor.shutdown()
-    print(f"{len(df)} points in {Path(args.out) / 'results.csv'}; fewest bits within 1 point:")
-    fmt = (
-        "{bits} bits, ref {ref_sigma:g} sigma ({ref:.4g}), zero level {zero_level}: {accuracy:.2%}"
-    )
-    for layer, rec in recommend(df).items():
-        print(f"  {layer}:", fmt.format(**rec) if rec else "none (see the CSV)")
-    return 0

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from tqdm.auto import tqdm
 
 from ..errors import AanntwinError
@@ -135,8 +137,6 @@ class ResultStore:
             writer.writerows(rows)
 
     def frame(self) -> Any:
-        import pandas as pd
-
         return pd.read_csv(self.csv) if self.csv.exists() else pd.DataFrame(columns=self.columns)
 
 
@@ -190,15 +190,12 @@ def executor_from_args(workers: int | None, scheduler: str | None) -> Executor |
     """None (in-process), a process pool of ``workers``, or a Dask client's executor."""
     if scheduler:
         try:
-            from distributed import Client
+            from distributed import Client  # optional dependency (the dask extra)
         except ImportError:
             raise AanntwinError(
                 "--dask-scheduler needs Dask: pip install 'aanntwin[dask]'"
             ) from None
         return Client(scheduler).get_executor()
     if workers and workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     return None

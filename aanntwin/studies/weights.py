@@ -11,13 +11,14 @@ quantized layer has at most ``2**(bits + 1)`` of them).
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 
+import pandas as pd
 import torch
 
 from ..model import Main
+from ..runs import load_run
 
 COLUMNS = [
     "layer",
@@ -38,8 +39,8 @@ ALL_CHANNELS = -1
 
 
 def stage_names(model: Main) -> list[str]:
-    """Names of the MAC stages in signal order: ``conv``, ``hidden0`` ..., ``linear``."""
-    return ["conv", *model.hidden_names, "linear"]
+    """Names of the MAC stages in signal order (:meth:`Main.stage_names`)."""
+    return model.stage_names()
 
 
 def _stats(rows: torch.Tensor) -> dict[str, list]:
@@ -62,10 +63,8 @@ def _stats(rows: torch.Tensor) -> dict[str, list]:
 
 def weight_stats(model: Main, params: Sequence[str] = ("weight",)) -> object:
     """A pandas DataFrame of weight statistics (see the module docstring for the columns)."""
-    import pandas as pd
-
     frames = []
-    for name, stage in zip(stage_names(model), model.mac_stages(), strict=True):
+    for name, stage in zip(model.stage_names(), model.mac_stages(), strict=True):
         for param in params:
             t = getattr(stage, param)
             if t is None:
@@ -85,32 +84,5 @@ def weight_stats(model: Main, params: Sequence[str] = ("weight",)) -> object:
 
 def weights_run(run_dir: str | os.PathLike[str], params: Sequence[str] = ("weight",)) -> object:
     """:func:`weight_stats` of a folder written by ``aanntwin train``."""
-    from .common import load_run
-
     _, model = load_run(run_dir)
     return weight_stats(model, params)
-
-
-# ----------------------------------------------------------------------------- CLI glue
-def add_weights_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``weights RUN_DIR [--out FILE.csv] [--bias]``."""
-    p = subparsers.add_parser("weights", help="weight statistics per layer and output channel")
-    p.add_argument("run_dir", help="folder written by 'aanntwin train'")
-    p.add_argument("--out", help="also write the table as CSV here")
-    p.add_argument("--bias", action="store_true", help="biases too")
-    return p
-
-
-def run_weights(args: argparse.Namespace) -> int:
-    """Print the table (and write it with ``--out``)."""
-    import pandas as pd
-
-    df = weights_run(args.run_dir, ("weight", "bias") if args.bias else ("weight",))
-    if args.out:
-        from ..io import atomic_path
-
-        with atomic_path(args.out) as tmp:
-            df.to_csv(tmp, index=False)
-    with pd.option_context("display.max_rows", None, "display.width", 200):
-        print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    return 0

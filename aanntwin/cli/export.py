@@ -2,7 +2,7 @@
 
 With no flags every stage is exported as the run trained it (bits, reference, grid and weight
 range from its ``config.json``); ``--bits``, ``--refs`` and ``--zero-level`` override that per
-stage (:mod:`aanntwin.export_quant`).
+stage (:mod:`aanntwin.studies.export_quant`); :mod:`aanntwin.studies.export` writes it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from .errors import AanntwinError
+from ..errors import AanntwinError
+from ..studies.export import MANIFEST, export_run
+from ..studies.export_quant import parse_ref
+from .common import DATA_DIR_HELP
 
 BITS_HELP = (
     "bits not counting the sign: 4 (every stage) or conv=4,linear=6 (hidden stages use linear "
@@ -31,8 +34,6 @@ ZERO_HELP = (
 
 def _ref(text: str) -> float | str:
     """A reference: a number (weight units) or ``2.5sigma`` (kept as text)."""
-    from .export_quant import parse_ref
-
     try:
         number, in_sigmas = parse_ref(text)
     except AanntwinError as exc:
@@ -73,16 +74,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--zero-level", action=argparse.BooleanOptionalAction, help=ZERO_HELP)
     p.add_argument("--bias-bits", type=int, help="quantize biases too (default: analog values)")
     p.add_argument("--calibration-images", type=int, default=10000, help="for the full scales")
-    p.add_argument("--data-dir", help="folder with the IDX files (or $AANNTWIN_DATA_DIR)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--out", required=True, help="export folder")
+    p.set_defaults(run=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """``aanntwin export``: write the export, print one line per stage (with each value's
     source: the run's config or a flag)."""
-    from .export import MANIFEST, export_run
-
     keys = ("bits", "refs", "zero_level", "bias_bits", "calibration_images", "data_dir")
     m = export_run(args.run_dir, args.out, **{k: getattr(args, k) for k in keys})
     for s in m["stages"]:

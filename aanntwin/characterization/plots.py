@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from .characterize_fit import Fit
+from .fit import Fit
 
 Y_LABEL = "y (normalized: 1 = y full scale)"
 X_LABEL = "x (normalized: 1 = x full scale)"
@@ -160,8 +160,3 @@ def noise_figure(noise: dict[str, dict[str, Any]]) -> Figure:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, axis="y")
     return fig
-
-
-def plot_noise(noise: dict[str, dict[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """:func:`noise_figure` as a PNG file."""
-    return _save(noise_figure(noise), path)

@@ -7,7 +7,7 @@ it exits 0 after an error inside ``.control``, so every run checks the output fo
 and every expected result file for existence, and raises :class:`SpiceError` naming the netlist
 and quoting ngspice.
 
-Testbench conventions (see :mod:`aanntwin.circuits`): inputs are DC voltage sources in normalized
+Testbench conventions (see :mod:`aanntwin.characterization.circuits`): inputs are DC voltage sources in normalized
 units (``VX``, ``VW`` or ``VX1``..., ``VW1``...), the output node ``y`` is in normalized units, and
 the ``.param`` lines ``XFS``, ``WFS``, ``YFS`` give what 1.0 means for x, w and y.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import AanntwinError
+from ..errors import AanntwinError
 
 _SI = {"f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "meg": 1e6, "g": 1e9}
 _ERROR = re.compile(r"error|abort|fatal|no such vector|can't find|cannot find|not found", re.I)

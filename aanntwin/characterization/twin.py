@@ -32,17 +32,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .characterize_fit import Fit, polynomial_fit
-from .config import IN_SHAPES, ModelParams, Nonidealities
-from .layers import AnalogLinear
-from .model import geometry
+from ..config import ModelParams, Nonidealities, RunConfig
+from ..layers import AnalogLinear
+from ..runs import run_geometry
+from .fit import Fit, polynomial_fit
 
 STAGE_KINDS = ("conv2d", "linear")
 
 
 def fan_ins(dataset: str = "digits", model: ModelParams | None = None) -> dict[str, int]:
     """Multipliers per MAC of the conv and final linear stages of a geometry (count)."""
-    g = geometry(model or ModelParams(), IN_SHAPES[dataset], 10)
+    g = run_geometry(RunConfig(dataset=dataset, model=model or ModelParams()))
     return {"conv2d": g.stages[0].fan_in, "linear": g.stages[-1].fan_in}
 
 

@@ -8,7 +8,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .errors import AanntwinError
+from ..config import load_nonidealities
+from ..errors import AanntwinError
+from ..io import write_json_atomic
+from ..runs import load_run
+from ..studies.common import cached_dataset
+from ..studies.grid import parse_choices
+from ..studies.noise import KINDS
+from ..studies.spec_report import cost, derive_and_write, summary
+from ..studies.specs import Target, chip_yield
+from ..training import evaluate
+from .common import DATA_DIR_HELP, add_device, torch_device
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -26,13 +36,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="fraction of noise draws / chips that must meet the target",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", help="folder with the IDX files (or $AANNTWIN_DATA_DIR)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")  # fmt: skip
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    add_device(p, help="cpu, cuda or auto (default)")
 
 
 def add_parsers(sub: Any) -> None:
-    from .studies.noise import KINDS
-
+    """Register ``specs`` and ``yield``."""
     s = sub.add_parser("specs", help="derive the spec table a circuit designer signs off")
     _common(s)
     s.add_argument(
@@ -40,60 +49,38 @@ def add_parsers(sub: Any) -> None:
     )
     s.add_argument("--runs", type=int, default=20, help="noise draws / chips per evaluation")
     s.add_argument("--out", required=True, help="folder for spec_table.csv/.html and spec.json")
+    s.set_defaults(run=run_specs)
     y = sub.add_parser("yield", help="chip-instance Monte Carlo: accuracy spread and yield")
     _common(y)
     y.add_argument("--nonidealities", required=True, help="nonidealities JSON (with mismatch)")
     y.add_argument("--instances", type=int, default=100, help="chip instances to sample")
     y.add_argument("--out", help="write yield.json here")
+    y.set_defaults(run=run_yield)
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from .studies.common import cached_dataset, load_run, resolve_device
-
-    device = resolve_device(args.device)
+    device = str(torch_device(args))
     cfg, model = load_run(args.run_dir, device=device)
     data = cached_dataset(cfg.dataset, args.data_dir, device)
     return cfg, model, data
 
 
 def run_specs(args: argparse.Namespace) -> int:
-    from .io import write_json_atomic, write_text_atomic
-    from .specs import Target, derive_specs
-    from .studies.grid import parse_choices
-    from .studies.noise import KINDS
-
     target = Target(args.target_drop, args.confidence, args.runs)
     kinds = parse_choices(args.kinds, "--kinds", list(KINDS))
     cfg, model, data = _load(args)
-    res = derive_specs(model, data.x_test, data.y_test, target, kinds=kinds, seed=args.seed,
-                       progress=True)  # fmt: skip
-    search, joint_check, table = res.search, res.joint_check, res.table
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "spec_table.csv", table.to_csv(index=False))
-    write_text_atomic(out / "spec_table.html", table.to_html(index=False, na_rep=""))
-    write_json_atomic(out / "spec.json", {
-        "schema_version": 1, "run": str(args.run_dir), "config_hash": cfg.content_hash(),
-        "target": asdict(target), "ideal_accuracy": search.ideal, "joint_limits": res.joint,
-        "joint_check": asdict(joint_check), "joint_shrink_steps": res.shrink_steps,
-        "weight_bits": res.bits, "tolerances": [asdict(t) for t in res.tolerances],
-        "evaluations": search.evaluations, "seconds": res.seconds,
-    })  # fmt: skip
-    print(f"ideal accuracy {100 * search.ideal:.2f} %, target >= "
-          f"{100 * search.threshold:.2f} % at {100 * target.confidence:g} % confidence; "
-          f"joint: {100 * joint_check.quantile:.2f} % ({'met' if joint_check.passed else 'NOT met'})")  # fmt: skip
-    shown = table[["stage", "quantity", "limit", "unit", "limit_alone"]]
+    res = derive_and_write(model, data.x_test, data.y_test, target, out, kinds=kinds,
+                           seed=args.seed, progress=True, run=str(args.run_dir),
+                           config_hash=cfg.content_hash())  # fmt: skip
+    print(summary(res))
+    shown = res.table[["stage", "quantity", "limit", "unit", "limit_alone"]]
     print(shown.to_string(index=False, na_rep=""))
-    print(f"{search.evaluations} evaluations in {res.seconds:.1f} s; wrote {out}/spec_table.csv")
-    return 0 if joint_check.passed else 1
+    print(f"{cost(res)}; wrote {out}/spec_table.csv")
+    return 0 if res.joint_check.passed else 1
 
 
 def run_yield(args: argparse.Namespace) -> int:
-    from .config import load_nonidealities
-    from .io import write_json_atomic
-    from .specs import chip_yield
-    from .training import evaluate
-
     nl = load_nonidealities(args.nonidealities)
     if not 0 <= args.target_drop < 1:
         raise AanntwinError(f"--target-drop {args.target_drop}: must be in [0, 1)")

@@ -11,25 +11,45 @@ to ``out_dir/headlines.json`` (``{name: {"value": v, "unit": u}}``) for the work
 from __future__ import annotations
 
 import ast
-import dataclasses
 import datetime
 import html
 import inspect
+import io
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Nonidealities, RunConfig, TrainParams, load_nonidealities
-from .errors import AanntwinError
-from .io import write_json_atomic
-from .runs import load_metrics  # noqa: F401  (notebooks call nb.load_metrics)
+import pandas as pd
+import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from .. import __version__
+from ..cache import CheckpointCache
+from ..config import Nonidealities, RunConfig, TrainParams, load_nonidealities
+from ..config import unit as nonideality_unit
+from ..errors import AanntwinError
+from ..io import write_json_atomic
+from ..provenance import git_commit
+from ..runs import (
+    is_run,
+    load_metrics,  # notebooks call nb.load_metrics
+    load_run,
+    write_run,
+)
+from ..studies.common import cached_dataset
+from ..studies.noise import TEMPORAL
+from ..studies.noise_sweep import NoiseSweep
+from ..training import determinism, evaluate, train
+from . import plans
+from .plans import (  # noqa: F401  (notebooks call nb.quantization_plan, nb.spec_kinds)
+    QUICK_EPOCHS,
+    quantization_plan,
+    spec_kinds,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 """The source checkout holding this package (``examples/`` and ``notebooks/`` live here)."""
-QUICK_EPOCHS = 2
-"""Epoch cap of ``quick`` runs."""
 IDEAL, HW = "model_ideal", "model_hw"
 """Folder names (under ``out_dir``) of the ideal and the hardware-aware model."""
 HEADLINES = "headlines.json"
@@ -39,12 +59,12 @@ PARAMETERS += ("chip_seed",)
 
 
 def default_nonidealities_path() -> Path:
-    """The repository's ``examples/reference_nonidealities.json``."""
-    path = ROOT / "examples" / "reference_nonidealities.json"
+    """The reference design's nonidealities, package data (an installed wheel has it;
+    ``examples/reference_nonidealities.json`` in a checkout links to it)."""
+    path = Path(__file__).resolve().parents[1] / "reference_nonidealities.json"
     if not path.exists():
         raise AanntwinError(
-            f"{path}: not found (aanntwin is not run from a source checkout); pass the "
-            "'nonidealities' parameter"
+            f"{path}: not found (a broken install); pass the 'nonidealities' parameter"
         )
     return path
 
@@ -67,8 +87,6 @@ def run_config(dataset: str, epochs: int, seed: int, nl: Nonidealities | None) -
 
 
 def _dataset(dataset: str, data_dir: str | None) -> Any:
-    from .studies.common import cached_dataset
-
     return cached_dataset(dataset, None if data_dir is None else str(resolve_path(data_dir)))
 
 
@@ -85,22 +103,15 @@ def ensure_model(
     """The folder ``out_dir/name`` holding this model, trained (through the checkpoint cache)
     unless it already holds exactly it. ``nonidealities``: training nonidealities (a
     :class:`Nonidealities` or a JSON path); None trains the ideal model."""
-    import torch
-
-    from .cache import CheckpointCache
-    from .model import WEIGHTS_FILE
-    from .runs import write_run
-    from .training import determinism, evaluate, train
-
     if nonidealities is not None and not isinstance(nonidealities, Nonidealities):
         nonidealities = load_nonidealities(str(resolve_path(nonidealities)))
-    epochs = min(epochs, QUICK_EPOCHS) if quick else epochs
+    epochs = plans.capped("epochs", epochs, quick)
     cfg = run_config(dataset, epochs, seed, nonidealities)
     folder = resolve_path(out_dir, output=True) / name
     data = _dataset(dataset, data_dir)
     key = cfg.cache_key(f"{data.fingerprint}:{torch.float32}", determinism("cpu"))
     try:
-        if load_metrics(folder)["cache_key"] == key and (folder / WEIGHTS_FILE).exists():
+        if load_metrics(folder)["cache_key"] == key and is_run(folder):
             return folder
     except (OSError, KeyError, ValueError):
         pass
@@ -141,14 +152,16 @@ class Context:
                             nl, name)  # fmt: skip
 
     def runs(self, default: int = 5) -> int:
-        """The ``runs`` parameter (noise draws per point), at most 2 when ``quick``."""
-        runs = int(self.extra.get("runs", default))
-        return min(runs, 2) if self.quick else runs
+        """The ``runs`` parameter (noise draws per point), capped when ``quick``."""
+        return self.capped("runs", default)
+
+    def capped(self, name: str, default: int) -> int:
+        """Parameter ``name`` (``default`` when not passed), capped when ``quick``
+        (:data:`~aanntwin.report.plans.QUICK_CAPS`)."""
+        return plans.capped(name, self.extra.get(name, default), self.quick)
 
     def model(self, name: str = IDEAL, nonidealities: Nonidealities | None = None) -> Any:
         """The :class:`~aanntwin.model.Main` of ``out_dir/name`` with ``nonidealities`` on."""
-        from .studies.common import load_run
-
         return load_run(self.model_dir(name), nonidealities)[1]
 
 
@@ -163,7 +176,7 @@ def setup(params: dict[str, Any]) -> Context:
         params=p,
         dataset=p.get("dataset", "digits"),
         data_dir=None if data_dir is None else str(resolve_path(data_dir)),
-        epochs=min(epochs, QUICK_EPOCHS) if quick else epochs,
+        epochs=plans.capped("epochs", epochs, quick),
         seed=int(p.get("seed", 0)),
         chip_seed=chip_seed,
         quick=quick,
@@ -180,10 +193,9 @@ def _cell(value: Any) -> str:
 
 def header(params: dict[str, Any] | Context) -> Any:
     """An HTML block: configuration, seed, chip instance, active nonidealities, versions."""
-    from IPython.display import HTML
-
-    from . import __version__
-    from .provenance import git_commit
+    from IPython.display import (
+        HTML,
+    )  # optional dependency (the notebooks extra): imported where used
 
     ctx = params if isinstance(params, Context) else setup(params)
     nl = ctx.nonidealities.active()
@@ -221,17 +233,58 @@ def load_headlines(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+def headlines(ctx: Context, figures: dict[str, tuple[Any, str]]) -> pd.DataFrame:
+    """Record each headline figure ``{name: (value, unit)}`` (:func:`record`) and return them
+    as a table (one row per figure: value, unit)."""
+    for name, (value, unit) in figures.items():
+        record(ctx.out_dir, name, value, unit)
+    return pd.DataFrame(figures, index=["value", "unit"]).T
+
+
+def table(*frames: pd.DataFrame, float_format: str | None = None) -> None:
+    """Display each DataFrame whole (every row, every column's full text); ``float_format``:
+    e.g. ``"{:.4g}"``."""
+    from IPython.display import display  # optional dependency (the notebooks extra)
+
+    fmt = float_format.format if float_format else None
+    with pd.option_context("display.max_rows", None, "display.max_colwidth", None,
+                           "display.float_format", fmt):  # fmt: skip
+        for frame in frames:
+            display(frame)
+
+
+def html_table(frame: pd.DataFrame) -> None:
+    """Display a DataFrame as plain HTML without its index (missing values blank)."""
+    from IPython.display import HTML, display  # optional dependency (the notebooks extra)
+
+    display(HTML(frame.to_html(index=False, na_rep="")))
+
+
+def section(data: Any, *views: Any, missing: str) -> None:
+    """Show a report section: each view of ``data`` (a Figure is shown as PNG, anything else
+    displayed), or print ``missing`` when ``data`` is None or empty."""
+    from IPython.display import display  # optional dependency (the notebooks extra)
+
+    if data is None or (isinstance(data, dict) and not data):
+        print(missing)
+        return
+    for view in views:
+        out = view(data)
+        show(out) if hasattr(out, "savefig") else display(out)
+
+
 def show(fig: Any, dpi: int = 100) -> None:
     """Display a matplotlib Figure as a PNG (works without pyplot; lands in static HTML)."""
-    from IPython.display import Image, display
+    from IPython.display import (
+        Image,
+        display,
+    )  # optional dependency (the notebooks extra): imported where used
 
     display(Image(data=png_bytes(fig, dpi)))
 
 
 def png_bytes(fig: Any, dpi: int = 100) -> bytes:
     """The figure rendered as PNG bytes."""
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
@@ -251,22 +304,12 @@ def field_docs(cls: type = Nonidealities) -> dict[str, str]:
 
 
 def field_unit(name: str) -> str:
-    """The unit of a Nonidealities field (from its metadata, else from its kind)."""
-    meta = {f.name: f.metadata for f in dataclasses.fields(Nonidealities)}
-    unit = meta.get(name, {}).get("unit", "")
-    if unit:
-        return unit
-    if name.endswith("_bits"):
-        return "bits"
-    if name.endswith("_nonlin"):
-        return "a_k in V^(1-k)"
-    return ""
+    """The unit of a Nonidealities field (its metadata: :func:`aanntwin.config.unit`)."""
+    return nonideality_unit(name)
 
 
 def nonidealities_table(nl: Nonidealities, active_only: bool = False) -> Any:
     """A DataFrame: field, value (``off`` for None), unit, meaning."""
-    import pandas as pd
-
     docs = field_docs()
     rows = []
     for name, value in nl.to_dict().items():
@@ -278,47 +321,10 @@ def nonidealities_table(nl: Nonidealities, active_only: bool = False) -> Any:
     return pd.DataFrame(rows)
 
 
-def transfer_curves(nl: Nonidealities, points: int = 401) -> dict[str, Any]:
-    """What the twin implies for a nonidealities set: multiplier input after clip + polynomial
-    for the conv and linear stages over an input voltage span (``v``, V), and the ReLU circuit
-    over MAC outputs (``y``, V). Keys: ``v``, ``conv``, ``linear``, ``y``, ``relu``."""
-    import torch
-
-    from . import functional as AF
-
-    clips = [c for c in (nl.conv2d_input_clip, nl.linear_input_clip) if c is not None]
-    span = 1.5 * max(clips) if clips else 2.0
-    v = torch.linspace(-span, span, points, dtype=torch.float64)
-    out: dict[str, Any] = {"v": v.numpy()}
-    for key, kind in (("conv", "conv2d"), ("linear", "linear")):
-        s = nl.stage(kind)
-        h = AF.clip(v, s.input_clip) if s.input_clip is not None else v
-        out[key] = (AF.polynomial(h, s.input_nonlin) if s.input_nonlin else h).numpy()
-    y = torch.linspace(-1.0, 1.0, points, dtype=torch.float64)
-    out["y"], out["relu"] = y.numpy(), AF.analog_relu(y, nl.relu_cutoff).numpy()
-    return out
-
-
-NOISE_FIELDS = ("input_noise", "conv2d_out_noise", "relu_out_noise", "linear_out_noise",
-                "conv2d_offset_mismatch", "linear_offset_mismatch", "conv2d_gain_mismatch",
-                "linear_gain_mismatch")  # fmt: skip
-
-
-def noise_sigmas(nl: Nonidealities) -> dict[str, tuple[float, str]]:
-    """Noise and mismatch sigmas as (value, unit); an off one is 0 (gain mismatch in %)."""
-    out = {}
-    for name in NOISE_FIELDS:
-        value = getattr(nl, name) or 0.0
-        out[name] = (100 * value, "%") if "gain" in name else (value, "V")
-    return out
-
-
 def tolerable_levels(df: Any, max_drop: float = 0.01) -> Any:
     """From a noise sweep's results, per kind and training level: the largest test level (V)
     such that every level up to it keeps ``accuracy_mean`` within ``max_drop`` of the ideal
     model (training level none) at the lowest test level. Read off the grid (provisional)."""
-    import pandas as pd
-
     d = df.copy()
     d["train"] = d["train_level"].map(lambda v: "none" if pd.isna(v) else f"{v:g} V")
     d["level"] = d["test_level"].fillna(0.0)
@@ -329,22 +335,34 @@ def tolerable_levels(df: Any, max_drop: float = 0.01) -> Any:
             raise AanntwinError("the sweep has no ideal model (training level none)")
         ref = float(ideal["accuracy_mean"].iloc[0])
         row: dict[str, Any] = {"kind": kind, "ideal accuracy (%)": 100 * ref}
-        for train, t in g.groupby("train", sort=False):
+        for train_level, t in g.groupby("train", sort=False):
             t = t.sort_values("level")
             bad = t["accuracy_mean"] < ref - max_drop - 1e-12
             ok = t["level"][~bad.cummax()]
-            row[f"tolerable level (V), trained at {train}"] = float(ok.max()) if len(ok) else None
+            row[f"tolerable level (V), trained at {train_level}"] = (
+                float(ok.max()) if len(ok) else None
+            )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def noise_sweep(ctx: Context, hold_nonidealities: bool = False) -> NoiseSweep:
+    """The notebook noise sweep: the ideal run configuration, every temporal kind, ``runs``
+    draws, the levels of :func:`~aanntwin.report.plans.noise_plan`; tested with the file's other
+    nonidealities on when ``hold_nonidealities``."""
+    return NoiseSweep(
+        config=run_config(ctx.dataset, ctx.epochs, ctx.seed, None),
+        kinds=list(TEMPORAL),
+        runs=ctx.runs(),
+        seed=ctx.seed,
+        test_base=ctx.nonidealities if hold_nonidealities else Nonidealities(),
+        **plans.noise_plan(ctx.quick),
+    )
 
 
 def compare_models(models: dict[str, Any], data: Any, nl: Nonidealities, runs: int, seed: int = 0):
     """Each model's ideal test accuracy and its accuracy under ``nl`` (mean ± std over ``runs``
     noise draws, chip instance ``nl.chip_seed``): ``(DataFrame, {name: EvalResult under nl})``."""
-    import pandas as pd
-
-    from .training import evaluate
-
     rows, under = [], {}
     for name, model in models.items():
         model.set_nonidealities(Nonidealities())
@@ -357,19 +375,3 @@ def compare_models(models: dict[str, Any], data: Any, nl: Nonidealities, runs: i
         )
         rows.append({**row, "runs": runs, "chip_seed": nl.chip_seed})
     return pd.DataFrame(rows), under
-
-
-def noise_plan(quick: bool) -> dict[str, list[float | None]]:
-    """Training and test levels (V) of the notebook noise sweep: small when ``quick``."""
-    step, top = (0.05, 0.5) if quick else (0.025, 1.0)
-    tests = [round(i * step, 10) for i in range(round(top / step) + 1)]
-    trains = [None, 0.1] if quick else [None, 0.1, 0.2]
-    return {"train_levels": trains, "test_levels": tests}
-
-
-def quantization_plan(quick: bool) -> dict[str, Any]:
-    """Grid of the notebook quantization study (zero level on): refs in weight stds, bits."""
-    from .studies.quantization import reference_sigmas
-
-    refs = [0.25 * k for k in range(1, 13)] if quick else reference_sigmas()
-    return {"ref_sigmas": refs, "bits": list(range(8)), "zero_levels": (True,)}

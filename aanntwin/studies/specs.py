@@ -15,24 +15,27 @@ limit together and scales them all down until the joint setting passes too.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from .config import Nonidealities
-from .errors import AanntwinError
-from .layers import derive_seed
-from .model import Main
-from .studies.noise import KINDS, MISMATCH, TEMPORAL, evaluate_levels, evaluate_settings
-from .training import evaluate
+from ..config import Nonidealities, unit
+from ..errors import AanntwinError
+from ..model import Main
+from ..seeds import derive_seed
+from ..training import evaluate
+from .noise import KINDS, MISMATCH, evaluate_levels, evaluate_settings
 
-UNITS = {**{k: "V (std)" for k in TEMPORAL}, "conv_gain": "relative (std)",
-         "linear_gain": "relative (std)", "conv_offset": "V (std)", "linear_offset": "V (std)"}  # fmt: skip
-STAGE = {"input": "input", "conv_out": "conv", "relu_out": "relu", "linear_out": "linear",
-         "conv_gain": "conv", "conv_offset": "conv", "linear_gain": "linear",
-         "linear_offset": "linear"}  # fmt: skip
+UNITS = {kind: f"{unit(field)} (std)" for kind, field in KINDS.items()}
+"""Unit of each kind's limit: its field's (:func:`aanntwin.config.unit`), a standard deviation."""
+STAGE = {kind: kind.split("_")[0] for kind in KINDS}
+"""The stage each kind acts on (``input``, ``conv``, ``relu``, ``linear``: its name's first part)."""
 
 
 @dataclass(frozen=True)
@@ -203,8 +206,6 @@ class YieldResult:
 
 def wilson_interval(k: int, n: int, confidence: float) -> tuple[float, float]:
     """Two-sided Wilson score interval of a binomial proportion k/n."""
-    from statistics import NormalDist
-
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
@@ -233,8 +234,6 @@ def spec_table(search: SpecSearch, tolerances: list[Tolerance], joint: dict[str,
                joint_check: Check, bits: dict[str, int | None]) -> Any:  # fmt: skip
     """The sign-off table: per stage and nonideality its limit (joint, and alone), unit, target,
     confidence, the measured accuracies; then weight bits, hardware counts and voltage ranges."""
-    import pandas as pd
-
     t = search.target
     common = {"target_drop": t.max_drop, "confidence": t.confidence, "runs": t.runs,
               "ideal_accuracy": search.ideal, "joint_accuracy_q": joint_check.quantile,
@@ -278,14 +277,10 @@ def derive_specs(model: Main, x: Tensor, y: Tensor, target: Target, *,
                  progress: bool = False) -> SpecResult:  # fmt: skip
     """The sign-off: each kind's tolerance alone, the joint limits, the fewest weight bits per
     stage and the table (``kinds``: default all of ``KINDS``)."""
-    import time
-
     t0 = time.perf_counter()
     search = SpecSearch(model, x, y, target, seed=seed, base=base)
     kinds = list(KINDS) if kinds is None else list(kinds)
     if progress:
-        from tqdm.auto import tqdm
-
         kinds = tqdm(kinds, desc="tolerances", leave=False)
     tolerances = [search.tolerance(k) for k in kinds]
     joint, joint_check, shrinks = search.joint({t.kind: t.limit for t in tolerances if t.limit})

@@ -15,10 +15,10 @@ Files (ngspice netlists; every MOSFET carries AD/AS/PD/PS so BSIM3 does not warn
   in multiples of the full scales ``.param XFS`` / ``WFS``, output node ``y`` in multiples of
   ``YFS`` (through an ideal, noiseless transimpedance readout).
 - ``data/*.csv``: characterization data made by the project's own ngspice runs of these
-  netlists (format: :mod:`aanntwin.characterize_data`), so fits and docs run without ngspice.
+  netlists (format: :mod:`aanntwin.characterization.curves`), so fits and docs run without ngspice.
   Regenerate with ``aanntwin characterize --simulate --out DIR`` (DIR/data/).
 
-Using a real PDK: load the netlist with ``aanntwin.spice.Netlist.load(path, model_card=FILE)``
+Using a real PDK: load the netlist with ``aanntwin.characterization.spice.Netlist.load(path, model_card=FILE)``
 (CLI ``--model-card FILE``), which replaces the include of the generic card; the devices use
 the model names ``nch``/``pch``, so either name the PDK's models so (a wrapper file with
 ``.include``/``.lib "pdk.lib" tt`` and ``.model`` aliases, or subcircuit wrappers) or edit the

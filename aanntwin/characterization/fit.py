@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares, minimize_scalar
 
-from .characterize_data import Dataset
-from .errors import DataError
+from ..errors import DataError
+from .curves import CurveTable
 
 MULT_PARAMS = ("G", "c2", "c3", "a2", "a3", "u", "b")
 MULT_UNITS = {"G": "y/(x w)", "c2": "1/w", "c3": "1/w^2", "a2": "1/x", "a3": "1/x^2",
@@ -132,7 +132,7 @@ def _stderr(res: Any, names: tuple[str, ...]) -> dict[str, float]:
     return {k: float(np.sqrt(max(cov[i, i], 0.0))) for i, k in enumerate(names)}
 
 
-def fit_multiplier(ds: Dataset) -> Fit:
+def fit_multiplier(ds: CurveTable) -> Fit:
     """Fit :class:`MultiplierModel` to a multiplier DC (or pooled Monte Carlo) table."""
     f = ds.frame
     x, w, y = (f[c].to_numpy(float) for c in ("x", "w", "y"))
@@ -171,7 +171,7 @@ def fit_multiplier(ds: Dataset) -> Fit:
     return Fit("multiplier", model, model.to_dict(), err, units, rms, mx, fs, data, groups, extra)
 
 
-def fit_relu(ds: Dataset) -> Fit:
+def fit_relu(ds: CurveTable) -> Fit:
     """Fit :class:`ReluModel` to a ReLU DC sweep."""
     x, y = ds.frame["x"].to_numpy(float), ds.frame["y"].to_numpy(float)
     top = x >= np.quantile(x, 0.7)
@@ -213,7 +213,7 @@ def best_cutoff(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return c, float(np.sqrt(np.mean(r**2))), float(np.max(np.abs(r)))
 
 
-def fit_noise(ds: Dataset) -> dict[str, Any]:
+def fit_noise(ds: CurveTable) -> dict[str, Any]:
     """Noise sigma (y units, RMS over the operating points) for the stated band (Hz)."""
     f = ds.frame
     sigma = float(np.sqrt(np.mean(f["noise_rms"].to_numpy() ** 2)))
@@ -228,7 +228,7 @@ def fit_noise(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def fit_montecarlo(ds: Dataset, nominal: MultiplierModel, step: float = 1e-4) -> dict[str, Any]:
+def fit_montecarlo(ds: CurveTable, nominal: MultiplierModel, step: float = 1e-4) -> dict[str, Any]:
     """Per-instance gain, output offset, input and weight offsets (linearized around
     ``nominal``), solved for all instances at once (normal equations by ``bincount``)."""
     f = ds.frame

@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import html
 import json
+import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import AanntwinError
-from .io import write_json_atomic, write_text_atomic
-from .schema import stable_hash
+import torch
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+from .. import __version__
+from ..errors import AanntwinError
+from ..io import write_json_atomic, write_text_atomic
+from ..provenance import git_commit
+from ..schema import stable_hash
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 """The notebooks of a source checkout (``--notebooks`` points elsewhere)."""
 RESERVED = ("name", "notebooks", "variants")
 """Keys of a parameters file that are not notebook parameters."""
@@ -64,7 +69,7 @@ def load_parameters(path: str | Path) -> dict[str, Any]:
     """A parameters file (YAML or JSON): notebook parameters plus ``name``, ``notebooks``
     (per-notebook overrides: ``{"02_training": {"epochs": 5}}``) and ``variants`` (a list of
     ``{"name": ..., **overrides}``, each run into its own folder)."""
-    import yaml
+    import yaml  # optional dependency (the notebooks extra): imported where used
 
     p = Path(path)
     try:
@@ -117,14 +122,9 @@ def notebook_paths(folder: Path, only: list[str] | None = None) -> list[Path]:
 
 
 def _versions() -> dict[str, Any]:
-    import platform
-
+    # optional dependency (the notebooks extra): imported where used
     import nbconvert
     import papermill
-    import torch
-
-    from . import __version__
-    from .provenance import git_commit
 
     return {"aanntwin": __version__, "git_commit": git_commit(), "torch": torch.__version__,
             "papermill": papermill.__version__, "nbconvert": nbconvert.__version__,
@@ -132,6 +132,7 @@ def _versions() -> dict[str, Any]:
 
 
 def _render(executed: Path, target: Path, with_code: bool) -> None:
+    # optional dependency (the notebooks extra): imported where used
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -162,7 +163,7 @@ def run_workbook(
     log: Any = sys.stderr,
 ) -> WorkbookRun:
     """Execute the notebooks in order into ``out_root/name``; stop at the first failure."""
-    import papermill
+    import papermill  # optional dependency (the notebooks extra): imported where used
 
     nb_dir = Path(notebooks_dir) if notebooks_dir else NOTEBOOKS_DIR
     paths = notebook_paths(nb_dir, only)

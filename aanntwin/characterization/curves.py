@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from ..errors import DataError
 
 FORMAT = "aanntwin-characterization/1"
 REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
@@ -60,7 +60,7 @@ UNITS = {
 
 
 @dataclass
-class Dataset:
+class CurveTable:
     """One (circuit, analysis) table: normalized numeric columns, header metadata, provenance.
 
     ``lines``: the file line number of each row (for error messages); ``meta``: header values.
@@ -117,8 +117,8 @@ def _header(lines: list[str], path: str) -> tuple[dict[str, str], int]:
     return meta, n
 
 
-def read_csv(path: str | os.PathLike[str]) -> list[Dataset]:
-    """Read one characterization file: one :class:`Dataset` per (circuit, analysis) in it."""
+def read_csv(path: str | os.PathLike[str]) -> list[CurveTable]:
+    """Read one characterization file: one :class:`CurveTable` per (circuit, analysis) in it."""
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -148,7 +148,9 @@ def read_csv(path: str | os.PathLike[str]) -> list[Dataset]:
         part = raw.iloc[rows].drop(columns=["circuit", "analysis"]).reset_index(drop=True)
         blank = [c for c in part.columns if (part[c].str.strip() == "").all()]
         part = part.drop(columns=blank)  # long format: columns another circuit uses
-        ds = Dataset(str(circuit).strip(), str(analysis).strip(), part, meta, name, numbers[rows])
+        ds = CurveTable(
+            str(circuit).strip(), str(analysis).strip(), part, meta, name, numbers[rows]
+        )
         out.append(validate(ds))
     return out
 
@@ -168,7 +170,7 @@ def required_columns(circuit: str, analysis: str, columns: Sequence[str] = ()) -
     return need
 
 
-def validate(ds: Dataset) -> Dataset:
+def validate(ds: CurveTable) -> CurveTable:
     """Check columns, numbers, row count, sweep order and header; numeric columns as floats."""
     known = sorted({f"{c} {a}" for c, a in REQUIRED})
     if (ds.circuit, ds.analysis) not in REQUIRED:
@@ -196,7 +198,7 @@ def validate(ds: Dataset) -> Dataset:
             row = int(np.argmax(bad))
             raise DataError(f"{ds.where(row, col)}: not a finite number ({frame[col].iloc[row]!r})")
         frame[col] = values.astype(float)
-    ds = Dataset(ds.circuit, ds.analysis, frame, ds.meta, ds.source, ds.lines)
+    ds = CurveTable(ds.circuit, ds.analysis, frame, ds.meta, ds.source, ds.lines)
     minimum = MIN_ROWS[ds.analysis]
     if len(frame) < minimum:
         raise DataError(
@@ -215,7 +217,7 @@ def validate(ds: Dataset) -> Dataset:
     return ds
 
 
-def _check_monotonic(ds: Dataset) -> None:
+def _check_monotonic(ds: CurveTable) -> None:
     """Within each sweep (rows with the same instance and weight), x strictly monotonic."""
     f = ds.frame
     keys = [c for c in ("instance", "w") if c in f.columns]
@@ -239,7 +241,7 @@ def _check_monotonic(ds: Dataset) -> None:
         raise DataError(f"{ds.where(row, 'x')}: a sweep with {counts.min()} point(s); need >= 3")
 
 
-def _check_noise(ds: Dataset) -> None:
+def _check_noise(ds: CurveTable) -> None:
     f = ds.frame
     negative = f["noise_rms"].to_numpy() < 0
     if negative.any():
@@ -278,10 +280,10 @@ def write_csv(
     return out
 
 
-def read_all(paths: Sequence[str | os.PathLike[str]]) -> list[Dataset]:
+def read_all(paths: Sequence[str | os.PathLike[str]]) -> list[CurveTable]:
     """Read several files; the same (circuit, analysis) twice is an error naming both files."""
     seen: dict[tuple[str, str], str] = {}
-    out: list[Dataset] = []
+    out: list[CurveTable] = []
     for p in paths:
         for ds in read_csv(p):
             key = (ds.circuit, ds.analysis)

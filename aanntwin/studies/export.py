@@ -5,12 +5,13 @@ zero level ``code = clamp(round(w / step), -(2**bits - 1), 2**bits - 1)`` and th
 ``code * step``; without one ``code = clamp(floor(w / step), -2**bits, 2**bits - 1)`` and the
 weight is ``(code + 1/2) * step``. ``ref`` is rounded to the weights' dtype (float32) so that the
 top level ``ref - step`` is itself a level (bit-identical round trips). Bits, references and grid
-default to what the run trained with (:mod:`aanntwin.export_quant`). :func:`load_export`
-rebuilds the twin from the files alone; the CLI is :mod:`aanntwin.export_cli`.
+default to what the run trained with (:mod:`aanntwin.studies.export_quant`). :func:`load_export`
+rebuilds the twin from the files alone; the CLI is :mod:`aanntwin.cli.export`.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import itertools
 import json
@@ -22,12 +23,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import IN_SHAPES, STAGES, Nonidealities, RunConfig
-from .errors import AanntwinError
+from ..config import STAGES, Nonidealities, RunConfig
+from ..data import load_dataset
+from ..errors import AanntwinError
+from ..io import write_json_atomic
+from ..model import Main
+from ..runs import build_model, load_run
+from ..schema import stable_hash
+from ..training import evaluate
+from .common import cached_dataset
 from .export_quant import reference, resolve_quantization, snap
-from .io import write_json_atomic
-from .model import Main
-from .schema import stable_hash
+from .normalize import calibrate
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -54,10 +60,6 @@ UNITS = {
     "normalization_gain": "ratio (stage output / output of the trained model)",
 }
 _INDEX = {"conv": ("out_channel", "in_channel", "ky", "kx"), "linear": ("out", "in")}
-
-
-def stage_names(model: Main) -> list[str]:
-    return ["conv", *model.hidden_names, "linear"]
 
 
 def code_range(bits: int, zero_level: bool) -> tuple[int, int]:
@@ -111,7 +113,7 @@ def export_model(
     previous stage's output full scale (ReLU and max-pool do not raise the maximum); the conv
     stage's is the largest |input voltage| of the pixel map.
     """
-    names = stage_names(model)
+    names = model.stage_names()
     quant = resolve_quantization(names, config.nonidealities, bits, refs, zero_level)
     if bias_bits is not None and not (isinstance(bias_bits, int) and 0 <= bias_bits <= 24):
         raise AanntwinError(f"bias_bits = {bias_bits!r}: need an integer in 0..24 or None")
@@ -176,9 +178,6 @@ def _full_scales(
         return {n: float(v) for n, v in record.items()}, "normalization.json"
     if x is None:
         return {}, None
-    import copy
-
-    from .studies.normalize import calibrate
 
     quantized = copy.deepcopy(model).cpu()
     quantized.set_nonidealities(Nonidealities())
@@ -199,8 +198,6 @@ def export_run(
     ``bits`` or ``options`` (``refs``, ``zero_level``, ``bias_bits`` of :func:`export_model`)
     override it; reads its ``normalization.json`` when present, else calibrates the full
     scales on the first ``calibration_images`` training images."""
-    from .studies.common import cached_dataset, load_run
-
     cfg, model = load_run(run_dir)
     norm_file = Path(run_dir) / "normalization.json"
     normalization = json.loads(norm_file.read_text()) if norm_file.exists() else None
@@ -293,11 +290,11 @@ def load_export(
     # The codes are the programmed weights: no second quantization, no range clip.
     weight_fields = [f"{k}_weight_{f}" for k in STAGES for f in ("bits", "ref", "range")]
     nl = (nonidealities or Nonidealities()).replace(**dict.fromkeys(weight_fields))
-    model = Main(cfg.model, IN_SHAPES[cfg.dataset], 10, nl, cfg.normalization)
+    model = build_model(cfg, nl)
     entries = {
         s.get("name"): s for s in _field(manifest, "stages", str(path), list) if isinstance(s, dict)
     }
-    names = stage_names(model)
+    names = model.stage_names()
     if sorted(entries) != sorted(names):
         raise AanntwinError(
             f"{path}: stages: missing {sorted(set(names) - set(entries))}, "
@@ -349,9 +346,6 @@ def evaluate_export(
     nonidealities: Nonidealities | None = None,
 ) -> dict[str, Any]:
     """``aanntwin evaluate --export DIR``: the exported chip's test accuracy (JSON-ready dict)."""
-    from .data import load_dataset
-    from .training import evaluate
-
     cfg, model = load_export(export_dir, nonidealities)
     nl = model.nonidealities
     data = load_dataset(dataset or cfg.dataset, data_dir)

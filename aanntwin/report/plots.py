@@ -121,7 +121,7 @@ def activation_histograms(
     """One panel per stage: histograms of its signal (V) against the voltage limits there.
 
     ``acts``: tap -> array, or series name -> (tap -> array) to overlay several models;
-    ``markers``: tap -> [(label, V)] (see :func:`aanntwin.notebook.range_markers`).
+    ``markers``: tap -> [(label, V)] (see :func:`aanntwin.report.notebook.range_markers`).
     """
     first = next(iter(acts.values()))
     series = dict(acts) if isinstance(first, Mapping) else {"": acts}
@@ -225,50 +225,6 @@ def tolerance_curves(df: Any, reference: float | None = None, max_drop: float = 
     return fig
 
 
-def transfer_curves(curves: Mapping[str, Any], cutoff: float | None = None) -> Figure:
-    """Multiplier input after clip + polynomial vs input voltage (conv and linear stages) and the
-    ReLU circuit vs MAC output (see :func:`aanntwin.notebook.transfer_curves`)."""
-    fig = _figure(11, 3.6)
-    mult, relu = _grid(fig, 2)
-    v = curves["v"]
-    mult.plot(v, v, color="grey", linestyle=":", label="ideal (identity)")
-    for key, style in (("conv", "-"), ("linear", "--")):
-        mult.plot(v, curves[key], linestyle=style, label=f"{key} stage")
-    mult.set(xlabel="multiplier input voltage (V)",
-             ylabel="effective multiplier input (V)", title="input clip + polynomial")  # fmt: skip
-    y = curves["y"]
-    relu.plot(y, np.maximum(y, 0), color="grey", linestyle=":", label="ideal max(0, y)")
-    relu.plot(y, curves["relu"], label="ReLU circuit")
-    if cutoff is not None:
-        relu.axhline(cutoff, color="crimson", linestyle="--", label=f"cutoff {cutoff:g} V")
-    relu.set(xlabel="MAC output y (V)", ylabel="ReLU output (V)", title="ReLU circuit")
-    for ax in (mult, relu):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return fig
-
-
-def noise_bars(sigmas: Mapping[str, tuple[float, str]]) -> Figure:
-    """Bar chart of noise / mismatch sigmas, one panel per unit (``name -> (value, unit)``)."""
-    units = list(dict.fromkeys(u for _, u in sigmas.values()))
-    fig = _figure(max(5.0, 1.1 * len(sigmas)), 3.8)
-    axes = _grid(fig, max(1, len(units)))
-    for ax, unit in zip(axes, units, strict=False):
-        names = [k for k, (_, u) in sigmas.items() if u == unit]
-        vals = [sigmas[k][0] for k in names]
-        bars = ax.bar(range(len(names)), vals, color="slategray")
-        for bar, val in zip(bars, vals, strict=True):
-            ax.annotate(f"{val:g}" if val else "off", (bar.get_x() + bar.get_width() / 2, val),
-                        ha="center", va="bottom", fontsize=8)  # fmt: skip
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-        ax.set_ylim(0, 1.15 * max(vals) if max(vals) > 0 else 1.0)
-        what = "gain mismatch" if unit == "%" else "noise and mismatch"
-        ax.set(xlabel="nonideality", ylabel=f"sigma ({unit})", title=f"{what} ({unit})")
-    if not units:
-        axes[0].set(xlabel="nonideality", ylabel="sigma")
-    return fig
-
-
 def explorer_figure(
     confusion: Any,
     acts: Mapping[str, Any],
@@ -294,7 +250,7 @@ def yield_histogram(
     accuracies: Sequence[float], threshold: float, yield_result: Any = None
 ) -> Figure:
     """Histogram of the per-chip test accuracy (%), the pass threshold (fraction) as a vertical
-    line; ``yield_result`` (a :class:`aanntwin.specs.YieldResult`) puts the yield and its
+    line; ``yield_result`` (a :class:`aanntwin.studies.specs.YieldResult`) puts the yield and its
     confidence interval in the title."""
     acc = 100 * np.asarray(accuracies, dtype=float)
     thr = 100 * float(threshold)

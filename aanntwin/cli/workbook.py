@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from ..report.workbook import run_parameter_files
+
 
 def add_parser(subparsers: Any) -> None:
     w = subparsers.add_parser(
@@ -31,12 +33,11 @@ def add_parser(subparsers: Any) -> None:
     w.add_argument("--only", help="comma-separated notebook names, e.g. 02_training")
     w.add_argument("--force", action="store_true", help="rerun even if nothing changed")
     w.add_argument("--no-code-html", action="store_true", help="skip the with-code HTML")
+    w.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run every variant; exit 1 naming the failed notebook and its error."""
-    from .workbook import run_parameter_files
-
     runs = run_parameter_files(
         args.params, args.out, args.name, notebooks_dir=args.notebooks,
         only=args.only.split(",") if args.only else None, force=args.force,

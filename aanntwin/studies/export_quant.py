@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import Nonidealities
-from .errors import AanntwinError
+from ..config import Nonidealities
+from ..errors import AanntwinError
 
 
 def snap(value: float, dtype: torch.dtype) -> float:

@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import DATASETS
-from .errors import AanntwinError
-
-
-def _count(text: str) -> int:
-    from .cli import positive_int  # the CLI's own check (imported late: cli imports us)
-
-    return positive_int(text)
+from ..characterization.flow import acquire, fit_and_write
+from ..characterization.pipeline import SimOptions, summary
+from ..characterization.twin import fan_ins
+from ..config import load_config
+from ..errors import AanntwinError
+from .common import add_dataset
+from .common import positive_int as _count
 
 
 def _band(text: str) -> tuple[float, float]:
@@ -43,9 +42,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     src.add_argument("--csv", nargs="+", metavar="FILE", help="characterization CSV files")
     p.add_argument("--out", required=True, help="output folder")
     g = p.add_argument_group("mapping onto the twin")
-    g.add_argument(
-        "--dataset", choices=DATASETS, default="digits", help="fan-ins from this dataset's shape"
-    )
+    add_dataset(g, default="digits", help="fan-ins from this dataset's shape")
     g.add_argument("--config", help="run configuration JSON: fan-ins from its model and dataset")
     g.add_argument("--conv-fan-in", type=_count, help="multipliers per conv MAC (override)")
     g.add_argument("--linear-fan-in", type=_count, help="multipliers per linear MAC (override)")
@@ -58,13 +55,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--heldout", type=_count, default=200, help="held-out MAC conditions (200)")
     s.add_argument("--model-card", help="models file replacing the generic BSIM3 card")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(run=run)
     return p
 
 
 def _fan_in(args: argparse.Namespace) -> dict[str, int]:
-    from .characterize_twin import fan_ins
-    from .config import load_config
-
     if args.config:
         cfg = load_config(args.config)
         fan = fan_ins(cfg.dataset, cfg.model)
@@ -79,69 +74,20 @@ def _fan_in(args: argparse.Namespace) -> dict[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     """``aanntwin characterize``: fit, write the outputs, print a summary."""
-    from .characterize import SimOptions, characterize, simulate, write_outputs
-    from .characterize_data import read_all
-
     out = Path(args.out)
     fan = _fan_in(args)
-    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    if args.simulate:
-        if args.model_card and not Path(args.model_card).exists():
-            raise AanntwinError(f"--model-card {args.model_card}: file not found")
-        opts = SimOptions(args.instances, args.seed, args.a_vt, args.band, args.heldout, 1,
-                          args.model_card)  # fmt: skip
-        datasets, seconds = simulate(opts, out / "data")
-    else:
-        datasets = read_all(args.csv)
-    result = characterize(datasets, fan, args.degree)
-    result.seconds.update({f"ngspice_{k}": v for k, v in seconds.items()})
-    write_outputs(result, out, plots=not args.no_plots)
+    if args.simulate and args.model_card and not Path(args.model_card).exists():
+        raise AanntwinError(f"--model-card {args.model_card}: file not found")
+    opts = SimOptions(args.instances, args.seed, args.a_vt, args.band, args.heldout, 1,
+                      args.model_card)  # fmt: skip
+    curves = acquire(args.csv, args.simulate, out / "data", opts)
+    result, _ = fit_and_write(curves, fan, out, args.degree, plots=not args.no_plots)
     for line in summary(result):
         print(line)
+    seconds = curves.seconds
     if seconds:
         print(f"ngspice: {sum(seconds.values()):.2f} s for {len(seconds)} analyses")
     print(f"wrote {out}/ (nonidealities.json, fit_report.json, ...) in "
           f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
     return 0
-
-
-def summary(result: Any) -> list[str]:
-    """One line per fit, the mapping's fan-ins and the fidelity figure."""
-    lines = []
-    m = result.fits.get("multiplier")
-    if m is not None:
-        p = m.params
-        lines.append(
-            f"multiplier: G {p['G']:.4g}, Xs {p['Xs']:.4g} x, a3 {p['a3']:.3g}, c3 {p['c3']:.3g}, "
-            f"b {p['b']:.2g}; residual RMS {100 * m.rms / m.full_scale:.3f} % FS, max "
-            f"{100 * m.max_abs / m.full_scale:.3f} % FS ({len(m.data)} points)"
-        )
-    r = result.fits.get("relu")
-    if r is not None:
-        p = r.params
-        lines.append(
-            f"relu: floor {p['floor']:.3g}, gain {p['gain']:.4g}, knee {p['knee']:.3g}, "
-            f"softness {p['softness']:.3g}; residual RMS {100 * r.rms / r.full_scale:.3f} % FS; "
-            f"twin relu_cutoff {r.extra['twin_relu_cutoff']:.3g}"
-        )
-    for c, nz in result.noise.items():
-        lo, hi = nz["band_hz"]
-        lines.append(f"noise: {c} {nz['sigma']:.3g} (y RMS, {lo:g}..{hi:g} Hz)")
-    mc = result.mismatch
-    if mc is not None:
-        lines.append(
-            f"mismatch: gain {100 * mc['gain_sigma']:.2f} %, equivalent offset "
-            f"{mc['equivalent_offset_sigma']:.3g} y per multiplier ({mc['instances']} instances)"
-        )
-    lines.append(f"fan-in: conv2d {result.fan_in['conv2d']}, linear {result.fan_in['linear']}")
-    f = result.fidelity
-    if f is not None:
-        t, e = f["twin"], f["twin_existing_fields"]
-        lines.append(
-            f"fidelity (MAC of {f['inputs']}, {f['conditions']} held-out conditions): RMS "
-            f"{t['rms_pct_fs']:.3f} % FS, max {t['max_pct_fs']:.3f} % FS (full scale "
-            f"{f['full_scale']:.4g}); with linear weights (present twin): RMS "
-            f"{e['rms_pct_fs']:.3f} %, max {e['max_pct_fs']:.3f} %"
-        )
-    return lines

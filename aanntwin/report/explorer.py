@@ -16,10 +16,12 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from ..config import Nonidealities, unit
+from ..training import EvalResult, evaluate
 from . import plots
-from .config import Nonidealities
 from .notebook import png_bytes
-from .training import EvalResult, evaluate
 
 TAPS = ("input", "conv_out", "relu_out", "linear_out")
 """The stages whose activations are shown (taps of :meth:`Main.forward_until`)."""
@@ -54,8 +56,6 @@ def range_markers(nl: Nonidealities, model: Any = None) -> dict[str, list[tuple[
 def activations(model: Any, x: Any, taps: tuple[str, ...] = TAPS, seed: int = 0) -> dict:
     """Per tap, the signal (V) as a flat numpy array, upstream temporal noise included
     (reseeded from ``seed`` per tap, so each tap sees the same draws)."""
-    import torch
-
     out = {}
     with torch.no_grad():
         for tap in taps:
@@ -64,26 +64,42 @@ def activations(model: Any, x: Any, taps: tuple[str, ...] = TAPS, seed: int = 0)
     return out
 
 
+def activations_under(models: dict[str, Any], x: Any, nl: Nonidealities, seed: int = 0) -> dict:
+    """:func:`activations` of each model with ``nl`` on (left on), keyed ``"<name> model"``."""
+    out = {}
+    for name, model in models.items():
+        model.set_nonidealities(nl)
+        out[f"{name} model"] = activations(model, x, seed=seed)
+    return out
+
+
 @dataclass(frozen=True)
 class SliderSpec:
-    """One slider: the Nonidealities field, its label (with unit) and range."""
+    """One slider: the Nonidealities field, its label and range (in the field's unit)."""
 
     name: str
-    description: str
+    label: str
     max: float
     step: float
     min: float = 0.0
+    note: str = ""
+    """Shown after the unit, e.g. ``0 = off``."""
+
+    @property
+    def description(self) -> str:
+        """The label with the field's unit (:func:`aanntwin.config.unit`) and note."""
+        return f"{self.label} ({', '.join(filter(None, (unit(self.name), self.note)))})"
 
 
 SLIDERS = (
-    SliderSpec("input_noise", "input noise σ (V)", 1.0, 0.05),
-    SliderSpec("conv2d_out_noise", "conv out noise σ (V)", 1.0, 0.05),
-    SliderSpec("relu_out_noise", "ReLU out noise σ (V)", 1.0, 0.05),
-    SliderSpec("linear_out_noise", "linear out noise σ (V)", 1.0, 0.05),
-    SliderSpec("relu_cutoff", "ReLU cutoff (V)", 0.5, 0.05, -0.5),
-    SliderSpec("conv2d_input_clip", "conv input clip (V, 0 = off)", 3.0, 0.1),
-    SliderSpec("conv2d_gain_mismatch", "conv gain mismatch σ (rel.)", 0.5, 0.01),
-    SliderSpec("linear_gain_mismatch", "linear gain mismatch σ (rel.)", 0.5, 0.01),
+    SliderSpec("input_noise", "input noise σ", 1.0, 0.05),
+    SliderSpec("conv2d_out_noise", "conv out noise σ", 1.0, 0.05),
+    SliderSpec("relu_out_noise", "ReLU out noise σ", 1.0, 0.05),
+    SliderSpec("linear_out_noise", "linear out noise σ", 1.0, 0.05),
+    SliderSpec("relu_cutoff", "ReLU cutoff", 0.5, 0.05, -0.5),
+    SliderSpec("conv2d_input_clip", "conv input clip", 3.0, 0.1, note="0 = off"),
+    SliderSpec("conv2d_gain_mismatch", "conv gain mismatch σ", 0.5, 0.01),
+    SliderSpec("linear_gain_mismatch", "linear gain mismatch σ", 0.5, 0.01),
 )
 """The sliders, in display order (``input_noise`` first)."""
 
@@ -123,7 +139,7 @@ class Explorer:
         hist_images: int = 1000,
         dpi: int = 80,
     ) -> None:
-        import ipywidgets as w
+        import ipywidgets as w  # optional dependency (the notebooks extra): imported where used
 
         self.model = copy.deepcopy(model)
         self.x, self.y = data.x_test, data.y_test

@@ -3,8 +3,8 @@ Nonidealities file, a fit report and plots, and check the twin against the circu
 
 ``aanntwin characterize --simulate --out DIR`` runs the shipped netlists with ngspice (multiplier
 DC sweep, noise, mismatch Monte Carlo, ReLU sweep and noise, MAC on held-out conditions);
-``--csv FILES`` reads measured or simulated data (:mod:`aanntwin.characterize_data`). Fits:
-:mod:`aanntwin.characterize_fit`; mapping to the twin: :mod:`aanntwin.characterize_twin`.
+``--csv FILES`` reads measured or simulated data (:mod:`aanntwin.characterization.curves`). Fits:
+:mod:`aanntwin.characterization.fit`; mapping to the twin: :mod:`aanntwin.characterization.twin`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import Nonidealities
+from ..errors import DataError
+from ..io import write_json_atomic, write_text_atomic
+from . import plots as P
 from . import spice
-from .characterize_data import Dataset, read_all, validate, write_csv
-from .characterize_fit import Fit, fit_montecarlo, fit_multiplier, fit_noise, fit_relu
-from .characterize_twin import fan_ins, fidelity, heldout_conditions, to_nonidealities
 from .circuits import EXAMPLE_FILES, MAC, MAC_INPUTS, MULTIPLIER, RELU
-from .config import Nonidealities
-from .errors import DataError
-from .io import write_json_atomic, write_text_atomic
+from .curves import CurveTable, read_all, validate, write_csv
+from .fit import Fit, fit_montecarlo, fit_multiplier, fit_noise, fit_relu
+from .twin import fan_ins, fidelity, heldout_conditions, to_nonidealities
 
 X_SWEEP = np.round(np.arange(-1.5, 1.5 + 1e-9, 0.05), 6)
 """Multiplier input sweep (x units): to 1.5 x full scale, to see the saturation."""
@@ -64,9 +65,9 @@ def _scales(net: spice.Netlist, circuit: str) -> dict[str, tuple[float, str, str
 
 def simulate(
     options: SimOptions = SimOptions(), out_dir: str | os.PathLike[str] | None = None
-) -> tuple[list[Dataset], dict[str, float]]:
+) -> tuple[list[CurveTable], dict[str, float]]:
     """Run every analysis of the shipped circuits; datasets (written as CSVs under ``out_dir``
-    when given, names as in :data:`aanntwin.circuits.EXAMPLE_FILES`) and ngspice times (s)."""
+    when given, names as in :data:`aanntwin.characterization.circuits.EXAMPLE_FILES`) and ngspice times (s)."""
     card = options.model_card
     mult, relu = spice.Netlist.load(MULTIPLIER, card), spice.Netlist.load(RELU, card)
     mac = spice.Netlist.load(MAC, card)
@@ -114,7 +115,7 @@ def simulate(
             datasets.extend(read_all([path]))
             continue
         header = {f"{a}_full_scale": f"{v:g} {u}" for a, (v, u, _) in scales.items()}
-        ds = Dataset(circuit, analysis, frame.reset_index(drop=True), {**header, **meta}, src)
+        ds = CurveTable(circuit, analysis, frame.reset_index(drop=True), {**header, **meta}, src)
         datasets.append(validate(ds))
     return datasets, seconds
 
@@ -161,7 +162,7 @@ class Characterization:
 
 
 def characterize(
-    datasets: list[Dataset], fan_in: dict[str, int] | None = None, degree: int = 7
+    datasets: list[CurveTable], fan_in: dict[str, int] | None = None, degree: int = 7
 ) -> Characterization:
     """Fit every circuit present; map to Nonidealities; check fidelity if MAC data is given."""
     t0 = time.perf_counter()
@@ -180,7 +181,7 @@ def characterize(
     if mc_data is not None:
         mismatch = fit_montecarlo(mc_data, fits["multiplier"].model)
     if not fits and not noise:
-        raise DataError("no multiplier or relu data to fit (see aanntwin.characterize_data)")
+        raise DataError("no multiplier or relu data to fit (see aanntwin.characterization.curves)")
     nl, how, lacking = to_nonidealities(
         fits.get("multiplier"), fits.get("relu"), noise, mismatch, fan_in, degree
     )
@@ -239,8 +240,6 @@ def write_outputs(
                       "y_twin_existing_fields": fid["_pred_twin_existing_fields"]}).to_csv(
             paths["fidelity"], index=False)  # fmt: skip
     if plots:
-        from . import characterize_plots as P
-
         figs = out / "plots"
         if "multiplier" in result.fits:
             paths["plot_multiplier"] = P.plot_multiplier(
@@ -285,3 +284,44 @@ def bench_fidelity(
         "simulate_wall_s": t1 - t0,
         "fit_s": time.perf_counter() - t1,
     }
+
+
+def summary(result: Any) -> list[str]:
+    """One line per fit, the mapping's fan-ins and the fidelity figure."""
+    lines = []
+    m = result.fits.get("multiplier")
+    if m is not None:
+        p = m.params
+        lines.append(
+            f"multiplier: G {p['G']:.4g}, Xs {p['Xs']:.4g} x, a3 {p['a3']:.3g}, c3 {p['c3']:.3g}, "
+            f"b {p['b']:.2g}; residual RMS {100 * m.rms / m.full_scale:.3f} % FS, max "
+            f"{100 * m.max_abs / m.full_scale:.3f} % FS ({len(m.data)} points)"
+        )
+    r = result.fits.get("relu")
+    if r is not None:
+        p = r.params
+        lines.append(
+            f"relu: floor {p['floor']:.3g}, gain {p['gain']:.4g}, knee {p['knee']:.3g}, "
+            f"softness {p['softness']:.3g}; residual RMS {100 * r.rms / r.full_scale:.3f} % FS; "
+            f"twin relu_cutoff {r.extra['twin_relu_cutoff']:.3g}"
+        )
+    for c, nz in result.noise.items():
+        lo, hi = nz["band_hz"]
+        lines.append(f"noise: {c} {nz['sigma']:.3g} (y RMS, {lo:g}..{hi:g} Hz)")
+    mc = result.mismatch
+    if mc is not None:
+        lines.append(
+            f"mismatch: gain {100 * mc['gain_sigma']:.2f} %, equivalent offset "
+            f"{mc['equivalent_offset_sigma']:.3g} y per multiplier ({mc['instances']} instances)"
+        )
+    lines.append(f"fan-in: conv2d {result.fan_in['conv2d']}, linear {result.fan_in['linear']}")
+    f = result.fidelity
+    if f is not None:
+        t, e = f["twin"], f["twin_existing_fields"]
+        lines.append(
+            f"fidelity (MAC of {f['inputs']}, {f['conditions']} held-out conditions): RMS "
+            f"{t['rms_pct_fs']:.3f} % FS, max {t['max_pct_fs']:.3f} % FS (full scale "
+            f"{f['full_scale']:.4g}); with linear weights (present twin): RMS "
+            f"{e['rms_pct_fs']:.3f} %, max {e['max_pct_fs']:.3f} %"
+        )
+    return lines

@@ -1,0 +1,60 @@
+"""The ``aanntwin`` command: ``train``, ``evaluate``, ``info``.
+
+A user error (bad config field, geometry, dataset file, argument) prints one line on stderr and
+exits with status 2; it never shows a traceback. One module per command group registers its
+commands with ``set_defaults(run=...)``; :mod:`.common` holds the shared flags and types.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import AanntwinError
+from . import characterize, core, export, specs, studies, workbook
+from .common import Parser
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="aanntwin", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
+    core.add_parsers(sub)
+    studies.add_normalize_parser(sub)
+    studies.add_weights_parser(sub)
+    specs.add_parsers(sub)
+    characterize.add_parser(sub)
+    export.add_parser(sub)
+    workbook.add_parser(sub)
+    studies.add_sweep_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        print(__version__)
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except AanntwinError as exc:
+        print(f"aanntwin {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
+    except KeyboardInterrupt:
+        print(
+            f"aanntwin {args.command}: interrupted (finished work is kept: rerun to resume)",
+            file=sys.stderr,
+        )
+        return 130

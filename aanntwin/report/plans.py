@@ -1,0 +1,43 @@
+"""What the notebooks' studies run, full and ``quick``: the one place the quick-run caps live.
+
+A ``quick`` run (tests, smoke runs) caps training epochs, noise draws, spec samples and chip
+instances (:data:`QUICK_CAPS`), sweeps a coarser noise grid, a smaller quantization grid, and
+searches the temporal noise kinds only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..studies.noise import KINDS, TEMPORAL
+from ..studies.quantization import reference_sigmas
+
+QUICK_CAPS: dict[str, int] = {"epochs": 2, "runs": 2, "spec_runs": 6, "chip_instances": 20}
+"""Upper bounds of a quick run: training epochs, noise draws per point (``runs``), samples per
+spec setting (``spec_runs``) and chip instances of the yield Monte Carlo (``chip_instances``)."""
+QUICK_EPOCHS = QUICK_CAPS["epochs"]
+"""Epoch cap of ``quick`` runs."""
+
+
+def capped(name: str, value: int, quick: bool) -> int:
+    """``value`` of parameter ``name``, at most its :data:`QUICK_CAPS` entry when ``quick``."""
+    return min(int(value), QUICK_CAPS[name]) if quick else int(value)
+
+
+def noise_plan(quick: bool) -> dict[str, list[float | None]]:
+    """Training and test levels (V) of the notebook noise sweep: small when ``quick``."""
+    step, top = (0.05, 0.5) if quick else (0.025, 1.0)
+    tests = [round(i * step, 10) for i in range(round(top / step) + 1)]
+    trains = [None, 0.1] if quick else [None, 0.1, 0.2]
+    return {"train_levels": trains, "test_levels": tests}
+
+
+def quantization_plan(quick: bool) -> dict[str, Any]:
+    """Grid of the notebook quantization study (zero level on): refs in weight stds, bits."""
+    refs = [0.25 * k for k in range(1, 13)] if quick else reference_sigmas()
+    return {"ref_sigmas": refs, "bits": list(range(8)), "zero_levels": (True,)}
+
+
+def spec_kinds(quick: bool) -> list[str]:
+    """The kinds the spec search bounds: the temporal noise kinds only when ``quick``."""
+    return list(TEMPORAL) if quick else list(KINDS)
