@@ -9,6 +9,7 @@ unpickled.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .io import atomic_path
+from .io import write_bytes_atomic
 
 CACHE_ENV = "AANNTWIN_CACHE"
 _EPOCH_FILE = re.compile(r"^epoch-(\d{4,})\.pt$")
@@ -50,8 +51,9 @@ class CheckpointCache:
     def save(self, key: str, epoch: int, state: dict[str, Any]) -> Path:
         """Write the checkpoint after ``epoch`` atomically, then drop older ones."""
         path = self.folder(key) / f"epoch-{epoch:04d}.pt"
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        buffer = io.BytesIO()  # serialized in memory: a write error is an OSError of ours, not
+        torch.save(state, buffer)  # one from inside torch's zip writer
+        write_bytes_atomic(path, buffer.getvalue())
         for e, old in self._epochs(key):
             if e < epoch:
                 old.unlink(missing_ok=True)

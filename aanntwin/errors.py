@@ -20,3 +20,9 @@ class GeometryError(AanntwinError):
 
 class DataError(AanntwinError):
     """A dataset file is missing, truncated, corrupt or fails its checksum."""
+
+
+class FaultError(AanntwinError):
+    """A fault of the machine, not of the input (disk full, I/O error): the CLI exits with 1."""
+
+    exit_status = 1

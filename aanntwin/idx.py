@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import numpy as np
 from .cache import cache_root
 from .config import DATASET_REGISTRY
 from .errors import DataError
-from .io import atomic_path
+from .io import atomic_path, read_bytes
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -117,7 +119,9 @@ def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + int(np.prod(dims))
+    if 0 in dims:
+        raise DataError(f"{path}: IDX file with dims {dims}: no images or labels in it")
+    expected = header + math.prod(dims)  # Python ints: no overflow on hostile dims
     if len(raw) != expected:
         raise DataError(
             f"{path}: truncated or corrupt IDX file: {len(raw)} bytes, dims {dims} need {expected}"
@@ -128,11 +132,14 @@ def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
 def read_idx_file(path: str | os.PathLike[str]) -> IdxFile:
     """Read an IDX file (gzipped if it ends in .gz), hashing each byte once; errors name the file."""
     path = Path(path)
+    stored = read_bytes(path, "IDX", DataError)
     try:
-        stored = path.read_bytes()
         raw = gzip.decompress(stored) if path.suffix == ".gz" else stored
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot read IDX file ({exc}); delete it to re-download") from None
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+        raise DataError(
+            f"{path}: cannot read IDX file: corrupt or truncated gzip ({exc}); delete it to "
+            "re-download"
+        ) from None
     content = hashlib.sha256(raw).hexdigest()
     stored_digest = content if raw is stored else hashlib.sha256(stored).hexdigest()
     return IdxFile(path, _parse_idx(raw, path), stored_digest, content)

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor
 
 from . import functional as AF
 from .config import MISMATCH_FIELDS, TEMPORAL_NOISE, ModelParams, Nonidealities, Normalization
 from .errors import AanntwinError, GeometryError
-from .io import atomic_path
+from .io import write_bytes_atomic
 from .layers import (
     AnalogConv2d,
     AnalogLinear,
@@ -359,8 +359,8 @@ def save_weights(model: Main, path: str | os.PathLike[str], metadata: dict | Non
     meta = {
         "aanntwin": json.dumps({"format": "aanntwin-weights", **(metadata or {})}, sort_keys=True)
     }
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata=meta)
+    # serialized in memory and written by us: save_file ignores a failed write (disk full)
+    write_bytes_atomic(path, save(tensors, metadata=meta))
 
 
 def load_weights(model: Main, path: str | os.PathLike[str]) -> None:
@@ -385,5 +385,10 @@ def load_weights(model: Main, path: str | os.PathLike[str]) -> None:
         if value.shape != own[key].shape:
             raise AanntwinError(
                 f"{path}: {key} has shape {tuple(value.shape)}, the model needs {tuple(own[key].shape)}"
+            )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise AanntwinError(
+                f"{path}: {key} has {bad} non-finite value(s) (NaN or inf); weights must be finite"
             )
     model.load_state_dict(tensors)

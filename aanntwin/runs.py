@@ -26,7 +26,7 @@ import torch
 from .config import DATASET_REGISTRY, Nonidealities, RunConfig, load_config
 from .data import Dataset
 from .errors import AanntwinError
-from .io import write_json_atomic
+from .io import read_json_file, write_json_atomic
 from .model import WEIGHTS_FILE, Geometry, Main, geometry, load_weights, save_weights
 from .provenance import provenance
 from .training import EvalResult, TrainResult
@@ -34,6 +34,8 @@ from .training import EvalResult, TrainResult
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 TIMING_FILE = "timing.json"
+# An existing folder holding one of these is an earlier run (or normalized) folder: replaceable.
+RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 
 
 def build_model(
@@ -105,12 +107,12 @@ def write_run(
 
 def load_metrics(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """``metrics.json`` of a run folder."""
-    return json.loads((Path(folder) / METRICS_FILE).read_text(encoding="utf-8"))
+    return read_json_file(Path(folder) / METRICS_FILE, "metrics")
 
 
 def load_timing(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """``timing.json`` of a run folder (wall times, epochs read from the cache)."""
-    return json.loads((Path(folder) / TIMING_FILE).read_text(encoding="utf-8"))
+    return read_json_file(Path(folder) / TIMING_FILE, "timing")
 
 
 def is_run(folder: str | os.PathLike[str]) -> bool:

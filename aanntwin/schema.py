@@ -18,9 +18,13 @@ import typing
 from typing import Any, ClassVar, Literal, TypeVar
 
 from .errors import ConfigError
+from .io import read_json_file
 
 SCHEMA_VERSION = 1
-"""Version of the saved-file layout; files from newer versions are refused."""
+"""Version of the saved-file layout; a file must carry exactly this one (or none)."""
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""Largest finite float32: every float field reaches tensors, so it must fit."""
 
 P = TypeVar("P", bound="Params")
 
@@ -69,6 +73,11 @@ def _check_number(where: str, value: Any, want_int: bool, meta: dict[str, Any]) 
         value = float(value)
         if not math.isfinite(value):
             raise ConfigError(f"{where} = {value!r}: must be finite ({_bounds_text(meta)})")
+        if abs(value) > FLOAT32_MAX:
+            raise ConfigError(
+                f"{where} = {value!r}: beyond the float32 range (|x| <= 3.4e38; "
+                f"{_bounds_text(meta)})"
+            )
     ge, gt, le = meta.get("ge"), meta.get("gt"), meta.get("le")
     if (
         (ge is not None and value < ge)
@@ -154,11 +163,12 @@ class Params:
             raise ConfigError(f"{where}: expected an object of fields, got {data!r}")
         data = dict(data)
         version = data.pop("schema_version", SCHEMA_VERSION)
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"{where}.schema_version = {version!r}: this aanntwin reads versions <= "
-                f"{SCHEMA_VERSION}; upgrade aanntwin"
-            )
+        if type(version) is not int or version != SCHEMA_VERSION:
+            if type(version) is int and version > SCHEMA_VERSION:
+                allowed = f"this aanntwin reads versions <= {SCHEMA_VERSION}; upgrade aanntwin"
+            else:
+                allowed = f"must be the integer {SCHEMA_VERSION}"
+            raise ConfigError(f"{where}.schema_version = {version!r}: {allowed}")
         known = cls.field_names()
         for name in data:
             if name not in known:
@@ -198,14 +208,9 @@ def stable_hash(obj: Any) -> str:
 
 
 def read_json(path: str, what: str) -> dict[str, Any]:
-    """Read a JSON object from ``path``; errors name the file."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} file not found") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    """Read a JSON object from ``path`` (strict: UTF-8, no duplicate keys, no NaN, bounded
+    nesting; see :func:`aanntwin.io.read_json_file`); errors name the file."""
+    data = read_json_file(path, what, ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object of {what} fields")
     return data

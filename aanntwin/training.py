@@ -12,6 +12,7 @@ thread count (all part of the cache key).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from .cache import CheckpointCache
 from .config import RunConfig, TrainParams
 from .data import Dataset, batches
+from .errors import AanntwinError
 from .model import Main
 from .seeds import derive_seed
 
@@ -221,6 +223,17 @@ def _optimizer(model: Main, tp: TrainParams, steps: int) -> tuple[torch.optim.Op
     return opt, sched
 
 
+def _check_finite(model: Main, metrics: EpochMetrics, tp: TrainParams) -> None:
+    """A run that diverged (NaN/inf loss or weights) is an error, never written or cached."""
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad or not math.isfinite(metrics.train_loss):
+        raise AanntwinError(
+            f"training diverged in epoch {metrics.epoch}: train loss {metrics.train_loss}, "
+            f"non-finite weights in {bad or 'none'}; nothing written (lower train.lr = {tp.lr:g} "
+            "or change the optimizer)"
+        )
+
+
 def train(
     config: RunConfig,
     data: Dataset,
@@ -302,6 +315,7 @@ def train(
             test_accuracy=test.accuracy if test else None,
             seconds=seconds,
         )
+        _check_finite(model, metrics, tp)
         history.append(metrics)
         bar.set_postfix(loss=f"{metrics.train_loss:.3f}", test_acc=metrics.test_accuracy)
         if cache is not None:

@@ -55,7 +55,7 @@ def test_bad_spaces_are_refused_before_any_work(tmp_path):
     base = RunConfig()
     with pytest.raises(AanntwinError, match="--channels: 0 is out of range"):
         run_architecture_sweep(base, str(tmp_path), space={"channels": [0]})
-    with pytest.raises(AanntwinError, match="--kernel: the list is empty"):
+    with pytest.raises(AanntwinError, match=r"--kernel \[\]: the list is empty"):
         run_architecture_sweep(base, str(tmp_path), space={"kernel": []})
     with pytest.raises(AanntwinError, match="no valid geometry"):
         run_architecture_sweep(

@@ -51,7 +51,7 @@ def test_info_prints_hardware_counts(capsys):
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["train", "--epochs", "-1", "--out", "{tmp}/o"], "train.epochs = -1: out of range"),
+        (["train", "--epochs", "-1", "--out", "{tmp}/o"], "--epochs: must be >= 1, got -1"),
         (
             ["train", "--kernel", "5", "--dataset", "mnist", "--out", "{tmp}/o"],
             "not a whole number",

@@ -77,7 +77,7 @@ def test_content_hash_is_stable_and_sensitive():
     ("fields", "needle"),
     [
         ({"input_noise": -0.1}, "nonidealities.input_noise = -0.1: out of range, allowed >= 0.0 V"),
-        ({"conv2d_out_noise": math.nan}, "conv2d_out_noise = nan: must be finite"),
+        ({"conv2d_out_noise": math.nan}, "conv2d_out_noise = NaN: must be finite"),
         ({"conv2d_input_nonlin": []}, "needs at least 1 element"),
         ({"linear_input_nonlin": [0, "x"]}, "linear_input_nonlin[1] = 'x': must be a number"),
         ({"linear_input_nonlin": "0,1"}, "must be a list of numbers"),

@@ -63,7 +63,7 @@ def test_reference_grids():
     ("kwargs", "needle"),
     [
         ({"test_levels": "-0.1"}, "test levels: -0.1 is out of range, allowed >= 0.0"),
-        ({"train_levels": ""}, "train levels: the list is empty"),
+        ({"train_levels": ""}, "train levels '': the list is empty"),
         ({"test_levels": "0:1"}, "must be start:stop:step"),
         ({"test_levels": "loud"}, "'loud' is not a number, none or a range"),
         ({"kinds": "input,thermal"}, "kinds: unknown 'thermal'"),

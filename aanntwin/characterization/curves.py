@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..io import read_text
 
 FORMAT = "aanntwin-characterization/1"
 REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
@@ -120,10 +121,7 @@ def _header(lines: list[str], path: str) -> tuple[dict[str, str], int]:
 def read_csv(path: str | os.PathLike[str]) -> list[CurveTable]:
     """Read one characterization file: one :class:`CurveTable` per (circuit, analysis) in it."""
     name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{name}: cannot read ({exc.strerror})") from None
+    text = read_text(path, "characterization CSV", DataError)
     lines = text.splitlines()
     meta, start = _header(lines, name)
     numbers = np.array([i + 1 for i in range(start + 1, len(lines)) if lines[i].strip()])
@@ -131,6 +129,8 @@ def read_csv(path: str | os.PathLike[str]) -> list[CurveTable]:
         raw = pd.read_csv(io.StringIO("\n".join(lines[start:])), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{name}: not a CSV table after the header ({exc})") from None
+    if not isinstance(raw.index, pd.RangeIndex):  # pandas took the extra fields as an index
+        raise DataError(f"{name}: rows have more fields than the header's {len(raw.columns)}")
     raw.columns = [c.strip() for c in raw.columns]
     if len(raw) != len(numbers):
         numbers = np.arange(start + 2, start + 2 + len(raw))

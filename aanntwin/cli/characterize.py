@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from ..characterization.pipeline import SimOptions, summary
 from ..characterization.twin import fan_ins
 from ..config import load_config
 from ..errors import AanntwinError
-from .common import add_dataset
+from ..io import check_output_path, output_dir
+from .common import add_dataset, bounded_int, number, seed_int
 from .common import positive_int as _count
 
 
@@ -27,7 +29,7 @@ def _band(text: str) -> tuple[float, float]:
         lo, hi = (float(t) for t in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LOW,HIGH in Hz, got {text!r}") from None
-    if not 0 < lo < hi:
+    if not (0 < lo < hi and math.isfinite(hi)):
         raise argparse.ArgumentTypeError(f"need 0 < LOW < HIGH, got {text!r}")
     return lo, hi
 
@@ -46,13 +48,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--config", help="run configuration JSON: fan-ins from its model and dataset")
     g.add_argument("--conv-fan-in", type=_count, help="multipliers per conv MAC (override)")
     g.add_argument("--linear-fan-in", type=_count, help="multipliers per linear MAC (override)")
-    g.add_argument("--degree", type=_count, default=7, help="input polynomial degree (7)")
+    g.add_argument(
+        "--degree", type=bounded_int(1, 30), default=7, help="input polynomial degree (7)"
+    )
     s = p.add_argument_group("simulation (--simulate)")
-    s.add_argument("--instances", type=_count, default=20, help="Monte Carlo instances (20)")
-    s.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (0)")
-    s.add_argument("--a-vt", type=float, default=5.0, help="Pelgrom A_VT, mV um per pair (5)")
+    s.add_argument(
+        "--instances", type=bounded_int(1, 10_000), default=20, help="Monte Carlo instances (20)"
+    )
+    s.add_argument("--seed", type=seed_int, default=0, help="Monte Carlo seed (0)")
+    a_vt = number(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+    s.add_argument("--a-vt", type=a_vt, default=5.0, help="Pelgrom A_VT, mV um per pair (5)")
     s.add_argument("--band", type=_band, default=(1e3, 1e7), help="noise band LOW,HIGH Hz")
-    s.add_argument("--heldout", type=_count, default=200, help="held-out MAC conditions (200)")
+    s.add_argument(
+        "--heldout", type=bounded_int(1, 100_000), default=200, help="held-out MAC conditions (200)"
+    )
     s.add_argument("--model-card", help="models file replacing the generic BSIM3 card")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(run=run)
@@ -74,15 +83,16 @@ def _fan_in(args: argparse.Namespace) -> dict[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     """``aanntwin characterize``: fit, write the outputs, print a summary."""
-    out = Path(args.out)
+    out = check_output_path(args.out, replaces=("nonidealities.json", "fit_report.json"))
     fan = _fan_in(args)
     t0 = time.perf_counter()
     if args.simulate and args.model_card and not Path(args.model_card).exists():
         raise AanntwinError(f"--model-card {args.model_card}: file not found")
     opts = SimOptions(args.instances, args.seed, args.a_vt, args.band, args.heldout, 1,
                       args.model_card)  # fmt: skip
-    curves = acquire(args.csv, args.simulate, out / "data", opts)
-    result, _ = fit_and_write(curves, fan, out, args.degree, plots=not args.no_plots)
+    with output_dir(out, replaces=("nonidealities.json", "fit_report.json")) as tmp:
+        curves = acquire(args.csv, args.simulate, tmp / "data", opts)
+        result, _ = fit_and_write(curves, fan, tmp, args.degree, plots=not args.no_plots)
     for line in summary(result):
         print(line)
     seconds = curves.seconds

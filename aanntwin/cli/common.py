@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -21,15 +22,57 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+MAX_THREADS = (os.cpu_count() or 1) * 4
+"""``--threads`` and ``--workers``: at most 4 per core of this machine."""
+MAX_SEED = 2**63 - 1
+MAX_RUNS = 1_000_000
+"""``--runs``/``--instances``: each keeps about 100 bytes of results (a loss, a count, Python
+floats), so 10**6 is about 100 MB; 10**9 would need about 100 GB."""
+RUNS_NOTE = "each keeps ~100 bytes of results: 1000000 is ~100 MB"
+
+
+def bounded_int(lo: int, hi: int, note: str = "") -> Callable[[str], int]:
+    """argparse type: an integer in ``lo..hi``; the error gives the text and the range (and
+    ``note``, e.g. where the upper bound comes from)."""
+    why = f" ({note})" if note else ""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid int value: {text!r} (allowed: integers {lo}..{hi})"
+            ) from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {text} (allowed {lo}..{hi})")
+        if value > hi:
+            raise argparse.ArgumentTypeError(f"{text} is too large: allowed {lo}..{hi}{why}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+positive_int = bounded_int(1, 2**31 - 1)
+"""argparse type: an integer >= 1 (and below 2**31)."""
+seed_int = bounded_int(0, MAX_SEED)
+"""argparse type: a seed, 0..2**63-1."""
+runs_int = bounded_int(1, MAX_RUNS, RUNS_NOTE)
+"""argparse type: a count of noise draws or chip instances (bounded by the memory estimate)."""
+
+
+_epochs = bounded_int(1, 100_000)
+
+
+def epochs_int(text: str) -> int:
+    """argparse type: ``--epochs``, 1..100000 (0 trains nothing: refused, not an untrained run)."""
+    if text.strip() == "0":
+        raise argparse.ArgumentTypeError("0: trains nothing; use >= 1")
+    return _epochs(text)
+
+
+threads_int = bounded_int(1, MAX_THREADS, f"4 x this machine's {os.cpu_count() or 1} cores")
+"""argparse type: ``--threads`` / ``--workers``."""
 
 
 def number(kind: type, test: Callable[[Any], bool], allowed: str) -> Callable[[str], Any]:
@@ -62,7 +105,7 @@ def add_device(p: Any, help: str = DEVICE_HELP) -> None:
 
 
 def add_threads(p: Any) -> None:
-    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    p.add_argument("--threads", type=threads_int, help=f"CPU threads for torch (1..{MAX_THREADS})")
 
 
 def torch_device(args: argparse.Namespace) -> torch.device:
@@ -78,6 +121,8 @@ def torch_device(args: argparse.Namespace) -> torch.device:
         raise AanntwinError(
             f"--device {args.device!r}: not a device (cpu, cuda, cuda:N, auto)"
         ) from None
+    if device.type not in ("cpu", "cuda"):
+        raise AanntwinError(f"--device {args.device!r}: not a device (cpu, cuda, cuda:N, auto)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise AanntwinError(f"--device {args.device}: CUDA is not available on this machine")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():

@@ -13,7 +13,8 @@ from ..cache import CheckpointCache
 from ..config import Nonidealities, RunConfig, load_config, load_nonidealities
 from ..data import load_dataset
 from ..errors import AanntwinError
-from ..runs import load_run, read_config, run_geometry, write_run
+from ..io import check_output_path, output_dir
+from ..runs import RUN_FILES, load_run, read_config, run_geometry, write_run
 from ..studies.export import evaluate_export
 from ..training import evaluate, train
 from .common import (
@@ -21,7 +22,10 @@ from .common import (
     add_dataset,
     add_device,
     add_threads,
-    positive_int,
+    bounded_int,
+    epochs_int,
+    runs_int,
+    seed_int,
     torch_device,
 )
 
@@ -60,14 +64,14 @@ def add_parsers(sub: Any) -> None:
     t = sub.add_parser("train", help="train (hardware-aware) and write weights + metrics")
     _add_config_args(t)
     tg = t.add_argument_group("training (override the config file)")
-    tg.add_argument("--epochs", type=int)
-    tg.add_argument("--batch-size", type=int)
+    tg.add_argument("--epochs", type=epochs_int)
+    tg.add_argument("--batch-size", type=bounded_int(1, 1_000_000))
     tg.add_argument("--lr", type=float, help="(peak) learning rate")
     tg.add_argument("--optimizer", choices=["adam", "sgd"])
     tg.add_argument("--momentum", type=float)
     tg.add_argument("--weight-decay", type=float)
     tg.add_argument("--schedule", choices=["onecycle", "constant"])
-    tg.add_argument("--seed", type=int)
+    tg.add_argument("--seed", type=seed_int)
     tg.add_argument(
         "--chips",
         choices=["batch", "epoch", "fixed"],
@@ -85,10 +89,12 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--export", help="evaluate a hardware export folder instead (aanntwin export)")
     e.add_argument("--nonidealities", help="nonidealities JSON (default: those it trained with)")
     e.add_argument("--ideal", action="store_true", help="evaluate with every nonideality off")
-    e.add_argument("--runs", type=positive_int, default=1, help="noisy repetitions (mean, std)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise")
+    e.add_argument("--runs", type=runs_int, default=1, help="noisy repetitions (mean, std)")
+    e.add_argument("--seed", type=seed_int, default=0, help="seed of the evaluation noise")
     add_dataset(e, help="default: the one it trained on", sort=True)
-    e.add_argument("--batch-size", type=positive_int, help="images per pass (default: by device)")
+    e.add_argument(
+        "--batch-size", type=bounded_int(1, 1_000_000), help="images per pass (default: by device)"
+    )
     _add_runtime_args(e)
     e.set_defaults(run=cmd_evaluate)
 
@@ -131,9 +137,12 @@ def _run_config(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
 
     cfg: RunConfig = _run_config(args)
+    if cfg.train.epochs < 1:
+        where = f" (from --config {args.config})" if args.config else ""
+        raise AanntwinError(f"train.epochs = {cfg.train.epochs}{where}: trains nothing; use >= 1")
     run_geometry(cfg)  # fail before loading any data
     device = torch_device(args)
-    out = Path(args.out)
+    out = check_output_path(args.out, replaces=RUN_FILES)
     data = load_dataset(cfg.dataset, args.data_dir)
     t0 = time.perf_counter()
     result = train(
@@ -146,7 +155,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     model = result.model
     test = evaluate(model, data.x_test.to(device), data.y_test.to(device))
-    write_run(out, cfg, data, result, test, device, wall)
+    with output_dir(out, replaces=RUN_FILES) as tmp:
+        write_run(tmp, cfg, data, result, test, device, wall)
     cached = f" ({result.resumed_from} epoch(s) from cache)" if result.resumed_from else ""
     print(
         f"{data.name}: test accuracy {100 * test.accuracy:.2f} % (loss {test.loss:.4f}) after "

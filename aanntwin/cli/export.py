@@ -12,9 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import AanntwinError
+from ..io import output_dir
 from ..studies.export import MANIFEST, export_run
 from ..studies.export_quant import parse_ref
-from .common import DATA_DIR_HELP
+from .common import DATA_DIR_HELP, bounded_int
 
 BITS_HELP = (
     "bits not counting the sign: 4 (every stage) or conv=4,linear=6 (hidden stages use linear "
@@ -72,8 +73,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--bits", type=pairs(int, "int"), help=BITS_HELP)
     p.add_argument("--refs", type=pairs(_ref, "number or Nsigma"), help=REFS_HELP)
     p.add_argument("--zero-level", action=argparse.BooleanOptionalAction, help=ZERO_HELP)
-    p.add_argument("--bias-bits", type=int, help="quantize biases too (default: analog values)")
-    p.add_argument("--calibration-images", type=int, default=10000, help="for the full scales")
+    p.add_argument(
+        "--bias-bits", type=bounded_int(0, 24), help="quantize biases too (default: analog values)"
+    )
+    p.add_argument(
+        "--calibration-images",
+        type=bounded_int(1, 10_000_000),
+        default=10000,
+        help="for the full scales",
+    )
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--out", required=True, help="export folder")
     p.set_defaults(run=run)
@@ -84,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     """``aanntwin export``: write the export, print one line per stage (with each value's
     source: the run's config or a flag)."""
     keys = ("bits", "refs", "zero_level", "bias_bits", "calibration_images", "data_dir")
-    m = export_run(args.run_dir, args.out, **{k: getattr(args, k) for k in keys})
+    with output_dir(args.out, replaces=(MANIFEST,)) as tmp:  # nothing left on a failure
+        m = export_run(args.run_dir, tmp, **{k: getattr(args, k) for k in keys})
     for s in m["stages"]:
         fs = s["output_full_scale_V"]
         sig = "" if s["ref_sigmas"] is None else f" = {s['ref_sigmas']:g} sigma"

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..config import load_nonidealities
 from ..errors import AanntwinError
-from ..io import write_json_atomic
+from ..io import check_output_path, output_dir, write_json_atomic
 from ..runs import load_run
 from ..studies.common import cached_dataset
 from ..studies.grid import parse_choices
@@ -18,24 +18,29 @@ from ..studies.noise import KINDS
 from ..studies.spec_report import cost, derive_and_write, summary
 from ..studies.specs import Target, chip_yield
 from ..training import evaluate
-from .common import DATA_DIR_HELP, add_device, torch_device
+from .common import DATA_DIR_HELP, add_device, number, runs_int, seed_int, torch_device
+
+_drop = number(float, lambda v: 0 <= v < 1, "in [0, 1)")
+_confidence = number(float, lambda v: 0 < v < 1, "in (0, 1)")
+
+SPEC_FILES = ("spec_table.csv", "spec.json")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="trained (ideally normalized) model folder")
     p.add_argument(
         "--target-drop",
-        type=float,
+        type=_drop,
         default=0.01,
         help="largest accuracy loss against the ideal model (0.01 = 1 point)",
     )
     p.add_argument(
         "--confidence",
-        type=float,
+        type=_confidence,
         default=0.95,
         help="fraction of noise draws / chips that must meet the target",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     add_device(p, help="cpu, cuda or auto (default)")
 
@@ -47,13 +52,13 @@ def add_parsers(sub: Any) -> None:
     s.add_argument(
         "--kinds", default=",".join(KINDS), help=f"nonidealities to bound: {', '.join(KINDS)}"
     )
-    s.add_argument("--runs", type=int, default=20, help="noise draws / chips per evaluation")
+    s.add_argument("--runs", type=runs_int, default=20, help="noise draws / chips per evaluation")
     s.add_argument("--out", required=True, help="folder for spec_table.csv/.html and spec.json")
     s.set_defaults(run=run_specs)
     y = sub.add_parser("yield", help="chip-instance Monte Carlo: accuracy spread and yield")
     _common(y)
     y.add_argument("--nonidealities", required=True, help="nonidealities JSON (with mismatch)")
-    y.add_argument("--instances", type=int, default=100, help="chip instances to sample")
+    y.add_argument("--instances", type=runs_int, default=100, help="chip instances to sample")
     y.add_argument("--out", help="write yield.json here")
     y.set_defaults(run=run_yield)
 
@@ -68,11 +73,12 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 def run_specs(args: argparse.Namespace) -> int:
     target = Target(args.target_drop, args.confidence, args.runs)
     kinds = parse_choices(args.kinds, "--kinds", list(KINDS))
+    out = check_output_path(args.out, replaces=SPEC_FILES)
     cfg, model, data = _load(args)
-    out = Path(args.out)
-    res = derive_and_write(model, data.x_test, data.y_test, target, out, kinds=kinds,
-                           seed=args.seed, progress=True, run=str(args.run_dir),
-                           config_hash=cfg.content_hash())  # fmt: skip
+    with output_dir(out, replaces=SPEC_FILES) as tmp:
+        res = derive_and_write(model, data.x_test, data.y_test, target, tmp, kinds=kinds,
+                               seed=args.seed, progress=True, run=str(args.run_dir),
+                               config_hash=cfg.content_hash())  # fmt: skip
     print(summary(res))
     shown = res.table[["stage", "quantity", "limit", "unit", "limit_alone"]]
     print(shown.to_string(index=False, na_rep=""))
@@ -82,6 +88,8 @@ def run_specs(args: argparse.Namespace) -> int:
 
 def run_yield(args: argparse.Namespace) -> int:
     nl = load_nonidealities(args.nonidealities)
+    if args.out is not None:
+        check_output_path(args.out)
     if not 0 <= args.target_drop < 1:
         raise AanntwinError(f"--target-drop {args.target_drop}: must be in [0, 1)")
     if not 0 < args.confidence < 1:

@@ -17,12 +17,18 @@ import pandas as pd
 
 from ..config import Nonidealities, RunConfig, load_config, load_nonidealities
 from ..errors import AanntwinError
-from ..io import atomic_path
+from ..io import atomic_path, check_output_path, output_dir
+from ..runs import RUN_FILES
 from ..studies.architecture import pareto_front, run_architecture_sweep
-from ..studies.grid import REFERENCE_TEST_LEVELS, REFERENCE_TRAIN_LEVELS, parse_levels
+from ..studies.grid import (
+    REFERENCE_TEST_LEVELS,
+    REFERENCE_TRAIN_LEVELS,
+    parse_ints,
+    parse_levels,
+)
 from ..studies.noise_sweep import NoiseSweep, run_noise_sweep
 from ..studies.normalize import normalize_run
-from ..studies.quantization import recommend, run_quantization
+from ..studies.quantization import MAX_BITS, recommend, run_quantization
 from ..studies.runner import executor_from_args
 from ..studies.weights import weights_run
 from .common import (
@@ -31,10 +37,18 @@ from .common import (
     add_dataset,
     add_device,
     add_threads,
+    bounded_int,
+    epochs_int,
     number,
     positive_int,
+    runs_int,
+    seed_int,
+    threads_int,
     torch_device,
 )
+
+CALIBRATION = bounded_int(1, 10_000_000)
+"""``--calibration-images``: the first N training images (every dataset here has fewer)."""
 
 
 def add_execution_args(p: argparse.ArgumentParser, out_required: bool = True) -> None:
@@ -48,7 +62,9 @@ def add_execution_args(p: argparse.ArgumentParser, out_required: bool = True) ->
         default=True,
         help="reuse finished points in --out (default: on)",
     )
-    g.add_argument("--workers", type=int, help="local worker processes (default: in-process)")
+    g.add_argument(
+        "--workers", type=threads_int, help="local worker processes (default: in-process)"
+    )
     g.add_argument("--dask-scheduler", help="address of a Dask scheduler, e.g. tcp://host:8786")
     g.add_argument("--data-dir", help=DATA_DIR_HELP)
     add_device(g, help="cpu, cuda or auto (default)")
@@ -60,7 +76,7 @@ def add_config_args(p: argparse.ArgumentParser, epochs_help: str) -> None:
     """``--config``, ``--dataset`` and ``--epochs``: the base run configuration of a sweep."""
     p.add_argument("--config", help="run configuration JSON (model, training, dataset)")
     add_dataset(p)
-    p.add_argument("--epochs", type=int, help=epochs_help)
+    p.add_argument("--epochs", type=epochs_int, help=epochs_help)
 
 
 def base_config(args: argparse.Namespace) -> RunConfig:
@@ -73,6 +89,7 @@ def base_config(args: argparse.Namespace) -> RunConfig:
 
 
 def executor(args: argparse.Namespace) -> Any:
+    check_output_path(args.out)  # a sweep resumes in its folder: validated, not replaced
     if args.workers is not None and args.workers < 1:
         raise AanntwinError(f"--workers {args.workers}: must be >= 1")
     if args.workers and args.dask_scheduler:
@@ -105,8 +122,8 @@ def _add_noise(sub: Any) -> None:
         help="temporal kinds that get the training level",
     )
     p.add_argument("--test-nonidealities", help="JSON of nonidealities held on during the test")
-    p.add_argument("--runs", type=int, default=1, help="noise draws (or chips) per point")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", type=runs_int, default=1, help="noise draws (or chips) per point")
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument(
         "--no-crn",
         action="store_true",
@@ -170,9 +187,11 @@ def _add_architecture(sub: Any) -> None:
     p.add_argument("--stride", default="1:7", help="strides, e.g. 1:3")
     p.add_argument("--pool", default="1:7", help="pool windows, e.g. 1,2")
     p.add_argument(
-        "--max-multipliers", type=int, help="skip geometries above this many multipliers"
+        "--max-multipliers", type=positive_int, help="skip geometries above this many multipliers"
     )
-    p.add_argument("--limit", type=int, help="only the N geometries with the fewest multipliers")
+    p.add_argument(
+        "--limit", type=positive_int, help="only the N geometries with the fewest multipliers"
+    )
     add_execution_args(p)
     p.set_defaults(run=run_architecture)
 
@@ -205,24 +224,23 @@ def run_architecture(args: argparse.Namespace) -> int:
     return 0
 
 
-def _numbers(kind: type) -> Callable[[str], list | None]:
-    """Parser of ``lo:hi[:step]`` (inclusive), ``v1,v2,...`` or (floats) ``reference``."""
+def _flag_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """argparse type from a :mod:`~aanntwin.studies.grid` parser called with ``what="FLAG"``:
+    its error (``FLAG 'text': ...``) without the flag, which argparse prefixes itself."""
 
-    def parse(text: str) -> list | None:
+    def convert(text: str) -> Any:
         try:
-            if kind is float and text == "reference":
-                return None
-            if ":" not in text:
-                return [kind(p) for p in text.split(",") if p.strip()]
-            parts = [kind(p) for p in text.split(":")]
-            lo, hi, step = (*parts, 1) if len(parts) == 2 else parts
-            count = math.floor((hi - lo) / step + 1e-9) + 1 if step > 0 else 0
-            return [round(lo + i * step, 10) for i in range(count)]
-        except ValueError:
-            forms = "'reference', lo:hi:step" if kind is float else "lo:hi"
-            raise argparse.ArgumentTypeError(f"expected {forms} or a list, got {text!r}") from None
+            return parse(text)
+        except AanntwinError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("FLAG").lstrip(": ")) from None
 
-    return parse
+    return convert
+
+
+_bits = _flag_type(lambda t: parse_ints(t, "FLAG", 0, MAX_BITS))
+_sigmas = _flag_type(
+    lambda t: None if t.strip() == "reference" else parse_levels(t, "FLAG", allow_none=False)
+)
 
 
 def _add_quantization(sub: Any) -> None:
@@ -232,8 +250,8 @@ def _add_quantization(sub: Any) -> None:
     a("--out", required=True, help="results folder (results.csv, config.json)")
     a("--layers", type=lambda t: t.split(","), help="stages, e.g. conv,linear (default: all)")
     a("--bias", action="store_true", help="study the biases too")
-    a("--ref-sigmas", type=_numbers(float), help="in weight stds: reference, lo:hi:step or 0.5,1,2")
-    a("--bits", type=_numbers(int), default=list(range(8)), help="lo:hi or list (default 0:7)")
+    a("--ref-sigmas", type=_sigmas, help="in weight stds: reference, lo:hi:step or 0.5,1,2")
+    a("--bits", type=_bits, default=list(range(8)), help="lo:hi or list (default 0:7)")
     a("--zero-levels", choices=["both", "yes", "no"], default="both", help="zero level or not")
     a("--nonidealities", help="nonidealities JSON to evaluate with (default: ideal)")
     add_execution_args(p, out_required=False)
@@ -309,7 +327,7 @@ def add_normalize_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="full scale = max y (signed, as the reference tool) instead of max |y|",
     )
     p.add_argument(
-        "--calibration-images", type=positive_int, default=10000, help="first N train images"
+        "--calibration-images", type=CALIBRATION, default=10000, help="first N train images"
     )
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     add_device(p)
@@ -324,7 +342,11 @@ def run_normalize(args: argparse.Namespace) -> int:
     options = {
         k: getattr(args, k) for k in ("quantile", "calibration_images", "data_dir", "signed")
     }
-    result = normalize_run(args.run_dir, args.out, targets=targets, device=device, **options)
+    out = check_output_path(args.out, replaces=RUN_FILES)
+    if out.resolve() == Path(args.run_dir).resolve():
+        raise AanntwinError(f"--out {out}: the output folder must differ from the trained folder")
+    with output_dir(out, replaces=RUN_FILES) as tmp:
+        result = normalize_run(args.run_dir, tmp, targets=targets, device=device, **options)
     for name, a in result.scales.items():
         fs = f"{result.before[name]:.4g} V -> {result.after[name]:.4g} V"
         print(f"{name:<8} {fs} (target {result.targets[name]:g} V, scale {a:.4g})")
@@ -347,6 +369,8 @@ def add_weights_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_weights(args: argparse.Namespace) -> int:
     """Print the table (and write it with ``--out``)."""
+    if args.out is not None:
+        check_output_path(args.out, folder=False)
     df = weights_run(args.run_dir, ("weight", "bias") if args.bias else ("weight",))
     if args.out:
         with atomic_path(args.out) as tmp:

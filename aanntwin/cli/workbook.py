@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..io import check_output_path
 from ..report.workbook import run_parameter_files
 
 
@@ -38,6 +39,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run every variant; exit 1 naming the failed notebook and its error."""
+    check_output_path(args.out)  # the reports folder is updated in place: validated up front
     runs = run_parameter_files(
         args.params, args.out, args.name, notebooks_dir=args.notebooks,
         only=args.only.split(",") if args.only else None, force=args.force,

@@ -15,7 +15,6 @@ import datetime
 import html
 import inspect
 import io
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from ..cache import CheckpointCache
 from ..config import Nonidealities, RunConfig, TrainParams, load_nonidealities
 from ..config import unit as nonideality_unit
 from ..errors import AanntwinError
-from ..io import write_json_atomic
+from ..io import read_json_file, write_json_atomic
 from ..provenance import git_commit
 from ..runs import (
     is_run,
@@ -230,7 +229,7 @@ def record(out_dir: str | os.PathLike[str], name: str, value: Any, unit: str = "
 def load_headlines(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """``out_dir/headlines.json`` (empty when absent)."""
     path = resolve_path(out_dir, output=True) / HEADLINES
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return read_json_file(path, "headlines") if path.exists() else {}
 
 
 def headlines(ctx: Context, figures: dict[str, tuple[Any, str]]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import platform
 import sys
 import time
@@ -23,7 +24,15 @@ import torch
 
 from .. import __version__
 from ..errors import AanntwinError
-from ..io import write_json_atomic, write_text_atomic
+from ..io import (
+    MAX_JSON_DEPTH,
+    json_depth,
+    parse_json,
+    read_json_file,
+    read_text,
+    write_json_atomic,
+    write_text_atomic,
+)
 from ..provenance import git_commit
 from ..schema import stable_hash
 
@@ -65,6 +74,33 @@ class WorkbookRun:
         return all(nb.status == "ok" for nb in self.notebooks)
 
 
+def _strict_loader(yaml: Any) -> type:
+    """PyYAML's SafeLoader without aliases (``*name``: no self-referencing or exponentially
+    expanding "billion laughs" files) and without duplicate keys (not "last one wins")."""
+
+    class StrictLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, "aliases are not allowed", mark)
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                key = getattr(key_node, "value", None)
+                if not isinstance(key, str):  # a list as a key: SafeLoader refuses it
+                    continue
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
 def load_parameters(path: str | Path) -> dict[str, Any]:
     """A parameters file (YAML or JSON): notebook parameters plus ``name``, ``notebooks``
     (per-notebook overrides: ``{"02_training": {"epochs": 5}}``) and ``variants`` (a list of
@@ -72,16 +108,20 @@ def load_parameters(path: str | Path) -> dict[str, Any]:
     import yaml  # optional dependency (the notebooks extra): imported where used
 
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AanntwinError(f"{p}: parameters file not found") from None
-    try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise AanntwinError(
-            f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'} ({exc})"
-        ) from None
+    text = read_text(p, "parameters")
+    if p.suffix == ".json":
+        data = parse_json(text, p)
+    elif json_depth(text) > MAX_JSON_DEPTH:  # YAML flow style nests like JSON
+        raise AanntwinError(f"{p}: nested more than {MAX_JSON_DEPTH} levels deep")
+    else:
+        try:
+            data = yaml.load(text, Loader=_strict_loader(yaml))  # noqa: S506 - a SafeLoader
+        except (yaml.YAMLError, RecursionError, ValueError) as exc:  # ValueError: 2001-13-45
+            raise AanntwinError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from None
+        try:  # plain JSON values only (no dates, bytes, NaN): what notebook parameters take
+            json.dumps(data, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise AanntwinError(f"{p}: not a plain parameter value ({exc})") from None
     data = data or {}
     if not isinstance(data, dict):
         raise AanntwinError(f"{p}: expected a mapping of parameters")
@@ -150,6 +190,29 @@ def _failure(exc: Exception) -> str:
     return f"{ename}: {evalue}{where}".strip()
 
 
+KERNEL_LAUNCHER = """import ctypes, os, sys
+ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL: die with the workbook
+if os.getppid() != int(sys.argv[1]):  # the workbook died before prctl took effect
+    os._exit(1)
+os.execvp(sys.argv[2], sys.argv[2:])"""
+"""Run before the kernel (Linux): a kill -9 of the workbook leaves no kernel behind, also when
+the kernel is too busy (holding the GIL) for its own parent poller to notice."""
+
+
+def _kernel_manager_class() -> type:
+    """A jupyter ``KernelManager`` whose kernels start through :data:`KERNEL_LAUNCHER`."""
+    from jupyter_client.manager import KernelManager  # optional: the notebooks extra
+
+    class ChildKernelManager(KernelManager):
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            cmd = super().format_kernel_cmd(extra_arguments)
+            if not sys.platform.startswith("linux"):
+                return cmd
+            return [sys.executable, "-c", KERNEL_LAUNCHER, str(os.getpid()), *cmd]
+
+    return ChildKernelManager
+
+
 def run_workbook(
     parameters: dict[str, Any],
     name: str,
@@ -183,17 +246,14 @@ def run_workbook(
         }
     )
     previous = folder / "run.json"
-    if not force and previous.exists():
-        old = json.loads(previous.read_text())
-        if old.get("fingerprint") == fingerprint and old.get("ok"):
-            print(f"workbook {name}: unchanged since the last run, not rerun (--force reruns)",
-                  file=log)  # fmt: skip
-            run = WorkbookRun(
-                **{k: v for k, v in old.items() if k in WorkbookRun.__dataclass_fields__}
-            )
-            run.notebooks = [NotebookRun(**nb) for nb in old["notebooks"]]
-            run.skipped = True
-            return run
+    old = _previous_run(previous) if not force else {}
+    if old.get("fingerprint") == fingerprint and old.get("ok"):
+        print(f"workbook {name}: unchanged since the last run, not rerun (--force reruns)",
+              file=log)  # fmt: skip
+        run = WorkbookRun(**{k: v for k, v in old.items() if k in WorkbookRun.__dataclass_fields__})
+        run.notebooks = [NotebookRun(**nb) for nb in old["notebooks"]]
+        run.skipped = True
+        return run
     run = WorkbookRun(name, str(folder), params, fingerprint, versions=versions)
     run.notebooks = [NotebookRun(p.stem) for p in paths]
     (folder / "executed").mkdir(parents=True, exist_ok=True)
@@ -207,6 +267,7 @@ def run_workbook(
             papermill.execute_notebook(
                 str(path), str(executed), parameters={**params, **overrides.get(path.stem, {})},
                 kernel_name="python3", progress_bar=False, cwd=str(nb_dir),
+                kernel_manager_class=_kernel_manager_class(),
             )  # fmt: skip
             nb.status = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure is reported in the index
@@ -225,7 +286,7 @@ def run_workbook(
     run.seconds = time.perf_counter() - t_run
     headlines = Path(params["out_dir"]) / "headlines.json"
     if headlines.exists():
-        run.headlines = json.loads(headlines.read_text())
+        run.headlines = read_json_file(headlines, "headlines")
     write_json_atomic(previous, {**asdict(run), "ok": run.ok})
     write_text_atomic(folder / "index.html", render_index(run))
     return run
@@ -249,6 +310,16 @@ def _headline_cells(value: Any) -> str:
         shown = f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
         return f"{shown} {html.escape(str(value.get('unit', '')))}".strip()
     return html.escape(json.dumps(value))
+
+
+def _previous_run(path: Path) -> dict[str, Any]:
+    """The record of the last run; ``{}`` when absent or damaged (nothing reused: it reruns)."""
+    try:
+        old = read_json_file(path, "workbook run record") if path.exists() else {}
+        [NotebookRun(**nb) for nb in old["notebooks"]]  # noqa: B018 - validates the record
+        return old
+    except (AanntwinError, TypeError, KeyError):
+        return {}
 
 
 def render_index(run: WorkbookRun) -> str:

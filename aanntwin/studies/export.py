@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import csv
 import itertools
-import json
 import math
 import os
 from pathlib import Path
@@ -26,7 +25,7 @@ from torch import Tensor
 from ..config import STAGES, Nonidealities, RunConfig
 from ..data import load_dataset
 from ..errors import AanntwinError
-from ..io import write_json_atomic
+from ..io import read_json_file, read_text, write_json_atomic
 from ..model import Main
 from ..runs import build_model, load_run
 from ..schema import stable_hash
@@ -200,7 +199,7 @@ def export_run(
     scales on the first ``calibration_images`` training images."""
     cfg, model = load_run(run_dir)
     norm_file = Path(run_dir) / "normalization.json"
-    normalization = json.loads(norm_file.read_text()) if norm_file.exists() else None
+    normalization = read_json_file(norm_file, "normalization") if norm_file.exists() else None
     x = None
     if normalization is None:
         x = cached_dataset(cfg.dataset, data_dir).x_train[:calibration_images]
@@ -215,8 +214,10 @@ def _read_table(
     every index exactly once, every value in ``[lo, hi]``."""
     if not path.exists():
         raise AanntwinError(f"{path}: CSV file named in the manifest is missing")
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        rows = list(csv.reader(read_text(path, "CSV").splitlines()))
+    except csv.Error as exc:
+        raise AanntwinError(f"{path}: not a CSV table ({exc})") from None
     columns, integer = [*index, value], value == "code"
     if not rows or rows[0] != columns:
         raise AanntwinError(f"{path}: header {rows[0] if rows else None}, expected {columns}")
@@ -260,6 +261,24 @@ def _field(entry: dict[str, Any], key: str, where: str, kinds: Any) -> Any:
     return value
 
 
+def _grid(s: dict[str, Any], where: str, bits_key: str, ref_key: str, step_key: str) -> float:
+    """``s[ref_key]``, checked: finite, > 0 and float32-representable; ``s[bits_key]`` an int in
+    0..24; ``s[step_key] == ref / 2**bits`` (to float rounding)."""
+    b = _field(s, bits_key, where, int)
+    if not 0 <= b <= 24:
+        raise AanntwinError(f"{where}.{bits_key} = {b}: need an integer in 0..24")
+    ref = _field(s, ref_key, where, (int, float))
+    if not (math.isfinite(ref) and 0 < ref <= torch.finfo(torch.float32).max):
+        raise AanntwinError(f"{where}.{ref_key} = {ref!r}: need a finite number > 0 (float32)")
+    step = _field(s, step_key, where, (int, float))
+    if not (math.isfinite(step) and math.isclose(step, ref / 2**b, rel_tol=1e-9, abs_tol=0)):
+        raise AanntwinError(
+            f"{where}.{step_key} = {step!r}: inconsistent with {ref_key} / 2**{bits_key} = "
+            f"{ref!r} / 2**{b} = {ref / 2**b!r}"
+        )
+    return float(ref)
+
+
 def load_export(
     export_dir: str | os.PathLike[str], nonidealities: Nonidealities | None = None
 ) -> tuple[RunConfig, Main]:
@@ -270,11 +289,9 @@ def load_export(
     path = folder / MANIFEST
     if not path.exists():
         raise AanntwinError(f"{path}: manifest not found (not an aanntwin export)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise AanntwinError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+    manifest = read_json_file(path, "manifest")
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if type(version) is not int or version != SCHEMA_VERSION:
         got = manifest.get("schema_version") if isinstance(manifest, dict) else None
         raise AanntwinError(
             f"{path}: schema_version = {got!r}; this aanntwin reads {SCHEMA_VERSION}"
@@ -292,7 +309,9 @@ def load_export(
     nl = (nonidealities or Nonidealities()).replace(**dict.fromkeys(weight_fields))
     model = build_model(cfg, nl)
     entries = {
-        s.get("name"): s for s in _field(manifest, "stages", str(path), list) if isinstance(s, dict)
+        s["name"]: s
+        for s in _field(manifest, "stages", str(path), list)
+        if isinstance(s, dict) and isinstance(s.get("name"), str)
     }
     names = model.stage_names()
     if sorted(entries) != sorted(names):
@@ -304,15 +323,15 @@ def load_export(
     for name, module in zip(names, model.mac_stages(), strict=True):
         s, where = entries[name], f"{path}: stage {name}"
         b, zero = _field(s, "bits", where, int), _field(s, "zero_level", where, bool)
-        ref = _field(s, "ref", where, (int, float))
         if not 0 <= b <= 24 or (s.get("code_min"), s.get("code_max")) != code_range(b, zero):
             lo, hi = code_range(b, zero) if 0 <= b <= 24 else (None, None)
             raise AanntwinError(
                 f"{where}.bits = {b}: need 0..24 with code_min {lo}, code_max {hi} "
                 f"(manifest has {s.get('code_min')}, {s.get('code_max')})"
             )
+        ref = _grid(s, where, "bits", "ref", "step")
         shape = tuple(module.weight.shape)
-        if tuple(s.get("shape") or ()) != shape:
+        if not isinstance(s.get("shape"), list) or tuple(s["shape"]) != shape:
             raise AanntwinError(
                 f"{where}.shape = {s.get('shape')}: the config's model needs {list(shape)}"
             )
@@ -325,10 +344,8 @@ def load_export(
         if s.get("bias_bits") is None:
             bias = _read_table(bfile, ("out",), "value", n, -math.inf, math.inf)
         else:
-            bb, bref = (
-                _field(s, "bias_bits", where, int),
-                _field(s, "bias_ref", where, (int, float)),
-            )
+            bb = _field(s, "bias_bits", where, int)
+            bref = _grid(s, where, "bias_bits", "bias_ref", "bias_step")
             bias = _read_table(bfile, ("out",), "code", n, *code_range(bb, True))
             bias = decode(bias, bb, float(bref), True, torch.float64)
         state[f"{name}.bias"] = bias.to(module.bias.dtype)

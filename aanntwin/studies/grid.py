@@ -18,6 +18,11 @@ REFERENCE_TEST_LEVELS: tuple[float | None, ...] = (None, *(round(0.01 * i, 10) f
 """102 test-noise levels: off, 0.00 .. 1.00 V by 0.01."""
 
 
+def _shown(text: object) -> str:
+    """The value as given: the text quoted, a list as a list."""
+    return repr(text) if isinstance(text, str) else repr(list(text))  # type: ignore[call-overload]
+
+
 def _range(item: str, what: str) -> list[float]:
     parts = item.split(":")
     if len(parts) != 3:
@@ -26,6 +31,10 @@ def _range(item: str, what: str) -> list[float]:
         start, stop, step = (float(p) for p in parts)
     except ValueError:
         raise AanntwinError(f"{what}: range {item!r} must hold numbers") from None
+    if not all(math.isfinite(v) for v in (start, stop, step)):
+        raise AanntwinError(
+            f"{what}: range {item!r} must hold finite numbers (no nan or inf) as start:stop:step"
+        )
     if step <= 0 or stop < start:
         raise AanntwinError(f"{what}: range {item!r} needs step > 0 and stop >= start")
     n = int(math.floor((stop - start) / step + 1e-9)) + 1
@@ -60,6 +69,8 @@ def parse_levels(
                 else:
                     try:
                         items.append(float(item))
+                        if not math.isfinite(items[-1]):
+                            raise ValueError(item)
                     except ValueError:
                         raise AanntwinError(
                             f"{what}: {item!r} is not a number, none or a range"
@@ -67,7 +78,9 @@ def parse_levels(
     else:
         items = list(text)
     if not items:
-        raise AanntwinError(f"{what}: the list is empty")
+        raise AanntwinError(
+            f"{what} {_shown(text)}: the list is empty; give numbers, none or start:stop:step"
+        )
     out: list[float | None] = []
     for v in items:
         if v is None:
@@ -91,17 +104,20 @@ def parse_ints(text: str | Iterable[int], what: str, lo: int, hi: int) -> list[i
             if not item:
                 continue
             try:
-                if ":" in item:
-                    a, b = (int(p) for p in item.split(":"))
-                    values.extend(range(a, b + 1))
-                else:
-                    values.append(int(item))
+                a, b = (int(p) for p in item.split(":")) if ":" in item else (int(item),) * 2
             except ValueError:
                 raise AanntwinError(f"{what}: {item!r} is not an integer or a range a:b") from None
+            if b - a > 100_000:
+                raise AanntwinError(
+                    f"{what}: range {item!r} has {b - a + 1} values (at most 100001)"
+                )
+            values.extend(range(a, b + 1))
     else:
         values = list(text)
     if not values:
-        raise AanntwinError(f"{what}: the list is empty")
+        raise AanntwinError(
+            f"{what} {_shown(text)}: the list is empty; give integers {lo}..{hi} or ranges a:b"
+        )
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise AanntwinError(f"{what}: {v!r} is out of range, allowed integers {lo}..{hi}")
@@ -118,7 +134,7 @@ def parse_choices(text: str | Iterable[str], what: str, allowed: Sequence[str]) 
     items = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
     items = [KIND_ALIASES.get(t, t) for t in items if t]
     if not items:
-        raise AanntwinError(f"{what}: the list is empty")
+        raise AanntwinError(f"{what} {_shown(text)}: the list is empty; give {', '.join(allowed)}")
     for t in items:
         if t not in allowed:
             raise AanntwinError(f"{what}: unknown {t!r}; choose from {', '.join(allowed)}")

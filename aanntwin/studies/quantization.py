@@ -71,10 +71,14 @@ def reference_sigmas() -> list[float]:
 
 def _listed(name: str, values: Any, ok: Callable[[Any], bool], allowed: str, cast=None) -> list:
     """De-duplicated ``values``; AanntwinError naming the option when empty or one is bad."""
-    out = list(dict.fromkeys(values))
+    try:
+        out = [] if isinstance(values, str) else list(dict.fromkeys(values))
+    except TypeError:  # not iterable, or unhashable items
+        raise AanntwinError(f"{name} = {values!r}: not a list; allowed: {allowed}") from None
     bad = [v for v in out if not ok(v)]
-    if not out or bad:
-        got = f"{bad[0]!r} is not allowed" if bad else "empty"
+    if isinstance(values, str) or not out or bad:
+        got = (f"{values!r} is not a list" if isinstance(values, str)
+               else f"{bad[0]!r} is not allowed" if bad else "the list is empty")  # fmt: skip
         raise AanntwinError(f"{name}: {got}; allowed: {allowed}")
     return [cast(v) for v in out] if cast else out
 

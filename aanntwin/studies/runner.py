@@ -11,9 +11,13 @@ order, so a run that was killed and resumed ends with the same file as an uninte
 from __future__ import annotations
 
 import csv
+import ctypes
+import io
 import json
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -24,7 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..errors import AanntwinError
-from ..io import atomic_path, write_json_atomic
+from ..io import atomic_path, write_error, write_json_atomic
 from ..schema import stable_hash
 
 KEY_COLUMN = "task_key"
@@ -77,9 +81,14 @@ class ResultStore:
         self.config_path = self.folder / "config.json"
         self.config = _jsonable(config)
 
-    def open(self, resume: bool = True) -> None:
-        """Prepare the folder; without ``resume`` earlier results are discarded."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def open(self, resume: bool = True, points: dict[str, int] | None = None) -> None:
+        """Prepare the folder; without ``resume`` earlier results are discarded. ``points``
+        (rows per task key): the last task in the file with fewer rows was cut by a kill, its
+        rows are dropped so that it runs again."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(exc, self.folder) from exc
         if not resume and self.csv.exists():
             self.csv.unlink()
         if self.csv.exists():
@@ -91,6 +100,7 @@ class ResultStore:
                     f"{self.csv}: its columns differ from this sweep's; use another --out or "
                     "--no-resume"
                 )
+            self._drop_unfinished_task(points or {})
         write_json_atomic(self.config_path, self.config)
 
     def _drop_partial_line(self) -> None:
@@ -100,6 +110,24 @@ class ResultStore:
         if cut != len(data):
             with open(self.csv, "r+b") as fh:
                 fh.truncate(cut)
+
+    def _drop_unfinished_task(self, points: dict[str, int]) -> None:
+        """Cut torn rows (fewer fields) and the rows of a last task that has fewer than its
+        ``points`` rows (a kill between its rows) off the end of the file."""
+        with open(self.csv, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        keep = len(rows)
+        while keep > 1 and len(rows[keep - 1]) != len(self.columns):
+            keep -= 1
+        if keep > 1:
+            last = rows[keep - 1][-1]
+            n = sum(1 for r in rows[1:keep] if len(r) == len(self.columns) and r[-1] == last)
+            if n < points.get(last, 0):
+                while keep > 1 and rows[keep - 1][-1] == last:
+                    keep -= 1
+        if keep < len(rows):
+            with atomic_path(self.csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+                csv.writer(fh).writerows(rows[:keep])
 
     def _rows(self) -> list[list[str]]:
         if not self.csv.exists():
@@ -112,19 +140,32 @@ class ResultStore:
         return {r[-1] for r in self._rows()}
 
     def append(self, key: str, rows: Iterable[dict[str, Any]]) -> None:
-        """Append one task's rows durably (flush + fsync); the header comes first."""
-        new = not self.csv.exists() or self.csv.stat().st_size == 0
-        with open(self.csv, "a", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            if new:
-                writer.writerow(self.columns)
-            for row in rows:
-                missing = set(self.columns[:-1]) - row.keys()
-                if missing:
-                    raise ValueError(f"row lacks columns {sorted(missing)}")  # a bug, not input
-                writer.writerow([_cell(row[c]) for c in self.columns[:-1]] + [key])
-            fh.flush()
-            os.fsync(fh.fileno())
+        """Append one task's rows durably (flush + fsync); the header comes first.
+
+        The rows go out in one write, so a kill leaves a task's rows whole or a torn last line
+        (cut on resume); a failed write (disk full) is undone and raised as one line."""
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer)
+        if not self.csv.exists() or self.csv.stat().st_size == 0:
+            writer.writerow(self.columns)
+        for row in rows:
+            missing = set(self.columns[:-1]) - row.keys()
+            if missing:
+                raise ValueError(f"row lacks columns {sorted(missing)}")  # a bug, not input
+            writer.writerow([_cell(row[c]) for c in self.columns[:-1]] + [key])
+        data = buffer.getvalue().encode("utf-8")
+        try:
+            with open(self.csv, "ab") as fh:
+                start = fh.tell()
+                try:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                except OSError:
+                    fh.truncate(start)
+                    raise
+        except OSError as exc:
+            raise write_error(exc, self.csv) from exc
 
     def finalize(self, order: Sequence[str]) -> None:
         """Rewrite the CSV atomically with rows in task order (rows of a task keep their order)."""
@@ -158,7 +199,7 @@ def run_tasks(
     desc: str = "sweep",
 ) -> Any:
     """Run what is not done yet, append results as tasks finish, return the DataFrame."""
-    store.open(resume)
+    store.open(resume, {t.key: t.points for t in tasks})
     done = store.done_keys()
     pending = [t for t in tasks if t.key not in done]
     total = sum(t.points for t in tasks)
@@ -186,6 +227,15 @@ def run_tasks(
     return store.frame()
 
 
+def die_with_parent(parent: int) -> None:
+    """In a worker process (Linux): get SIGKILL when the command that started it dies, so that
+    a kill -9 of a sweep leaves no worker computing on (``prctl(PR_SET_PDEATHSIG)``)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # it died before prctl took effect
+            os._exit(1)
+
+
 def executor_from_args(workers: int | None, scheduler: str | None) -> Executor | None:
     """None (in-process), a process pool of ``workers``, or a Dask client's executor."""
     if scheduler:
@@ -197,5 +247,6 @@ def executor_from_args(workers: int | None, scheduler: str | None) -> Executor |
             ) from None
         return Client(scheduler).get_executor()
     if workers and workers > 1:
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=die_with_parent, initargs=(os.getpid(),))  # fmt: skip
     return None
