@@ -23,7 +23,9 @@ out = pathlib.Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 print("SECRET-CODE-MARKER" if False else "done")"""
 
 
-def _notebook(path: Path, *cells: str, params: str = "scale = 1.0\nout_dir = '.'") -> None:
+def _notebook(
+    path: Path, *cells: str, params: str = "scale = 1.0\nseed = 0\nout_dir = '.'"
+) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}  # fmt: skip

@@ -19,7 +19,9 @@ def add_parser(subparsers: Any) -> None:
         "OUT/NAME/. A parameters file (YAML or JSON) holds notebook parameters (dataset, "
         "data_dir, epochs, seed, nonidealities, quick, chip_seed), optional per-notebook "
         "overrides under 'notebooks:' and optional 'variants:' (each with a 'name'), each run "
-        "into its own folder with OUT/index.html comparing them.",
+        "into its own folder with OUT/index.html comparing them. Every key is checked against the "
+        "notebooks' parameters cells (name, type, named files exist) before anything runs; a "
+        "variant is rerun when any input's content changed (--force: always).",
         epilog="Reports: OUT/NAME/index.html links NN_x.html (designers' version, no code), "
         "NN_x.code.html, executed/NN_x.ipynb and data/ (models, sweep CSVs, headlines.json). "
         "Explore interactively: `jupyter lab notebooks/00_explorer.ipynb` (pip install "

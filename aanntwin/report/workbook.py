@@ -24,24 +24,15 @@ import torch
 
 from .. import __version__
 from ..errors import AanntwinError
-from ..io import (
-    MAX_JSON_DEPTH,
-    json_depth,
-    parse_json,
-    read_json_file,
-    read_text,
-    write_json_atomic,
-    write_text_atomic,
-)
+from ..io import read_json_file, write_json_atomic, write_text_atomic
 from ..provenance import git_commit
-from ..schema import stable_hash
+from .fingerprint import fingerprint as input_fingerprint
+from .params import PATH_PARAMETERS, RESERVED, check_name, load_parameters, notebook_defaults
+from .params import validate as validate_parameters
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 """The notebooks of a source checkout (``--notebooks`` points elsewhere)."""
-RESERVED = ("name", "notebooks", "variants")
-"""Keys of a parameters file that are not notebook parameters."""
-PATH_PARAMETERS = ("data_dir", "nonidealities")
-"""Parameters naming files: relative ones are taken from where the workbook is started."""
+__all__ = ["load_parameters", "run_parameter_files", "run_workbook"]
 
 
 @dataclass
@@ -68,71 +59,12 @@ class WorkbookRun:
     seconds: float = 0.0
     skipped: bool = False
     """True when an identical earlier run was reused."""
+    finished: bool = False
+    """True once every notebook ran or one failed; False in the record of a killed run."""
 
     @property
     def ok(self) -> bool:
-        return all(nb.status == "ok" for nb in self.notebooks)
-
-
-def _strict_loader(yaml: Any) -> type:
-    """PyYAML's SafeLoader without aliases (``*name``: no self-referencing or exponentially
-    expanding "billion laughs" files) and without duplicate keys (not "last one wins")."""
-
-    class StrictLoader(yaml.SafeLoader):
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            if self.check_event(yaml.AliasEvent):
-                mark = self.peek_event().start_mark
-                raise yaml.composer.ComposerError(None, None, "aliases are not allowed", mark)
-            return super().compose_node(parent, index)
-
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            seen = set()
-            for key_node, _ in node.value:
-                key = getattr(key_node, "value", None)
-                if not isinstance(key, str):  # a list as a key: SafeLoader refuses it
-                    continue
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
-                    )
-                seen.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return StrictLoader
-
-
-def load_parameters(path: str | Path) -> dict[str, Any]:
-    """A parameters file (YAML or JSON): notebook parameters plus ``name``, ``notebooks``
-    (per-notebook overrides: ``{"02_training": {"epochs": 5}}``) and ``variants`` (a list of
-    ``{"name": ..., **overrides}``, each run into its own folder)."""
-    import yaml  # optional dependency (the notebooks extra): imported where used
-
-    p = Path(path)
-    text = read_text(p, "parameters")
-    if p.suffix == ".json":
-        data = parse_json(text, p)
-    elif json_depth(text) > MAX_JSON_DEPTH:  # YAML flow style nests like JSON
-        raise AanntwinError(f"{p}: nested more than {MAX_JSON_DEPTH} levels deep")
-    else:
-        try:
-            data = yaml.load(text, Loader=_strict_loader(yaml))  # noqa: S506 - a SafeLoader
-        except (yaml.YAMLError, RecursionError, ValueError) as exc:  # ValueError: 2001-13-45
-            raise AanntwinError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from None
-        try:  # plain JSON values only (no dates, bytes, NaN): what notebook parameters take
-            json.dumps(data, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise AanntwinError(f"{p}: not a plain parameter value ({exc})") from None
-    data = data or {}
-    if not isinstance(data, dict):
-        raise AanntwinError(f"{p}: expected a mapping of parameters")
-    if not isinstance(data.get("notebooks", {}), dict):
-        raise AanntwinError(f"{p}: 'notebooks' must map notebook names to parameter overrides")
-    variants = data.get("variants", [])
-    if not isinstance(variants, list) or any(
-        not isinstance(v, dict) or not v.get("name") for v in variants
-    ):
-        raise AanntwinError(f"{p}: 'variants' must be a list of mappings, each with a 'name'")
-    return data
+        return self.finished and all(nb.status == "ok" for nb in self.notebooks)
 
 
 def expand_variants(data: dict[str, Any], default_name: str) -> list[tuple[str, dict, dict]]:
@@ -223,6 +155,7 @@ def run_workbook(
     only: list[str] | None = None,
     force: bool = False,
     code_html: bool = True,
+    parameter_files: tuple[str | Path, ...] | list[str | Path] = (),
     log: Any = sys.stderr,
 ) -> WorkbookRun:
     """Execute the notebooks in order into ``out_root/name``; stop at the first failure."""
@@ -231,23 +164,13 @@ def run_workbook(
     nb_dir = Path(notebooks_dir) if notebooks_dir else NOTEBOOKS_DIR
     paths = notebook_paths(nb_dir, only)
     folder = Path(out_root) / name
-    overrides = overrides or {}
-    params = {**parameters, "out_dir": str((folder / "data").resolve())}
-    for key in PATH_PARAMETERS:  # the notebooks run in their own folder
-        if isinstance(params.get(key), str):
-            params[key] = str(Path(params[key]).expanduser().resolve())
+    params = {**_resolved(parameters), "out_dir": str((folder / "data").resolve())}
+    overrides = {k: _resolved(v) for k, v in (overrides or {}).items()}
     versions = _versions()
-    fingerprint = stable_hash(
-        {
-            "parameters": params,
-            "overrides": overrides,
-            "versions": versions,
-            "notebooks": {p.name: stable_hash(p.read_text()) for p in paths},
-        }
-    )
+    fingerprint = input_fingerprint(params, overrides, paths, list(parameter_files), versions)
     previous = folder / "run.json"
     old = _previous_run(previous) if not force else {}
-    if old.get("fingerprint") == fingerprint and old.get("ok"):
+    if old.get("fingerprint") == fingerprint and old.get("ok") and old.get("finished"):
         print(f"workbook {name}: unchanged since the last run, not rerun (--force reruns)",
               file=log)  # fmt: skip
         run = WorkbookRun(**{k: v for k, v in old.items() if k in WorkbookRun.__dataclass_fields__})
@@ -257,6 +180,7 @@ def run_workbook(
     run = WorkbookRun(name, str(folder), params, fingerprint, versions=versions)
     run.notebooks = [NotebookRun(p.stem) for p in paths]
     (folder / "executed").mkdir(parents=True, exist_ok=True)
+    _record(run, folder)  # "not finished" until the end: a killed run is never taken as ok
     t_run = time.perf_counter()
     for i, (path, nb) in enumerate(zip(paths, run.notebooks, strict=True)):
         print(f"workbook {name}: [{i + 1}/{len(paths)}] {path.stem} ...", file=log, flush=True)
@@ -287,9 +211,25 @@ def run_workbook(
     headlines = Path(params["out_dir"]) / "headlines.json"
     if headlines.exists():
         run.headlines = read_json_file(headlines, "headlines")
-    write_json_atomic(previous, {**asdict(run), "ok": run.ok})
-    write_text_atomic(folder / "index.html", render_index(run))
+    run.finished = True
+    _record(run, folder)
     return run
+
+
+def _record(run: WorkbookRun, folder: Path) -> None:
+    write_json_atomic(folder / "run.json", {**asdict(run), "ok": run.ok})
+    write_text_atomic(folder / "index.html", render_index(run))
+
+
+def _resolved(params: dict[str, Any]) -> dict[str, Any]:
+    """Path parameters made absolute (the notebooks run in their own folder)."""
+    out = dict(params)
+    for key in PATH_PARAMETERS:
+        if isinstance(out.get(key), str):
+            out[key] = str(Path(out[key]).expanduser().resolve())
+        elif isinstance(out.get(key), list):
+            out[key] = [str(Path(str(v)).expanduser().resolve()) for v in out[key]]
+    return out
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -345,12 +285,18 @@ def render_index(run: WorkbookRun) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>{_STYLE}"
         f"</head><body><h1>{title}</h1><p>seed {seed}, chip instance {chip}, "
-        f"{run.seconds:.1f} s in all, {'all notebooks ran' if run.ok else 'FAILED'}</p>"
+        f"{run.seconds:.1f} s in all, {_state(run)}</p>"
         f"<h2>Notebooks</h2>{_table(rows, ['notebook', 'status', 'time', 'files'])}"
         f"<h2>Headline figures</h2>{_table(heads, ['figure', 'value'])}"
         f"<h2>Parameters</h2>{_table(params, ['parameter', 'value'])}"
         f"<h2>Versions</h2>{_table(versions, ['package', 'version'])}</body></html>"
     )
+
+
+def _state(run: WorkbookRun) -> str:
+    if not run.finished:
+        return "NOT FINISHED (running, or killed: the next run repairs it)"
+    return "all notebooks ran" if run.ok else "FAILED"
 
 
 def render_comparison(runs: list[WorkbookRun]) -> str:
@@ -361,7 +307,7 @@ def render_comparison(runs: list[WorkbookRun]) -> str:
     rows = [[esc(n), *(_headline_cells(r.headlines[n]) if n in r.headlines else "" for r in runs)]
             for n in names]  # fmt: skip
     status = [
-        ["status", *("ok" if r.ok else "FAILED" for r in runs)],
+        ["status", *("ok" if r.ok else _state(r).split(" (")[0] for r in runs)],
         ["report", *(f'<a href="{esc(r.name)}/index.html">index</a>' for r in runs)],
     ]
     return (
@@ -374,20 +320,28 @@ def render_comparison(runs: list[WorkbookRun]) -> str:
 def run_parameter_files(
     files: list[str], out_root: str | Path = "reports", name: str | None = None, **kwargs: Any
 ) -> list[WorkbookRun]:
-    """Run every variant of every parameters file (none: the defaults) into its own folder."""
-    variants: list[tuple[str, dict, dict]] = []
+    """Run every variant of every parameters file (none: the defaults) into its own folder.
+    Every file is validated against the notebooks' parameters cells before anything runs."""
+    if name is not None:
+        check_name("--name", name)
+    nb_dir = kwargs.get("notebooks_dir") or NOTEBOOKS_DIR
+    defaults = notebook_defaults(notebook_paths(Path(nb_dir))) if files else {}
+    variants: list[tuple[str, dict, dict, str]] = []
     for f in files:
-        variants += expand_variants(load_parameters(f), name or Path(f).stem)
+        data = load_parameters(f)
+        validate_parameters(f, data, defaults)
+        variants += [(*v, f) for v in expand_variants(data, name or Path(f).stem)]
     if not files:
-        variants = [(name or "default", {}, {})]
+        variants = [(name or "default", {}, {}, "")]
     elif name and len(variants) == 1:
-        variants = [(name, variants[0][1], variants[0][2])]
+        variants = [(name, *variants[0][1:])]
     seen = [v[0] for v in variants]
     if len(set(seen)) != len(seen):
         raise AanntwinError(f"variant names must be unique, got {seen}")
     runs = []
-    for vname, params, overrides in variants:
-        run = run_workbook(params, vname, out_root, overrides=overrides, **kwargs)
+    for vname, params, overrides, source in variants:
+        run = run_workbook(params, vname, out_root, overrides=overrides,
+                           parameter_files=[source] if source else [], **kwargs)  # fmt: skip
         runs.append(run)
         if not run.ok:
             break

@@ -1,0 +1,73 @@
+"""The workbook's skip key: a hash of the contents of every input of a run.
+
+Parameters, per-notebook overrides, the parameters files, the files the parameters name (the
+nonidealities JSON or the reference one it defaults to, characterization CSVs, the data folder's
+listing), the notebooks and the package itself (every file of ``aanntwin/``: source and package
+data), so that editing any of them reruns the workbook; package versions except the git commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from ..schema import stable_hash
+
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes; ``missing`` when it cannot be read (a changed input)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+def package_digest(root: Path | None = None) -> str:
+    """SHA-256 over every file of the package (paths and contents), caches excluded."""
+    root = root or PACKAGE
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".pyo"):
+            h.update(f.relative_to(root).as_posix().encode() + b"\0")
+            h.update(file_digest(f).encode() + b"\0")
+    return h.hexdigest()
+
+
+def _named_inputs(parameters: dict[str, Any], default_nonidealities: Path) -> dict[str, Any]:
+    nl = parameters.get("nonidealities")
+    out: dict[str, Any] = {
+        "nonidealities": file_digest(default_nonidealities if nl is None else nl)
+        if nl is None or isinstance(nl, str) else None,
+    }  # fmt: skip
+    csvs = parameters.get("csv_files")
+    if isinstance(csvs, list):
+        out["csv_files"] = [file_digest(c) for c in csvs]
+    data_dir = parameters.get("data_dir")
+    if isinstance(data_dir, str) and Path(data_dir).is_dir():  # a listing: files are large
+        out["data_dir"] = sorted(
+            (f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(data_dir).iterdir()
+        )
+    return out
+
+
+def fingerprint(parameters: dict[str, Any], overrides: dict[str, dict[str, Any]],
+                notebooks: list[Path], parameter_files: list[str | Path],
+                versions: dict[str, Any]) -> str:  # fmt: skip
+    """The skip key of a workbook run (see the module docstring)."""
+    default_nl = PACKAGE / "reference_nonidealities.json"
+    named = {book: _named_inputs({**parameters, **o}, default_nl) for book, o in overrides.items()}
+    return stable_hash(
+        {
+            "parameters": parameters,
+            "overrides": overrides,
+            "parameter_files": [file_digest(f) for f in parameter_files],
+            "inputs": _named_inputs(parameters, default_nl),
+            "inputs_per_notebook": named,
+            "notebooks": {p.name: file_digest(p) for p in notebooks},
+            "package": package_digest(),
+            "versions": {k: v for k, v in versions.items() if k != "git_commit"},
+        }
+    )
