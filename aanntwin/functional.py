@@ -46,16 +46,18 @@ def inject_noise(x: Tensor, unit: Tensor, sigma: float | None) -> Tensor:
     return x if not sigma else (unit * sigma).add_(x)
 
 
+def injectable_kind(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether tensors of this device and dtype can be :func:`injectable` at all (CPU, float32 or
+    float64): checked before any work is spent on the fast path."""
+    return device.type == "cpu" and dtype in (torch.float32, torch.float64)
+
+
 def injectable(xs: Sequence[Tensor]) -> bool:
     """Whether :func:`inject_noise` equals :func:`gaussian_noise` bit for bit on every ``x``: on
     the CPU for contiguous float32/float64 tensors of at least 16 elements (PyTorch's vectorized
     normal; smaller ones are drawn in double and rounded once). Not established on other devices."""
     return all(
-        x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.float64)
-        and x.is_contiguous()
-        and x.numel() >= 16
-        for x in xs
+        injectable_kind(x.device, x.dtype) and x.is_contiguous() and x.numel() >= 16 for x in xs
     )
 
 

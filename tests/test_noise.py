@@ -11,6 +11,7 @@ from aanntwin.cli import main
 from aanntwin.config import Nonidealities, RunConfig, TrainParams
 from aanntwin.errors import AanntwinError
 from aanntwin.functional import gaussian_noise, inject_noise
+from aanntwin.model import Main
 from aanntwin.seeds import derive_seed
 from aanntwin.studies import noise
 from aanntwin.studies.grid import REFERENCE_TEST_LEVELS, REFERENCE_TRAIN_LEVELS, parse_levels
@@ -140,6 +141,16 @@ def test_injected_unit_draw_is_the_models_own_draw_bit_for_bit(dtype):
             z = torch.empty_like(h).normal_(0.0, 1.0, generator=torch.Generator().manual_seed(2))
             assert torch.equal(inject_noise(h, z, sigma), own), (n, sigma)
     assert not noise.injectable([torch.zeros(15, dtype=dtype)])
+
+
+def test_no_fast_path_work_where_the_draw_cannot_be_injected(digits, monkeypatch):
+    """Off the CPU (or in another dtype) the fast path declines before computing a prefix, so
+    the general path does not compute it a second time."""
+    model = Main(in_shape=(1, 8, 8)).to(torch.bfloat16)
+    monkeypatch.setattr(model, "forward_until", lambda *a: pytest.fail("prefix computed"))
+    x = digits.x_test[:32].to(torch.bfloat16)
+    got = noise._injected(model, x, digits.y_test[:32], "input", [0.1], Nonidealities(), 1, 0, 16)
+    assert got is None
 
 
 def test_prefix_tap_starts_where_the_first_stage_a_field_acts_on_begins(model, hidden_model):

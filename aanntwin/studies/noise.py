@@ -37,7 +37,7 @@ from torch import Tensor
 
 from ..cache import CheckpointCache
 from ..config import MISMATCH_FIELDS, Nonidealities, RunConfig
-from ..functional import injectable
+from ..functional import injectable, injectable_kind
 from ..model import NOISE_AFTER, Main
 from ..seeds import NoiseSource, derive_seed
 from ..training import eval_batch_size, noise_seed, train
@@ -196,6 +196,8 @@ def _injected(
     temporal noise: one unit draw per run and batch, injected at the site by
     :meth:`Main.forward_from` with the model's own draw off. None where that is not
     bit-identical (see :func:`injectable`)."""
+    if not injectable_kind(x.device, model.conv.weight.dtype):
+        return None  # decided before the prefix is computed: no work done twice
     field = KINDS[kind]
     slices = _slices(len(y), batch)
     tap = prefix_tap(model, [field])
