@@ -110,11 +110,6 @@ def load_metrics(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return read_json_file(Path(folder) / METRICS_FILE, "metrics")
 
 
-def load_timing(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """``timing.json`` of a run folder (wall times, epochs read from the cache)."""
-    return read_json_file(Path(folder) / TIMING_FILE, "timing")
-
-
 def is_run(folder: str | os.PathLike[str]) -> bool:
     """Whether ``folder`` holds a loadable run (its ``config.json`` and weights)."""
     return (Path(folder) / CONFIG_FILE).exists() and (Path(folder) / WEIGHTS_FILE).exists()
