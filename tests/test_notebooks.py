@@ -9,7 +9,7 @@ from aanntwin.report.workbook import NOTEBOOKS_DIR, run_workbook
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 CONTRACT = ("dataset", "data_dir", "epochs", "seed", "nonidealities", "out_dir", "quick",
-            "chip_seed")  # fmt: skip
+            "chip_seed", "device")  # fmt: skip
 
 
 def test_the_five_notebooks_exist():

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 import torch
 
 from ..config import DATASETS
-from ..errors import AanntwinError
+from ..device import resolve_device
 
 DATA_DIR_HELP = "folder with the IDX files (or $AANNTWIN_DATA_DIR)"
 DEVICE_HELP = "cpu, cuda, cuda:N or auto (default)"
@@ -113,20 +113,4 @@ def torch_device(args: argparse.Namespace) -> torch.device:
     must exist); sets torch's CPU threads first when the command has ``--threads``."""
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise AanntwinError(
-            f"--device {args.device!r}: not a device (cpu, cuda, cuda:N, auto)"
-        ) from None
-    if device.type not in ("cpu", "cuda"):
-        raise AanntwinError(f"--device {args.device!r}: not a device (cpu, cuda, cuda:N, auto)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AanntwinError(f"--device {args.device}: CUDA is not available on this machine")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise AanntwinError(
-            f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-        )
-    return device
+    return resolve_device(args.device)

@@ -10,10 +10,8 @@ to ``out_dir/headlines.json`` (``{name: {"value": v, "unit": u}}``) for the work
 
 from __future__ import annotations
 
-import ast
 import datetime
 import html
-import inspect
 import io
 import os
 from dataclasses import dataclass, field
@@ -25,8 +23,8 @@ import torch
 
 from .. import __version__
 from ..cache import CheckpointCache
-from ..config import Nonidealities, RunConfig, TrainParams, load_nonidealities
-from ..config import unit as nonideality_unit
+from ..config import Nonidealities, RunConfig, TrainParams
+from ..device import resolve_device
 from ..errors import AanntwinError
 from ..io import read_json_file, write_json_atomic
 from ..provenance import git_commit
@@ -41,6 +39,13 @@ from ..studies.noise import TEMPORAL
 from ..studies.noise_sweep import NoiseSweep
 from ..training import determinism, evaluate, train
 from . import plans
+from .nonideality_params import (  # noqa: F401  (notebooks call nb.nonidealities_table)
+    FIELD_PARAMETERS,
+    NonidealitySource,
+    field_overrides,
+    nonidealities_table,
+)
+from .nonideality_params import resolve as resolve_nonidealities
 from .plans import (  # noqa: F401  (notebooks call nb.quantization_plan, nb.spec_kinds)
     QUICK_EPOCHS,
     quantization_plan,
@@ -53,8 +58,9 @@ IDEAL, HW = "model_ideal", "model_hw"
 """Folder names (under ``out_dir``) of the ideal and the hardware-aware model."""
 HEADLINES = "headlines.json"
 PARAMETERS = ("dataset", "data_dir", "epochs", "seed", "nonidealities", "out_dir", "quick")
-PARAMETERS += ("chip_seed",)
-"""The parameters every notebook takes (papermill); notebooks may add their own."""
+PARAMETERS += ("chip_seed", "device")
+"""The parameters every notebook takes (papermill); notebooks may add their own, and every
+Nonidealities field is a parameter too (:mod:`~aanntwin.report.nonideality_params`)."""
 
 
 def default_nonidealities_path() -> Path:
@@ -95,28 +101,33 @@ def ensure_model(
     data_dir: str | None = None,
     epochs: int = 12,
     seed: int = 0,
-    nonidealities: Nonidealities | str | os.PathLike[str] | None = None,
+    nonidealities: Nonidealities | str | os.PathLike[str] | dict[str, Any] | None = None,
     name: str = IDEAL,
     quick: bool = False,
+    device: str | torch.device = "cpu",
 ) -> Path:
-    """The folder ``out_dir/name`` holding this model, trained (through the checkpoint cache)
-    unless it already holds exactly it. ``nonidealities``: training nonidealities (a
-    :class:`Nonidealities` or a JSON path); None trains the ideal model."""
+    """The folder ``out_dir/name`` holding this model, trained on ``device`` (through the
+    checkpoint cache) unless it already holds exactly it. ``nonidealities``: training
+    nonidealities (a :class:`Nonidealities`, a JSON path or a mapping of fields); None trains
+    the ideal model."""
     if nonidealities is not None and not isinstance(nonidealities, Nonidealities):
-        nonidealities = load_nonidealities(str(resolve_path(nonidealities)))
+        nonidealities = resolve_nonidealities(nonidealities, resolve_path=resolve_path)
+        nonidealities = nonidealities.nonidealities
     epochs = plans.capped("epochs", epochs, quick)
     cfg = run_config(dataset, epochs, seed, nonidealities)
     folder = resolve_path(out_dir, output=True) / name
+    device = resolve_device(device, "device")
     data = _dataset(dataset, data_dir)
-    key = cfg.cache_key(f"{data.fingerprint}:{torch.float32}", determinism("cpu"))
+    key = cfg.cache_key(f"{data.fingerprint}:{torch.float32}", determinism(device))
     try:
         if load_metrics(folder)["cache_key"] == key and is_run(folder):
             return folder
     except (OSError, KeyError, ValueError):
         pass
-    result = train(cfg, data, cache=CheckpointCache(), progress=False)
-    test = evaluate(result.model, data.x_test, data.y_test)
-    write_run(folder, cfg, data, result, test, "cpu")
+    result = train(cfg, data, device=device, cache=CheckpointCache(), progress=False)
+    on_device = data.to(device)
+    test = evaluate(result.model, on_device.x_test, on_device.y_test)
+    write_run(folder, cfg, data, result, test, device.type)
     return folder
 
 
@@ -134,21 +145,29 @@ class Context:
     chip_seed: int
     quick: bool
     out_dir: Path
-    nonidealities_path: Path
+    source: NonidealitySource
+    """The ``nonidealities`` parameter resolved: file or mapping, single-field overrides."""
     nonidealities: Nonidealities
-    """The file's nonidealities with ``chip_seed`` applied (the chip instance under test)."""
+    """The parameters' nonidealities with ``chip_seed`` applied (the chip instance under test)."""
+    device: torch.device = torch.device("cpu")
+    """Where models train and evaluate (the ``device`` parameter, validated)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def nonidealities_path(self) -> Path | None:
+        """The nonidealities file read (None when a mapping was given)."""
+        return self.source.path
+
+    @property
     def data(self) -> Any:
-        """The dataset (loaded once per kernel)."""
-        return _dataset(self.dataset, self.data_dir)
+        """The dataset on :attr:`device` (loaded once per kernel)."""
+        return _dataset(self.dataset, self.data_dir).to(self.device)
 
     def model_dir(self, name: str = IDEAL) -> Path:
         """``out_dir/name`` trained if needed: ``model_hw`` trains with the nonidealities on."""
-        nl = load_nonidealities(str(self.nonidealities_path)) if name == HW else None
+        nl = self.source.nonidealities if name == HW else None
         return ensure_model(self.out_dir, self.dataset, self.data_dir, self.epochs, self.seed,
-                            nl, name)  # fmt: skip
+                            nl, name, device=self.device)  # fmt: skip
 
     def runs(self, default: int = 5) -> int:
         """The ``runs`` parameter (noise draws per point), capped when ``quick``."""
@@ -161,14 +180,20 @@ class Context:
 
     def model(self, name: str = IDEAL, nonidealities: Nonidealities | None = None) -> Any:
         """The :class:`~aanntwin.model.Main` of ``out_dir/name`` with ``nonidealities`` on."""
-        return load_run(self.model_dir(name), nonidealities)[1]
+        return load_run(self.model_dir(name), nonidealities, self.device)[1]
 
 
-def setup(params: dict[str, Any]) -> Context:
-    """Resolve the notebook parameters: paths made absolute, nonidealities loaded."""
+def setup(params: dict[str, Any], namespace: dict[str, Any] | None = None) -> Context:
+    """Resolve the notebook parameters: paths made absolute, device checked, nonidealities
+    loaded (a file, a mapping, and single fields found in ``params`` or ``namespace``: pass the
+    notebook's ``globals()``, where papermill injects ``-p input_noise 0.3``)."""
     p = dict(params)
-    path, data_dir = p.get("nonidealities"), p.get("data_dir")
-    nl_path = default_nonidealities_path() if path is None else resolve_path(path)
+    fields = {**field_overrides(namespace), **field_overrides(p)}
+    p.update(fields)
+    data_dir = p.get("data_dir")
+    value = p.get("nonidealities")
+    default = default_nonidealities_path() if value is None else None
+    source = resolve_nonidealities(value, fields, default, resolve_path)
     chip_seed, quick, epochs = int(p.get("chip_seed", 0)), bool(p.get("quick")), p.get("epochs")
     epochs = int(12 if epochs is None else epochs)
     return Context(
@@ -180,9 +205,10 @@ def setup(params: dict[str, Any]) -> Context:
         chip_seed=chip_seed,
         quick=quick,
         out_dir=resolve_path(p.get("out_dir", "reports/scratch"), output=True),
-        nonidealities_path=nl_path,
-        nonidealities=load_nonidealities(str(nl_path)).replace(chip_seed=chip_seed),
-        extra={k: v for k, v in p.items() if k not in PARAMETERS},
+        source=source,
+        nonidealities=source.nonidealities.replace(chip_seed=chip_seed),
+        device=resolve_device(p.get("device", "cpu"), "parameter device"),
+        extra={k: v for k, v in p.items() if k not in PARAMETERS and k not in fields},
     )
 
 
@@ -204,8 +230,9 @@ def header(params: dict[str, Any] | Context) -> Any:
         ("training epochs", f"{ctx.epochs}" + (" (quick run: capped)" if ctx.quick else "")),
         ("seed (weights, shuffling, noise draws)", ctx.seed),
         ("chip instance (chip_seed: mismatch draw)", ctx.chip_seed),
-        ("nonidealities file", ctx.nonidealities_path),
+        ("nonidealities", ctx.source.describe()),
         ("active nonidealities", ", ".join(f"{k} = {v}" for k, v in nl.items()) or "none"),
+        ("device", ctx.device),
         ("data products (out_dir)", ctx.out_dir),
         *((k, v) for k, v in ctx.extra.items()),
         ("aanntwin / git commit", f"{__version__} / {git_commit() or 'unknown'}"),
@@ -287,37 +314,6 @@ def png_bytes(fig: Any, dpi: int = 100) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
-
-
-# ----------------------------------------------------------------------------- nonidealities
-def field_docs(cls: type = Nonidealities) -> dict[str, str]:
-    """The attribute docstrings of a dataclass (first sentence each), read from its source."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for stmt, nxt in zip(body, body[1:], strict=False):
-        named = isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-        if named and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[stmt.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore
-    return docs
-
-
-def field_unit(name: str) -> str:
-    """The unit of a Nonidealities field (its metadata: :func:`aanntwin.config.unit`)."""
-    return nonideality_unit(name)
-
-
-def nonidealities_table(nl: Nonidealities, active_only: bool = False) -> Any:
-    """A DataFrame: field, value (``off`` for None), unit, meaning."""
-    docs = field_docs()
-    rows = []
-    for name, value in nl.to_dict().items():
-        if active_only and name not in nl.active():
-            continue
-        shown = "off" if value is None else value
-        rows.append({"field": name, "value": shown, "unit": field_unit(name),
-                     "meaning": docs.get(name, "")})  # fmt: skip
-    return pd.DataFrame(rows)
 
 
 def tolerable_levels(df: Any, max_drop: float = 0.01) -> Any:

@@ -2,8 +2,10 @@
 
 A parameters file is checked as a whole before a kernel starts or a folder is created: every key
 (top level, per-notebook ``notebooks:`` overrides, every variant) must be a parameter of the
-notebooks' ``parameters`` cell (papermill's tag), of the type its default value has; files it
-names must exist; variant names must be safe folder names. Errors are one line naming the file.
+notebooks' ``parameters`` cell (papermill's tag), of the type its default value has, or a
+Nonidealities field (a single-field parameter, checked as a nonidealities file is); files it
+names must exist (a nonidealities file is read and checked); variant names must be safe folder
+names. Errors are one line naming the file.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 from ..errors import AanntwinError
 from ..io import MAX_JSON_DEPTH, json_depth, parse_json, read_text
+from .nonideality_params import FIELD_PARAMETERS
+from .nonideality_params import check_value as check_nonideality
 
 RESERVED = ("name", "notebooks", "variants")
 """Keys of a parameters file that are not notebook parameters."""
@@ -174,10 +178,13 @@ def _check_path(where: str, key: str, value: Any) -> None:
 
 
 def _check_keys(where: str, params: dict[str, Any], defaults: dict[str, Any]) -> None:
-    known = sorted(defaults)
+    known = sorted(defaults) + (list(FIELD_PARAMETERS) if "nonidealities" in defaults else [])
     for key, value in params.items():
         if key in SET_BY_RUNNER:
             raise AanntwinError(f"{where}: '{key}' is set by the workbook (the report's data/)")
+        if key == "nonidealities" or (key in FIELD_PARAMETERS and key in known):
+            check_nonideality(where, key, value)  # a file, a mapping or one field, read as such
+            continue
         if key not in defaults:
             raise AanntwinError(f"{where}: unknown parameter '{key}'{_suggest(key, known)}")
         problem = _type_problem(key, value, defaults[key])

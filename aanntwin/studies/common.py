@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import functools
 
-import torch
-
 from ..data import Dataset, load_dataset
+from ..device import resolve_device as checked_device
 
 
 @functools.lru_cache(maxsize=4)
@@ -17,7 +16,5 @@ def cached_dataset(name: str, data_dir: str | None, device: str = "cpu") -> Data
 
 
 def resolve_device(device: str | None) -> str:
-    """``auto`` / None: CUDA when present, else the CPU."""
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    """``auto`` / None: CUDA when present, else the CPU; validated (:mod:`aanntwin.device`)."""
+    return str(checked_device(device, "device"))
