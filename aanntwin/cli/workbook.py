@@ -36,6 +36,8 @@ def add_parser(subparsers: Any) -> None:
     w.add_argument("--only", help="comma-separated notebook names, e.g. 02_training")
     w.add_argument("--force", action="store_true", help="rerun even if nothing changed")
     w.add_argument("--no-code-html", action="store_true", help="skip the with-code HTML")
+    w.add_argument("--no-pdf", action="store_true",
+                   help="skip the PDF of each report (made with headless Chromium)")  # fmt: skip
     w.set_defaults(run=run)
 
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     runs = run_parameter_files(
         args.params, args.out, args.name, notebooks_dir=args.notebooks,
         only=args.only.split(",") if args.only else None, force=args.force,
-        code_html=not args.no_code_html,
+        code_html=not args.no_code_html, pdf=not args.no_pdf,
     )  # fmt: skip
     for run in runs:
         state = "reused" if run.skipped else ("ok" if run.ok else "FAILED")

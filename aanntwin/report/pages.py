@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import html
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .workbook import WorkbookRun
+from .records import WorkbookRun
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -41,9 +40,12 @@ def render_index(run: WorkbookRun) -> str:
     for nb in run.notebooks:
         links = " ".join(
             f'<a href="{esc(href)}">{label}</a>'
-            for href, label in ((nb.report, "report"), (nb.report_with_code, "with code"),
-                                (nb.executed, "notebook")) if href
+            for href, label in ((nb.report, "report"), (nb.report_pdf, "PDF"),
+                                (nb.report_with_code, "with code"), (nb.executed, "notebook"))
+            if href
         )  # fmt: skip
+        if nb.pdf_note:
+            links += f"<br><small>{esc(nb.pdf_note)}</small>"
         status = f'<span class="{esc(nb.status)}">{esc(nb.status)}</span>'
         if nb.error:
             status += f"<br><code>{esc(nb.error)}</code>"

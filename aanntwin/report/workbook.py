@@ -1,11 +1,12 @@
 """The workbook runner: execute the notebooks with papermill, render HTML reports, index them.
 
 ``reports/<name>/`` receives, per notebook, the executed copy (``executed/NN_x.ipynb``), the
-designers' report without code (``NN_x.html``) and a version with code (``NN_x.code.html``);
-``index.html`` links them with the run's parameters, seed, versions, timings and headline
-figures; ``run.json`` records the same for machines. Several variants (parameter sets) each get
-their own folder, and ``reports/index.html`` compares their headline figures side by side. A
-variant already rendered with identical parameters, notebooks and code is not rerun unless forced.
+designers' report without code (``NN_x.html``, also printed as ``NN_x.pdf``) and a version
+with code (``NN_x.code.html``); ``index.html`` links them with the run's parameters, seed,
+versions, timings and headline figures; ``run.json`` records the same for machines. Several
+variants (parameter sets) each get their own folder, and ``reports/index.html`` compares their
+headline figures side by side. A variant already rendered with identical parameters, notebooks
+and code is not rerun unless forced.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,42 +29,12 @@ from .fingerprint import fingerprint as input_fingerprint
 from .pages import render_comparison, render_index
 from .params import PATH_PARAMETERS, RESERVED, check_name, load_parameters, notebook_defaults
 from .params import validate as validate_parameters
+from .pdf import ReportPdfs
+from .records import NotebookRun, WorkbookRun
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 """The notebooks of a source checkout (``--notebooks`` points elsewhere)."""
 __all__ = ["load_parameters", "run_parameter_files", "run_workbook"]
-
-
-@dataclass
-class NotebookRun:
-    name: str
-    status: str = "not run"
-    """ok, failed, or not run (after a failure)."""
-    seconds: float = 0.0
-    report: str | None = None
-    report_with_code: str | None = None
-    executed: str | None = None
-    error: str | None = None
-
-
-@dataclass
-class WorkbookRun:
-    name: str
-    folder: str
-    parameters: dict[str, Any]
-    fingerprint: str
-    notebooks: list[NotebookRun] = field(default_factory=list)
-    versions: dict[str, Any] = field(default_factory=dict)
-    headlines: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    skipped: bool = False
-    """True when an identical earlier run was reused."""
-    finished: bool = False
-    """True once every notebook ran or one failed; False in the record of a killed run."""
-
-    @property
-    def ok(self) -> bool:
-        return self.finished and all(nb.status == "ok" for nb in self.notebooks)
 
 
 def expand_variants(data: dict[str, Any], default_name: str) -> list[tuple[str, dict, dict]]:
@@ -154,6 +125,7 @@ def run_workbook(
     only: list[str] | None = None,
     force: bool = False,
     code_html: bool = True,
+    pdf: bool = True,
     parameter_files: tuple[str | Path, ...] | list[str | Path] = (),
     log: Any = sys.stderr,
 ) -> WorkbookRun:
@@ -175,11 +147,18 @@ def run_workbook(
         run = WorkbookRun(**{k: v for k, v in old.items() if k in WorkbookRun.__dataclass_fields__})
         run.notebooks = [NotebookRun(**nb) for nb in old["notebooks"]]
         run.skipped = True
+        missing = [nb for nb in run.notebooks if pdf and nb.report and not nb.report_pdf]
+        if missing:  # an earlier --no-pdf run (or no browser then): print the PDFs only
+            pdfs = ReportPdfs(pdf, log, f"workbook {name}")
+            for nb in missing:
+                nb.report_pdf, nb.pdf_note = pdfs.make(folder / str(nb.report))
+            _record(run, folder)
         return run
     run = WorkbookRun(name, str(folder), params, fingerprint, versions=versions)
     run.notebooks = [NotebookRun(p.stem) for p in paths]
     (folder / "executed").mkdir(parents=True, exist_ok=True)
     _record(run, folder)  # "not finished" until the end: a killed run is never taken as ok
+    pdfs = ReportPdfs(pdf, log, f"workbook {name}")
     t_run = time.perf_counter()
     for i, (path, nb) in enumerate(zip(paths, run.notebooks, strict=True)):
         print(f"workbook {name}: [{i + 1}/{len(paths)}] {path.stem} ...", file=log, flush=True)
@@ -199,6 +178,7 @@ def run_workbook(
         if executed.exists():
             _render(executed, folder / f"{path.stem}.html", with_code=False)
             nb.report = f"{path.stem}.html"
+            nb.report_pdf, nb.pdf_note = pdfs.make(folder / nb.report)
             if code_html:
                 _render(executed, folder / f"{path.stem}.code.html", with_code=True)
                 nb.report_with_code = f"{path.stem}.code.html"
