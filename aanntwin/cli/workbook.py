@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from ..io import check_output_path
-from ..report.workbook import run_parameter_files
+from ..report.workbook import pages_of, run_parameter_files
 
 
 def add_parser(subparsers: Any) -> None:
@@ -52,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
     for run in runs:
         state = "reused" if run.skipped else ("ok" if run.ok else "FAILED")
         print(f"{run.name}: {state}, {run.folder}/index.html ({run.seconds:.1f} s)")
+        for page in pages_of(run):
+            print(f"  {page}")
+    if runs.comparison is not None:
+        print(f"comparison of the variants: {runs.comparison}")
+    for run in runs:
         for nb in run.notebooks:
             if nb.status == "failed":
                 print(f"aanntwin workbook: error: {nb.name} failed: {nb.error}; executed copy "

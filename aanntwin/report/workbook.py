@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +27,9 @@ from .. import __version__
 from ..errors import AanntwinError
 from ..io import read_json_file, write_json_atomic, write_text_atomic
 from ..provenance import git_commit
+from .console import ENGINE, SectionProgress, known_parameters
 from .fingerprint import fingerprint as input_fingerprint
+from .nonideality_params import FIELD_PARAMETERS
 from .pages import render_comparison, render_index
 from .params import PATH_PARAMETERS, RESERVED, check_name, load_parameters, notebook_defaults
 from .params import validate as validate_parameters
@@ -34,7 +38,7 @@ from .records import NotebookRun, WorkbookRun
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 """The notebooks of a source checkout (``--notebooks`` points elsewhere)."""
-__all__ = ["load_parameters", "run_parameter_files", "run_workbook"]
+__all__ = ["load_parameters", "pages_of", "run_parameter_files", "run_workbook"]
 
 
 def expand_variants(data: dict[str, Any], default_name: str) -> list[tuple[str, dict, dict]]:
@@ -102,10 +106,24 @@ the kernel is too busy (holding the GIL) for its own parent poller to notice."""
 
 
 def _kernel_manager_class() -> type:
-    """A jupyter ``KernelManager`` whose kernels start through :data:`KERNEL_LAUNCHER`."""
+    """A jupyter ``KernelManager`` whose kernels start through :data:`KERNEL_LAUNCHER` and, on
+    POSIX, talk over IPC sockets in a private temporary folder (local only: the kernel has
+    nothing to warn about, unlike plain-text TCP)."""
     from jupyter_client.manager import KernelManager  # optional: the notebooks extra
 
     class ChildKernelManager(KernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._ipc_dir = None
+            if os.name == "posix":
+                self._ipc_dir = tempfile.mkdtemp(prefix="aanntwin-kernel-")
+                self.transport, self.ip = "ipc", os.path.join(self._ipc_dir, "kernel")
+
+        def cleanup_ipc_files(self) -> None:
+            super().cleanup_ipc_files()
+            if self._ipc_dir:
+                shutil.rmtree(self._ipc_dir, ignore_errors=True)
+
         def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
             cmd = super().format_kernel_cmd(extra_arguments)
             if not sys.platform.startswith("linux"):
@@ -165,12 +183,16 @@ def run_workbook(
         executed = folder / "executed" / path.name
         nb.executed = str(executed.relative_to(folder))
         t0 = time.perf_counter()
+        label = f"workbook {name}: [{i + 1}/{len(paths)}] {path.stem}"
         try:
-            papermill.execute_notebook(
-                str(path), str(executed), parameters={**params, **overrides.get(path.stem, {})},
-                kernel_name="python3", progress_bar=False, cwd=str(nb_dir),
-                kernel_manager_class=_kernel_manager_class(),
-            )  # fmt: skip
+            with SectionProgress(label, log) as progress, known_parameters(FIELD_PARAMETERS):
+                papermill.execute_notebook(
+                    str(path), str(executed),
+                    parameters={**params, **overrides.get(path.stem, {})},
+                    kernel_name="python3", progress_bar=False, cwd=str(nb_dir),
+                    kernel_manager_class=_kernel_manager_class(), engine_name=ENGINE,
+                    section_progress=progress,
+                )  # fmt: skip
             nb.status = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure is reported in the index
             nb.status, nb.error = "failed", _failure(exc)
@@ -221,9 +243,24 @@ def _previous_run(path: Path) -> dict[str, Any]:
         return {}
 
 
+class WorkbookRuns(list):
+    """The runs of :func:`run_parameter_files` (a list of :class:`WorkbookRun`) and the page
+    comparing them (``comparison``: None when there is only one variant)."""
+
+    comparison: Path | None = None
+
+
+def pages_of(run: WorkbookRun) -> list[Path]:
+    """Every page a run wrote, in notebook order: each report's HTML, PDF and code HTML."""
+    folder = Path(run.folder)
+    names = [n for nb in run.notebooks
+             for n in (nb.report, nb.report_pdf, nb.report_with_code) if n]  # fmt: skip
+    return [folder / n for n in names]
+
+
 def run_parameter_files(
     files: list[str], out_root: str | Path = "reports", name: str | None = None, **kwargs: Any
-) -> list[WorkbookRun]:
+) -> WorkbookRuns:
     """Run every variant of every parameters file (none: the defaults) into its own folder.
     Every file is validated against the notebooks' parameters cells before anything runs."""
     if name is not None:
@@ -242,7 +279,7 @@ def run_parameter_files(
     seen = [v[0] for v in variants]
     if len(set(seen)) != len(seen):
         raise AanntwinError(f"variant names must be unique, got {seen}")
-    runs = []
+    runs = WorkbookRuns()
     for vname, params, overrides, source in variants:
         run = run_workbook(params, vname, out_root, overrides=overrides,
                            parameter_files=[source] if source else [], **kwargs)  # fmt: skip
@@ -250,5 +287,6 @@ def run_parameter_files(
         if not run.ok:
             break
     if len(runs) > 1 or len(variants) > 1:
-        write_text_atomic(Path(out_root) / "index.html", render_comparison(runs))
+        runs.comparison = Path(out_root) / "index.html"
+        write_text_atomic(runs.comparison, render_comparison(runs))
     return runs
