@@ -156,7 +156,7 @@ CASES = {
     "csv-binary": (*_csv(BINARY), ["m.csv", "not UTF-8"]),
     "csv-utf16": (*_csv("# circuit: relu\nx,y\n0,0\n".encode("utf-16")), ["m.csv", "UTF-16"]),
     "csv-extra-fields": (*_csv("# circuit: multiplier\nx\n1,2,3\n"),
-                         ["m.csv", "more fields than the header's 1"]),
+                         ["m.csv", "line 3, column 2", "more than the 1 column names"]),
     "csv-folder": (*_csv(None), ["m.csv", "is a folder"]),
     # workbook parameters (workbook --params)
     "params-binary": (*_params(BINARY), ["p.yaml", "not UTF-8"]),

@@ -47,6 +47,8 @@ def _cli(argv: list[str]) -> int:
 
 def _ds(frame: pd.DataFrame, circuit: str = "multiplier", analysis: str = "dc") -> CurveTable:
     meta = {"x_full_scale": "0.1 V", "w_full_scale": "0.2 V", "y_full_scale": "1e-05 A"}
+    if circuit == "relu":  # the ReLU's input is a current (the MAC output)
+        meta["x_full_scale"] = "1e-05 A"
     return validate(CurveTable(circuit, analysis, frame, meta, "synthetic"))
 
 

@@ -3,7 +3,8 @@
 ``pipeline`` (simulate, fit, write the outputs), ``flow`` (the data source, fit and write: what
 ``aanntwin characterize`` and notebook 01 share), ``tables`` (notebook 01's tables), ``spice``
 (the ngspice runner), ``curves`` (the CSV format and its
-:class:`~aanntwin.characterization.curves.CurveTable`), ``fit`` (the circuit models' fits),
+:class:`~aanntwin.characterization.curves.CurveTable`; ``csv_format`` reads the file, ``units``
+the full scales' units), ``fit`` (the circuit models' fits),
 ``twin`` (mapping fits onto :class:`~aanntwin.config.Nonidealities`), ``plots`` and
 ``circuits/`` (the example netlists and their data).
 """

@@ -18,13 +18,14 @@ output of 1 V is ``y_full_scale``). Circuits, analyses and their required column
 :data:`REQUIRED`; ``circuit`` / ``analysis`` may be columns instead of header lines (long
 format: several circuits in one file; a full scale for one circuit only is ``x_full_scale.relu``).
 Without an ``analysis``, a ``noise_rms`` column means ``noise``, an ``instance`` column (chip or
-Monte Carlo run) ``montecarlo``, otherwise ``dc``. Bad data raises
-:class:`~aanntwin.errors.DataError` naming the file, the line and the column.
+Monte Carlo run) ``montecarlo``, otherwise ``dc``. Full scales are ``V`` or ``A`` with an SI
+prefix, one per quantity across files (:mod:`~aanntwin.characterization.units`). Bad data raises
+:class:`~aanntwin.errors.DataError` naming the file, the line (counted from the file's first
+line) and the column or header field.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -35,9 +36,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ..io import read_text
+from . import csv_format, units
+from .csv_format import FORMAT
 
-FORMAT = "aanntwin-characterization/1"
 REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("multiplier", "dc"): ("x", "w", "y"),
     ("multiplier", "montecarlo"): ("instance", "x", "w", "y"),
@@ -64,7 +65,8 @@ UNITS = {
 class CurveTable:
     """One (circuit, analysis) table: normalized numeric columns, header metadata, provenance.
 
-    ``lines``: the file line number of each row (for error messages); ``meta``: header values.
+    ``lines``: the file line number of each row (for error messages); ``meta``: header values;
+    ``meta_lines``: the file line number of each header key.
     """
 
     circuit: str
@@ -73,21 +75,32 @@ class CurveTable:
     meta: dict[str, str] = field(default_factory=dict)
     source: str = "<memory>"
     lines: np.ndarray | None = None
+    meta_lines: dict[str, int] = field(default_factory=dict)
+
+    def scale_key(self, axis: str) -> str | None:
+        """The header key giving ``axis``'s full scale (``x_full_scale.relu`` before
+        ``x_full_scale``), or None (none, or an axis the circuit does not have)."""
+        if axis not in units.FIELDS.get(self.circuit, {}):
+            return None
+        for key in (f"{axis}_full_scale.{self.circuit}", f"{axis}_full_scale"):
+            if key in self.meta:
+                return key
+        return None
 
     def full_scale(self, axis: str) -> tuple[float, str] | None:
-        """What 1.0 means on ``axis`` (``x``, ``w``, ``y``): (value, unit), or None."""
-        text = self.meta.get(f"{axis}_full_scale.{self.circuit}") or self.meta.get(
-            f"{axis}_full_scale"
-        )
-        if text is None:
+        """What 1.0 means on ``axis`` (``x``, ``w``, ``y``): (value in V or A, ``V``/``A``), or
+        None; a bad unit raises :class:`DataError` naming the header line."""
+        key = self.scale_key(axis)
+        if key is None:
             return None
-        parts = text.split("|", 1)[0].split()
-        try:
-            return float(parts[0]), " ".join(parts[1:])
-        except (ValueError, IndexError):
-            raise DataError(
-                f"{self.source}: {axis}_full_scale = {text!r}: expected '0.1 V'"
-            ) from None
+        unit = units.FIELDS[self.circuit][axis]
+        return units.parse_full_scale(self.meta[key], unit, self.field_where(key))
+
+    def field_where(self, key: str) -> str:
+        """``FILE, line N, field 'KEY' (circuit)`` for a header field."""
+        line = self.meta_lines.get(key)
+        at = f", line {line}" if line else ""
+        return f"{self.source}{at}, field {key!r} ({self.circuit})"
 
     def where(self, row: int, column: str) -> str:
         line = int(self.lines[row]) if self.lines is not None else row + 1
@@ -98,42 +111,12 @@ class CurveTable:
         return f"{self.circuit} {self.analysis}"
 
 
-def _header(lines: list[str], path: str) -> tuple[dict[str, str], int]:
-    meta: dict[str, str] = {}
-    n = 0
-    for n, line in enumerate(lines):  # noqa: B007 - n is used after the loop
-        text = line.strip()
-        if not text:
-            continue
-        if not text.startswith("#"):
-            break
-        m = re.match(r"#\s*([\w.]+)\s*:\s*(.*)$", text)
-        if m:
-            meta[m.group(1).lower()] = m.group(2).strip()
-    else:
-        raise DataError(f"{path}: no table after the header")
-    fmt = meta.get("format")
-    if fmt is not None and not fmt.startswith("aanntwin-characterization/1"):
-        raise DataError(f"{path}: format {fmt!r} is not {FORMAT!r}")
-    return meta, n
-
-
 def read_csv(path: str | os.PathLike[str]) -> list[CurveTable]:
     """Read one characterization file: one :class:`CurveTable` per (circuit, analysis) in it."""
     name = str(path)
-    text = read_text(path, "characterization CSV", DataError)
-    lines = text.splitlines()
-    meta, start = _header(lines, name)
-    numbers = np.array([i + 1 for i in range(start + 1, len(lines)) if lines[i].strip()])
-    try:
-        raw = pd.read_csv(io.StringIO("\n".join(lines[start:])), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{name}: not a CSV table after the header ({exc})") from None
-    if not isinstance(raw.index, pd.RangeIndex):  # pandas took the extra fields as an index
-        raise DataError(f"{name}: rows have more fields than the header's {len(raw.columns)}")
-    raw.columns = [c.strip() for c in raw.columns]
-    if len(raw) != len(numbers):
-        numbers = np.arange(start + 2, start + 2 + len(raw))
+    lines = csv_format.read_lines(path)
+    meta, meta_lines, start = csv_format.header(lines, name)
+    raw, numbers = csv_format.table(lines, start, name)
     for key in ("circuit", "analysis"):
         if key not in raw.columns:
             if key in meta:
@@ -149,9 +132,10 @@ def read_csv(path: str | os.PathLike[str]) -> list[CurveTable]:
         blank = [c for c in part.columns if (part[c].str.strip() == "").all()]
         part = part.drop(columns=blank)  # long format: columns another circuit uses
         ds = CurveTable(
-            str(circuit).strip(), str(analysis).strip(), part, meta, name, numbers[rows]
+            str(circuit).strip(), str(analysis).strip(), part, meta, name, numbers[rows], meta_lines
         )
         out.append(validate(ds))
+    check_consistent(out)
     return out
 
 
@@ -198,13 +182,13 @@ def validate(ds: CurveTable) -> CurveTable:
             row = int(np.argmax(bad))
             raise DataError(f"{ds.where(row, col)}: not a finite number ({frame[col].iloc[row]!r})")
         frame[col] = values.astype(float)
-    ds = CurveTable(ds.circuit, ds.analysis, frame, ds.meta, ds.source, ds.lines)
+    ds = CurveTable(ds.circuit, ds.analysis, frame, ds.meta, ds.source, ds.lines, ds.meta_lines)
     minimum = MIN_ROWS[ds.analysis]
     if len(frame) < minimum:
         raise DataError(
             f"{ds.source}: {ds.label} has {len(frame)} row(s); at least {minimum} are needed"
         )
-    for axis in ("x", "y", "w") if ds.circuit != "relu" else ("x", "y"):
+    for axis in units.FIELDS[ds.circuit]:
         if ds.full_scale(axis) is None:
             raise DataError(
                 f"{ds.source}: header has no '{axis}_full_scale' (what {axis} = 1.0 means, "
@@ -281,7 +265,8 @@ def write_csv(
 
 
 def read_all(paths: Sequence[str | os.PathLike[str]]) -> list[CurveTable]:
-    """Read several files; the same (circuit, analysis) twice is an error naming both files."""
+    """Read several files; the same (circuit, analysis) twice, or full scales that disagree
+    (:func:`check_consistent`), is an error naming both files."""
     seen: dict[tuple[str, str], str] = {}
     out: list[CurveTable] = []
     for p in paths:
@@ -291,4 +276,37 @@ def read_all(paths: Sequence[str | os.PathLike[str]]) -> list[CurveTable]:
                 raise DataError(f"{ds.source}: {ds.label} data also in {seen[key]}; give it once")
             seen[key] = ds.source
             out.append(ds)
+    check_consistent(out)
     return out
+
+
+def check_consistent(tables: Sequence[CurveTable]) -> None:
+    """One full scale per quantity (:data:`~aanntwin.characterization.units.SHARED`): a
+    disagreement (relative tolerance 1e-9, in V or A) is an error naming both places."""
+    first: dict[int, tuple[CurveTable, str, float]] = {}
+    for ds in tables:
+        for axis in units.FIELDS.get(ds.circuit, {}):
+            group, scale = units.group_of(ds.circuit, axis), ds.full_scale(axis)
+            if group is None or scale is None:
+                continue
+            if group not in first:
+                first[group] = (ds, axis, scale[0])
+                continue
+            other, other_axis, value = first[group]
+            if not units.same(value, scale[0]):
+                unit = scale[1]
+                raise DataError(
+                    f"{ds.field_where(ds.scale_key(axis) or axis)} = {scale[0]:.10g} {unit} "
+                    f"({ds.label} {axis}) disagrees with "
+                    f"{other.field_where(other.scale_key(other_axis) or other_axis)} = "
+                    f"{value:.10g} {unit} ({other.label} {other_axis}); "
+                    + _why(ds.circuit, other.circuit)
+                )
+
+
+def _why(a: str, b: str) -> str:
+    if a == b:
+        return "every analysis of a circuit has the same full scales"
+    if "relu" in (a, b):
+        return "the ReLU's input is the MAC output: relu x_full_scale = multiplier y_full_scale"
+    return "a MAC is multipliers summed: the same x, w and y full scales"
