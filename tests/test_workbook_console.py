@@ -107,3 +107,27 @@ def test_a_failing_notebook_still_shows_its_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "01_bad failed: ValueError: the real problem" in err
     assert "KeyboardInterrupt" not in err and "TCP" not in err
+
+
+def test_a_finished_kernel_is_shut_down_without_a_sigint(monkeypatch):
+    """jupyter_client interrupts before each shutdown; a kernel still finishing its last reply
+    then logs "KeyboardInterrupt caught in kernel." (seen once in a 2-variant digits run)."""
+    import signal
+
+    from aanntwin.report.workbook import _kernel_manager_class
+
+    km = _kernel_manager_class()(kernel_name="python3")
+    sent: list[int] = []
+    signal_kernel = km._async_signal_kernel
+
+    async def record(signum: int) -> None:
+        sent.append(signum)
+        await signal_kernel(signum)
+
+    monkeypatch.setattr(km, "_async_signal_kernel", record)
+    km.start_kernel()
+    try:
+        km.interrupt_kernel()  # a running cell can still be interrupted
+    finally:
+        km.shutdown_kernel()
+    assert sent == [signal.SIGINT] and not km.is_alive()

@@ -127,6 +127,13 @@ def _kernel_manager_class() -> type:
         def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
             cmd = super().format_kernel_cmd(extra_arguments)
             if not sys.platform.startswith("linux"):
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client sends SIGINT before every shutdown; a kernel still finishing its
+            # last reply logs "KeyboardInterrupt caught in kernel." The shutdown request (then
+            # SIGTERM, SIGKILL) stops it without: interrupts are only skipped at shutdown.
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
                 return cmd
             return [sys.executable, "-c", KERNEL_LAUNCHER, str(os.getpid()), *cmd]
 
