@@ -179,7 +179,9 @@ class _AnalogMAC:
         self.gain_error = torch.randn(gain_shape, generator=gen).to(**like)
         self.offset_error = torch.randn(offset_shape, generator=gen).to(**like)
 
-    def _input(self, x: Tensor) -> Tensor:
+    def input_transfer(self, x: Tensor) -> Tensor:
+        """The stage's elementwise input path (V -> V): clip to ``+-input_clip``, then the input
+        polynomial ``input_nonlin``; what every multiplier input sees."""
         s = self.settings
         if s.input_clip is not None:
             x = AF.clip(x, s.input_clip)
@@ -219,7 +221,7 @@ class _AnalogMAC:
             )
         return self.gain_error * sigma + 1.0
 
-    def _output(self, y: Tensor) -> Tensor:
+    def output_transfer(self, y: Tensor) -> Tensor:
         """Per-MAC offset, then saturation (everything between the sum and the output noise)."""
         s = self.settings
         if s.offset_mismatch:
@@ -238,7 +240,7 @@ class _AnalogMAC:
     def mac(self, x: Tensor) -> Tensor:
         """The noiseless MAC output (V): input range and polynomial, weighted sum, offset,
         saturation. ``forward(x) == finish(mac(x))``."""
-        return self._output(self._weighted_sum(self._input(x)))
+        return self.output_transfer(self._weighted_sum(self.input_transfer(x)))
 
     def finish(self, y: Tensor) -> Tensor:
         """Temporal output noise, then the ADC (final stage only)."""
@@ -350,13 +352,13 @@ class AnalogLinear(_AnalogMAC, nn.Linear):
         """
         if weights is None and biases is None:
             raise ValueError("mac_variants needs weights and/or biases")
-        x = self._input(x)
+        x = self.input_transfer(x)
         count = len(weights) if weights is not None else len(biases)  # type: ignore[arg-type]
         w = self.multiplier_weights(weights)
         ws = w.unbind(0) if weights is not None else [w] * count
         bs = biases.unbind(0) if biases is not None else [self.bias] * count
         pairs = zip(ws, bs, strict=True)
-        return torch.stack([self._output(F.linear(x, wp, bp)) for wp, bp in pairs])
+        return torch.stack([self.output_transfer(F.linear(x, wp, bp)) for wp, bp in pairs])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.finish(self.mac(x))

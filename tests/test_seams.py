@@ -64,13 +64,16 @@ def _state_names() -> set[str]:
 
 
 def _violations(where: str, source: str, state: set[str]) -> list[str]:
-    """Private names read on anything but ``self``/``cls``/a module; state written off ``self``."""
+    """Private names read on anything but ``self``/``cls``/``super()``/a module; state written
+    off ``self``."""
     tree = ast.parse(source)
     own = {"self", "cls", *_module_names(tree)}
     bad = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             mine = isinstance(node.value, ast.Name) and node.value.id in own
+            on_super = isinstance(node.value, ast.Call) and ast.unparse(node.value) == "super()"
+            mine = mine or on_super  # an override calling its base class: that is self
             if not mine and not node.attr.startswith("__"):
                 bad.append(f"{where}:{node.lineno}: reads {ast.unparse(node)}")
         targets = node.targets if isinstance(node, ast.Assign) else []

@@ -274,3 +274,17 @@ def yield_histogram(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
+
+
+def transfer_curves(curves: Sequence[Any], cols: int = 4) -> Figure:
+    """Each stage's transfer curve (a :class:`aanntwin.report.transfer.Curve`: the twin, solid)
+    against the ideal (dashed), one panel per curve, signal order."""
+    fig = _figure(3.2 * min(cols, len(curves)), 2.8 * -(-len(curves) // cols))
+    for ax, c in zip(_grid(fig, len(curves), cols), curves, strict=True):
+        ax.plot(c.x, c.ideal, "--", color="0.6", label="ideal")
+        ax.plot(c.x, c.y, color="tab:red", label="twin")
+        ax.set(xlabel=c.xlabel, ylabel=c.ylabel)
+        ax.set_title(f"{c.stage}: {c.title}", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig
