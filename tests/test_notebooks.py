@@ -14,9 +14,9 @@ CONTRACT = ("dataset", "data_dir", "epochs", "seed", "nonidealities", "out_dir",
             "chip_seed", "device")  # fmt: skip
 
 
-def test_the_five_notebooks_exist():
+def test_the_notebooks_00_to_05_exist_in_order():
     assert [p.stem for p in NOTEBOOKS] == ["00_explorer", "01_characterization", "02_training",
-                                           "03_quantization", "04_specs"]  # fmt: skip
+                                           "03_quantization", "04_specs", "05_signoff"]  # fmt: skip
 
 
 def _git(args: list[str], cwd: Path, stdin: bytes | None = None) -> bytes | None:
@@ -154,7 +154,8 @@ def test_thin_at_most_30_lines_of_code_besides_the_parameters(path):
 
 def test_the_workbook_runs_every_notebook_headless(tmp_path):
     run = run_workbook({"dataset": "digits", "quick": True, "seed": 0}, "quick", tmp_path)
-    assert [nb.status for nb in run.notebooks] == ["ok"] * 5, [nb.error for nb in run.notebooks]
+    statuses = [nb.status for nb in run.notebooks]
+    assert statuses == ["ok"] * len(NOTEBOOKS), [nb.error for nb in run.notebooks]
     folder = tmp_path / "quick"
     for nb in run.notebooks:
         executed = nbformat.read(folder / nb.executed, as_version=4)
@@ -164,6 +165,11 @@ def test_the_workbook_runs_every_notebook_headless(tmp_path):
         assert any("image/png" in o.get("data", {}) for o in outputs), f"{nb.name}: no figure"
         html = (folder / nb.report).read_text()
         assert "<img" in html, nb.name
+        assert "aanntwin-banner" in html, f"{nb.name}: a quick demo run without its banner"
+        if nb.name != "00_explorer":  # every study report opens with its conclusion
+            assert html.index("Conclusion") < html.index("aanntwin-header"), nb.name
+    signoff = (folder / "05_signoff.html").read_text()
+    assert "characterized" in signoff and "ratio" in signoff  # the margin table
     tables = (folder / "02_training.html").read_text()
     assert "<table" in tables
     assert {"ideal_accuracy", "active_nonidealities"} <= set(run.headlines)

@@ -1,8 +1,8 @@
 """The workbook's skip key: a hash of the contents of every input of a run.
 
 Parameters, per-notebook overrides, the parameters files, the files the parameters name (the
-nonidealities JSON or the reference one it defaults to, characterization CSVs, the data folder's
-listing), the notebooks and the package itself (every file of ``aanntwin/``: source and package
+nonidealities JSON or the reference one it defaults to, the characterized file to sign off,
+characterization CSVs, the data folder's listing), the notebooks and the package itself (every file of ``aanntwin/``: source and package
 data), so that editing any of them reruns the workbook; package versions except the git commit.
 """
 
@@ -42,6 +42,8 @@ def _named_inputs(parameters: dict[str, Any], default_nonidealities: Path) -> di
         "nonidealities": file_digest(default_nonidealities if nl is None else nl)
         if nl is None or isinstance(nl, str) else None,
     }  # fmt: skip
+    if isinstance(parameters.get("characterized"), str):  # the file 05 signs off
+        out["characterized"] = file_digest(parameters["characterized"])
     csvs = parameters.get("csv_files")
     if isinstance(csvs, list):
         out["csv_files"] = [file_digest(c) for c in csvs]

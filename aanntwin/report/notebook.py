@@ -38,7 +38,7 @@ from ..studies.common import cached_dataset
 from ..studies.noise import TEMPORAL
 from ..studies.noise_sweep import NoiseSweep
 from ..training import determinism, evaluate, train
-from . import plans
+from . import banners, conclusions, plans  # noqa: F401  (notebooks call nb.conclusions)
 from .nonideality_params import (  # noqa: F401  (notebooks call nb.nonidealities_table)
     FIELD_PARAMETERS,
     NonidealitySource,
@@ -241,15 +241,19 @@ def header(params: dict[str, Any] | Context) -> Any:
     left = "style='text-align:left'"
     body = "".join(f"<tr><th {left}>{html.escape(k)}</th><td {left}>{_cell(v)}</td></tr>"
                    for k, v in rows)  # fmt: skip
-    return HTML(f"<table class='aanntwin-header'>{body}</table>")
+    banner = banners.for_report(ctx.quick, ctx.dataset)  # quick run, demo dataset: say so first
+    return HTML(f"{banner}<table class='aanntwin-header'>{body}</table>")
 
 
-def record(out_dir: str | os.PathLike[str], name: str, value: Any, unit: str = "") -> None:
-    """Store one headline figure in ``out_dir/headlines.json`` (read, update, atomic write)."""
+def record(out_dir: str | os.PathLike[str], name: str, value: Any, unit: str = "",
+           label: str | None = None, quick: bool = False) -> None:  # fmt: skip
+    """Store one headline figure in ``out_dir/headlines.json`` (read, update, atomic write);
+    ``label``: its readable name for the pages; ``quick``: computed by a quick run (marked)."""
     path = resolve_path(out_dir, output=True) / HEADLINES
     data = load_headlines(out_dir)
     value = value.item() if hasattr(value, "item") else value
     data[name] = {"value": None if value != value else value, "unit": unit}  # NaN -> null
+    data[name].update({"label": label} if label else {}, **({"quick": True} if quick else {}))
     write_json_atomic(path, data)
 
 
@@ -259,12 +263,13 @@ def load_headlines(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return read_json_file(path, "headlines") if path.exists() else {}
 
 
-def headlines(ctx: Context, figures: dict[str, tuple[Any, str]]) -> pd.DataFrame:
-    """Record each headline figure ``{name: (value, unit)}`` (:func:`record`) and return them
-    as a table (one row per figure: value, unit)."""
-    for name, (value, unit) in figures.items():
-        record(ctx.out_dir, name, value, unit)
-    return pd.DataFrame(figures, index=["value", "unit"]).T
+def headlines(ctx: Context, figures: dict[str, tuple[Any, ...]]) -> pd.DataFrame:
+    """Record each headline figure ``{name: (value, unit)}`` or ``(value, unit, label)``
+    (:func:`record`; marked quick when ``ctx.quick``) and return them as a table (one row per
+    figure: value, unit)."""
+    for name, (value, unit, *label) in figures.items():
+        record(ctx.out_dir, name, value, unit, label[0] if label else None, ctx.quick)
+    return pd.DataFrame({k: v[:2] for k, v in figures.items()}, index=["value", "unit"]).T
 
 
 def table(*frames: pd.DataFrame, float_format: str | None = None) -> None:

@@ -10,6 +10,8 @@ import html
 import json
 from typing import Any
 
+from . import banners
+from .labels import label, value_text
 from .records import WorkbookRun
 
 
@@ -22,15 +24,26 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 _STYLE = """<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;
 text-align:left}th{background:#f3f3f3}.ok{color:#1a7f37}.failed{color:#cf222e;font-weight:bold}
-</style>"""
+small.id{color:#777}</style>"""
 
 
-def _headline_cells(value: Any) -> str:
+def _headline_cells(value: Any, name: str = "") -> str:
+    """A headline's value in engineering units, marked when a quick notebook computed it."""
     if isinstance(value, dict) and "value" in value:
-        v = value["value"]
-        shown = f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
-        return f"{shown} {html.escape(str(value.get('unit', '')))}".strip()
+        shown = html.escape(value_text(value["value"], str(value.get("unit", "")), name))
+        if value.get("quick"):
+            shown += " " + banners.tag("quick", "computed by a quick run: not a result")
+        return shown
     return html.escape(json.dumps(value))
+
+
+def _figure_name(name: str, headlines: list[dict[str, Any]]) -> str:
+    """The readable label of headline ``name`` (a recorded label first), the identifier as a
+    tooltip and small text."""
+    recorded = [h.get("label") for h in headlines if isinstance(h, dict) and h.get("label")]
+    text = html.escape(recorded[0] if recorded else label(name))
+    name = html.escape(name)
+    return f'<span title="{name}">{text}</span><br><small class="id">{name}</small>'
 
 
 def render_index(run: WorkbookRun) -> str:
@@ -52,13 +65,14 @@ def render_index(run: WorkbookRun) -> str:
         rows.append([esc(nb.name), status, f"{nb.seconds:.1f} s", links])
     params = [[esc(k), f"<code>{esc(json.dumps(v))}</code>"] for k, v in run.parameters.items()]
     versions = [[esc(k), esc(str(v))] for k, v in run.versions.items()]
-    heads = [[esc(k), _headline_cells(v)] for k, v in run.headlines.items()]
+    heads = [[_figure_name(k, [v]), _headline_cells(v, k)] for k, v in run.headlines.items()]
     title = f"aanntwin workbook: {esc(run.name)}"
     seed = esc(str(run.parameters.get("seed", "")))
-    chip = esc(str(run.parameters.get("chip_seed", "")))
+    chip = esc(str(run.parameters.get("chip_seed", 0)))  # the notebooks' default
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>{_STYLE}"
-        f"</head><body><h1>{title}</h1><p>seed {seed}, chip instance {chip}, "
+        f"</head><body><h1>{title}</h1>{banners.for_run(run)}"
+        f"<p>seed {seed}, chip instance {chip}, "
         f"{run.seconds:.1f} s in all, {_state(run)}</p>"
         f"<h2>Notebooks</h2>{_table(rows, ['notebook', 'status', 'time', 'files'])}"
         f"<h2>Headline figures</h2>{_table(heads, ['figure', 'value'])}"
@@ -76,16 +90,44 @@ def _state(run: WorkbookRun) -> str:
 def render_comparison(runs: list[WorkbookRun]) -> str:
     """The top-level page: every variant's headline figures side by side."""
     esc = html.escape
-    names = sorted({k for r in runs for k in r.headlines})
+    names = list(dict.fromkeys(k for r in runs for k in r.headlines))  # notebook order
     header = ["figure", *(r.name for r in runs)]
-    rows = [[esc(n), *(_headline_cells(r.headlines[n]) if n in r.headlines else "" for r in runs)]
+    rows = [[_figure_name(n, [r.headlines[n] for r in runs if n in r.headlines]),
+             *(_headline_cells(r.headlines[n], n) if n in r.headlines else "" for r in runs)]
             for n in names]  # fmt: skip
     status = [
         ["status", *("ok" if r.ok else _state(r).split(" (")[0] for r in runs)],
+        ["run kind", *(_run_kind(r) for r in runs)],
         ["report", *(f'<a href="{esc(r.name)}/index.html">index</a>' for r in runs)],
     ]
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>aanntwin variants</title>"
-        f"{_STYLE}</head><body><h1>aanntwin workbook variants</h1>"
+        f"{_STYLE}</head><body><h1>aanntwin workbook variants</h1>{_comparison_banner(runs)}"
         f"{_table(status + rows, header)}</body></html>"
     )
+
+
+def _run_kind(run: WorkbookRun) -> str:
+    """A variant's marker on the comparison page: quick notebooks and demo datasets, or full."""
+    quick, demos = banners.run_marks(run)
+    marks = [banners.tag(f"QUICK: {', '.join(quick)}", banners.quick_text())] if quick else []
+    marks += [banners.tag(f"DEMO: {d}", banners.demo_text(d)) for d in demos]
+    return " ".join(marks) or "full run"
+
+
+def _comparison_banner(runs: list[WorkbookRun]) -> str:
+    """The comparison page's banner: which variants are quick or on a demo dataset."""
+    lines, demo_runs = [], {}
+    for r in runs:
+        quick, demos = banners.run_marks(r)
+        if quick:
+            lines.append(
+                f"QUICK RUN: variant {r.name} ({', '.join(quick)}): capped draws, "
+                "epochs and grids; its figures show the flow runs, they are no results."
+            )
+        for d in demos:
+            demo_runs.setdefault(d, []).append(r.name)
+    for d, names in demo_runs.items():
+        which = f"variant{'s' if len(names) > 1 else ''} {', '.join(names)}"
+        lines.append(f"DEMO DATASET: {which}: {banners.DEMO_DATASETS[d]}.")
+    return banners.box(lines)

@@ -24,7 +24,12 @@ from .nonideality_params import check_value as check_nonideality
 
 RESERVED = ("name", "notebooks", "variants")
 """Keys of a parameters file that are not notebook parameters."""
-PATH_PARAMETERS = {"nonidealities": "file", "data_dir": "folder", "csv_files": "files"}
+PATH_PARAMETERS = {
+    "nonidealities": "file",
+    "data_dir": "folder",
+    "csv_files": "files",
+    "characterized": "file",
+}
 """Parameters naming files or folders: relative ones are taken from where the workbook starts."""
 SET_BY_RUNNER = ("out_dir",)
 """Notebook parameters the runner sets (``out_dir``: the report's ``data/`` folder)."""

@@ -39,6 +39,10 @@ class WorkbookRun:
     """True when an identical earlier run was reused."""
     finished: bool = False
     """True once every notebook ran or one failed; False in the record of a killed run."""
+    quick_notebooks: list[str] | None = None
+    """Notebooks run with ``quick`` on (None in older records: taken from the parameters)."""
+    demo_datasets: list[str] | None = None
+    """Demo datasets the notebooks used (:data:`~aanntwin.report.banners.DEMO_DATASETS`)."""
 
     @property
     def ok(self) -> bool:

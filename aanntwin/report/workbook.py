@@ -27,6 +27,8 @@ from .. import __version__
 from ..errors import AanntwinError
 from ..io import read_json_file, write_json_atomic, write_text_atomic
 from ..provenance import git_commit
+from .banners import marks
+from .conclusions import move_to_top
 from .console import ENGINE, SectionProgress, known_parameters
 from .fingerprint import fingerprint as input_fingerprint
 from .nonideality_params import FIELD_PARAMETERS
@@ -84,7 +86,8 @@ def _render(executed: Path, target: Path, with_code: bool) -> None:
 
     exporter = HTMLExporter(template_name="lab", exclude_input=not with_code,
                             exclude_input_prompt=True, exclude_output_prompt=True)  # fmt: skip
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    notebook = move_to_top(nbformat.read(executed, as_version=4))  # reports open with it
+    body, _ = exporter.from_notebook_node(notebook)
     write_text_atomic(target, body)
 
 
@@ -124,9 +127,6 @@ def _kernel_manager_class() -> type:
             if self._ipc_dir:
                 shutil.rmtree(self._ipc_dir, ignore_errors=True)
 
-        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-            cmd = super().format_kernel_cmd(extra_arguments)
-            if not sys.platform.startswith("linux"):
         async def _async_interrupt_kernel(self) -> None:
             # jupyter_client sends SIGINT before every shutdown; a kernel still finishing its
             # last reply logs "KeyboardInterrupt caught in kernel." The shutdown request (then
@@ -134,6 +134,9 @@ def _kernel_manager_class() -> type:
             if not self.shutting_down:
                 await super()._async_interrupt_kernel()
 
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            cmd = super().format_kernel_cmd(extra_arguments)
+            if not sys.platform.startswith("linux"):
                 return cmd
             return [sys.executable, "-c", KERNEL_LAUNCHER, str(os.getpid()), *cmd]
 
@@ -181,6 +184,8 @@ def run_workbook(
         return run
     run = WorkbookRun(name, str(folder), params, fingerprint, versions=versions)
     run.notebooks = [NotebookRun(p.stem) for p in paths]
+    defaults = notebook_defaults(paths)  # banners: which notebooks run quick, on a demo set
+    run.quick_notebooks, run.demo_datasets = marks(paths, params, overrides, defaults)
     (folder / "executed").mkdir(parents=True, exist_ok=True)
     _record(run, folder)  # "not finished" until the end: a killed run is never taken as ok
     pdfs = ReportPdfs(pdf, log, f"workbook {name}")

@@ -64,9 +64,10 @@ _CHUNK_BYTES = 2**28  # a chunk of points: their parameter values (+ final-stage
 Variants = Iterator[tuple[dict[str, Any], Tensor]]
 
 
-def reference_sigmas() -> list[float]:
-    """The reference grid: 30 values over 0.1..3 (rounded to 1e-10 so they print cleanly)."""
-    return [round(float(v), 10) for v in np.linspace(0.1, 3.0, 30)]
+def reference_sigmas(top: float = 3.0) -> list[float]:
+    """The reference grid: 0.1..``top`` in steps of 0.1 (default 30 values; rounded to 1e-10
+    so they print cleanly)."""
+    return [round(float(v), 10) for v in np.linspace(0.1, top, round(top / 0.1))]
 
 
 def _listed(name: str, values: Any, ok: Callable[[Any], bool], allowed: str, cast=None) -> list:
@@ -322,14 +323,28 @@ def run_quantization(
     return run_tasks(tasks, store, executor, resume=resume, progress=progress, desc="quantization")
 
 
-def recommend(df: Any, max_drop: float = 0.01, param: str = "weight") -> dict[str, dict | None]:
+def recommend(df: Any, max_drop: float = 0.01, param: str = "weight",
+              baseline: float | None = None) -> dict[str, dict | None]:  # fmt: skip
     """Per layer, the quantized point with the fewest bits whose accuracy is at most ``max_drop``
-    below the layer's best clipped-only accuracy (ties: highest accuracy, then smallest
-    ref_sigma); None where no point qualifies."""
+    below the reference (ties: highest accuracy, then smallest ref_sigma); None where no point
+    qualifies.
+
+    The reference is ``baseline``, the unchanged model's accuracy (fraction): the spec's
+    criterion (:meth:`~aanntwin.studies.specs.SpecSearch.fewest_bits`, ``ideal - max_drop``).
+    Without it, the layer's best clipped-only accuracy on the grid: that is the unchanged model's
+    only when the grid's largest ref covers the layer's largest |w|; a grid that stops short
+    clips every point, and "within 1 point" of a clipped reference can lose several points
+    against the model (digits: 3 std against weights out to 5 std lost 6 points).
+
+    Each recommendation also has ``reference`` (the accuracy it was held to) and ``edge``: ""
+    or which grid edge the chosen point sits on (its ref_sigma the smallest or largest swept,
+    or its bits the most swept), since a better point may lie beyond it.
+    """
     out: dict[str, dict | None] = {}
     for layer, g in df[df["param"] == param].groupby("layer", sort=False):
         best = float(g.loc[g["mode"] == "clipped", "accuracy"].max())
-        ok = g[(g["mode"] == "quantized") & (g["accuracy"] >= best - max_drop - 1e-12)]
+        reference = best if baseline is None else float(baseline)
+        ok = g[(g["mode"] == "quantized") & (g["accuracy"] >= reference - max_drop - 1e-12)]
         order = ["bits", "accuracy", "ref_sigma"]
         r = ok.sort_values(order, ascending=[True, False, True], kind="stable").head(1)
         out[str(layer)] = None
@@ -337,5 +352,22 @@ def recommend(df: Any, max_drop: float = 0.01, param: str = "weight") -> dict[st
             r = r.iloc[0]
             rec = {k: float(r[k]) for k in ("ref_sigma", "ref", "accuracy")}
             rec.update(bits=int(r["bits"]), zero_level=bool(r["zero_level"]), clipped_accuracy=best)
-            out[str(layer)] = {**rec, "drop": best - rec["accuracy"]}
+            out[str(layer)] = {**rec, "drop": reference - rec["accuracy"], "reference": reference,
+                               "edge": grid_edge(g, rec["ref_sigma"], rec["bits"])}  # fmt: skip
     return out
+
+
+def grid_edge(g: Any, ref_sigma: float, bits: int | None = None) -> str:
+    """Which edge of one layer's swept grid (rows ``g``) a point is at: ``""`` when inside,
+    else e.g. ``"ref_sigma 3 is the largest swept: widen ref_sigmas"`` (a point on the edge may
+    have a better neighbour outside the grid)."""
+    refs = g["ref_sigma"].astype(float)
+    notes = []
+    if len(refs.unique()) > 1 and ref_sigma >= refs.max():
+        notes.append(f"ref_sigma {ref_sigma:g} is the largest swept: widen ref_sigmas")
+    elif len(refs.unique()) > 1 and ref_sigma <= refs.min():
+        notes.append(f"ref_sigma {ref_sigma:g} is the smallest swept: widen ref_sigmas")
+    swept = g["bits"].dropna()
+    if bits is not None and len(swept.unique()) > 1 and bits >= swept.max():
+        notes.append(f"{bits} bits is the most swept: widen bits")
+    return "; ".join(notes)

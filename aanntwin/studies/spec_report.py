@@ -82,13 +82,17 @@ def joint_yield(res: SpecResult, instances: int, seed: int = 0) -> YieldResult:
 
 
 def headlines(res: SpecResult, chips: YieldResult | None = None) -> dict[str, tuple[Any, str]]:
-    """Each searched kind's joint limit, the joint accuracy quantile (%) and the chip yield (%),
+    """Each searched kind's joint limit, the fewest weight bits per stage (``weight_bits_conv``,
+    ``weight_bits_linear``: the one weight-bits recommendation, see
+    :mod:`~aanntwin.studies.weight_bits`), the joint accuracy quantile (%) and the chip yield (%),
     as ``{name: (value, unit)}``."""
     out: dict[str, tuple[Any, str]] = {
         f"tolerable_{t.kind}_{'noise' if t.kind in TEMPORAL else 'mismatch'}":
         (res.joint.get(t.kind), "V" if t.unit.startswith("V") else "relative")
         for t in res.tolerances
     }  # fmt: skip
+    for stage, bits in res.bits.items():  # the one weight-bits recommendation (03 quotes it)
+        out[f"weight_bits_{stage.replace('2d', '')}"] = (bits, "bits")
     out["joint_accuracy_q"] = (100 * res.joint_check.quantile, "%")
     if chips is not None:
         out["yield"] = (100 * chips.yield_, "%")
