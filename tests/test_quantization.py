@@ -70,16 +70,16 @@ def _check_against_evaluate(model, data, layer, param, rows, picks, **kw):
 
 
 def test_linear_grid_rows(rows, model, digits):
-    assert len(rows) == 30 * (1 + 8 * 2)
+    assert len(rows) == 60 * (1 + 8 * 2)
     assert [r["ref_sigma"] for r in rows[:: 1 + 16]] == q.reference_sigmas()
-    assert q.reference_sigmas()[0] == 0.1 and q.reference_sigmas()[-1] == 3.0
+    assert q.reference_sigmas()[0] == 0.1 and q.reference_sigmas()[-1] == 6.0
     clipped = [r for r in rows if r["mode"] == "clipped"]
-    assert len(clipped) == 30
+    assert len(clipped) == 60
     assert all(r["bits"] is None and r["zero_level"] is None for r in clipped)
     quantized = {
         (r["ref_sigma"], r["bits"], r["zero_level"]) for r in rows if r["bits"] is not None
     }
-    assert len(quantized) == 30 * 8 * 2
+    assert len(quantized) == 60 * 8 * 2
     std = float(model.linear.weight.detach().double().std(correction=0))
     for r in rows:
         assert set(r) == set(q.COLUMNS)
@@ -428,7 +428,7 @@ def test_cli_glue(run_dir, tmp_path, capsys):
         ["sweep", "quantization", "r", "--out", "o", *extra]
     )
     assert parse().ref_sigmas is None and parse().bits == list(range(8))
-    assert parse("--ref-sigmas", "0.1:3:0.1").ref_sigmas == q.reference_sigmas()
+    assert parse("--ref-sigmas", "0.1:6:0.1").ref_sigmas == q.reference_sigmas()
     with pytest.raises(SystemExit):
         parse("--bits", "x:y")
     csv = tmp_path / "w.csv"
@@ -482,11 +482,18 @@ def test_recommend_holds_points_to_the_baseline_and_flags_the_grid_edge():
     assert q.recommend(df, baseline=0.92)["linear"] is None
     rec = q.recommend(df, max_drop=0.07, baseline=0.92)["linear"]
     assert rec["reference"] == 0.92 and rec["drop"] == pytest.approx(0.92 - 0.855)
-    inside = _grid([("clipped", s, None, None, 0.9) for s in (1.0, 2.0, 3.0)]
-                   + [("quantized", s, b, True, 0.9) for s in (1.0, 2.0, 3.0) for b in (3, 4, 5)])
-    assert inside.pipe(q.recommend)["linear"]["edge"] == "ref_sigma 1 is the smallest swept: widen ref_sigmas"
-    df7 = _grid([("clipped", s, None, None, 0.9) for s in (1.0, 2.0, 3.0)]
-                + [("quantized", 2.0, b, True, 0.9 if b == 7 else 0.5) for b in (3, 7)])
+    inside = _grid(
+        [("clipped", s, None, None, 0.9) for s in (1.0, 2.0, 3.0)]
+        + [("quantized", s, b, True, 0.9) for s in (1.0, 2.0, 3.0) for b in (3, 4, 5)]
+    )
+    assert (
+        inside.pipe(q.recommend)["linear"]["edge"]
+        == "ref_sigma 1 is the smallest swept: widen ref_sigmas"
+    )
+    df7 = _grid(
+        [("clipped", s, None, None, 0.9) for s in (1.0, 2.0, 3.0)]
+        + [("quantized", 2.0, b, True, 0.9 if b == 7 else 0.5) for b in (3, 7)]
+    )
     assert q.recommend(df7)["linear"]["edge"] == "7 bits is the most swept: widen bits"
     assert q.grid_edge(inside, 2.0, 4) == ""
 
@@ -537,3 +544,23 @@ def test_one_weight_bits_number_for_03_and_04(model, digits):
     assert f"conv {bits['conv']}, linear {bits['linear']}" in said  # one number per stage
     if bits["conv"] is not None and bits["conv"] > 1:  # where the grid's number differs: why
         assert "clipping the largest weights shrinks the step" in said
+
+
+def test_the_cli_holds_each_layer_to_the_unchanged_model_and_flags_the_grid_edge(
+    run_dir, model, digits, tmp_path, capsys
+):
+    """The old command held each layer to its best clipped accuracy on a grid that stopped at 3
+    sigma: every point clipped, and "within 1 point" of that lost points against the model."""
+    from aanntwin.cli import main
+
+    out = tmp_path / "q"
+    argv = ["sweep", "quantization", str(run_dir), "--out", str(out), "--layers", "linear",
+            "--ref-sigmas", "0.5,1", "--bits", "1,2", "--zero-levels", "yes", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    unchanged = evaluate(model, digits.x_test, digits.y_test).accuracy
+    assert f"of the unchanged model ({unchanged:.2%})" in text
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("linear:"))
+    if "none" not in line:  # a pick on a two-point grid sits on one of its edges
+        assert "at the grid edge" in line, line
+        assert float(line.rsplit(": ", 1)[1].split("%")[0]) / 100 >= unchanged - 0.01 - 1e-12

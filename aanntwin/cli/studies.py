@@ -18,8 +18,9 @@ import pandas as pd
 from ..config import Nonidealities, RunConfig, load_config, load_nonidealities
 from ..errors import AanntwinError
 from ..io import atomic_path, check_output_path, output_dir
-from ..runs import RUN_FILES
+from ..runs import RUN_FILES, load_run
 from ..studies.architecture import pareto_front, run_architecture_sweep
+from ..studies.common import cached_dataset
 from ..studies.grid import (
     REFERENCE_TEST_LEVELS,
     REFERENCE_TRAIN_LEVELS,
@@ -30,6 +31,7 @@ from ..studies.noise_sweep import NoiseSweep, run_noise_sweep
 from ..studies.normalize import normalize_run
 from ..studies.quantization import MAX_BITS, recommend, run_quantization
 from ..studies.runner import executor_from_args
+from ..studies.weight_bits import baseline
 from ..studies.weights import weights_run
 from .common import (
     DATA_DIR_HELP,
@@ -272,12 +274,18 @@ def run_quantization_study(args: argparse.Namespace) -> int:
     finally:
         if pool is not None:
             pool.shutdown()
-    print(f"{len(df)} points in {Path(args.out) / 'results.csv'}; fewest bits within 1 point:")
+    device = str(torch_device(args))
+    cfg, model = load_run(args.run_dir, None, device)
+    data = cached_dataset(cfg.dataset, args.data_dir, device)
+    held_to = baseline(model, data.x_test, data.y_test, nl)  # the unchanged model, like 03
+    print(f"{len(df)} points in {Path(args.out) / 'results.csv'}; fewest bits within 1 point "
+          f"of the unchanged model ({held_to:.2%}):")  # fmt: skip
     fmt = (
         "{bits} bits, ref {ref_sigma:g} sigma ({ref:.4g}), zero level {zero_level}: {accuracy:.2%}"
     )
-    for layer, rec in recommend(df).items():
-        print(f"  {layer}:", fmt.format(**rec) if rec else "none (see the CSV)")
+    for layer, rec in recommend(df, baseline=held_to).items():
+        edge = f" [at the grid edge: {rec['edge']}]" if rec and rec.get("edge") else ""
+        print(f"  {layer}:", fmt.format(**rec) + edge if rec else "none (see the CSV)")
     return 0
 
 

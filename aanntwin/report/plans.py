@@ -36,7 +36,7 @@ def quantization_plan(quick: bool) -> dict[str, Any]:
     """Grid of the notebook quantization study (zero level on): refs in weight stds, bits."""
     # Up to 6 stds: trained layers' largest |w| lie around 4-5 stds, and a grid that stops below
     # it clips every point (digits' final stage at 3 stds lost 5 points); the edge is flagged.
-    refs = [0.5 * k for k in range(1, 13)] if quick else reference_sigmas(6.0)
+    refs = [0.5 * k for k in range(1, 13)] if quick else reference_sigmas()
     return {"ref_sigmas": refs, "bits": list(range(8)), "zero_levels": (True,)}
 
 
