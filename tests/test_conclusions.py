@@ -234,3 +234,14 @@ def test_headlines_record_label_and_quick(tmp_path):
         "b": {"value": 2, "unit": "bits", "quick": True},
     }
     assert "A figure" in render_index(_run("r", {}, nb.load_headlines(tmp_path)))
+
+
+def test_the_explorer_conclusion_states_both_accuracies_and_what_is_on():
+    ideal = NS(accuracy=0.92, accuracy_std=0.0, runs=1)
+    under = NS(accuracy=0.874, accuracy_std=0.0031, runs=3)
+    nl = Nonidealities(input_noise=0.01, relu_cutoff=0.05, chip_seed=4)
+    text = " ".join(c.explorer_sentences(ideal, under, nl))
+    assert "92.0 %" in text and "87.4 % ± 0.3 %" in text and "3 draws" in text
+    assert "chip instance 4" in text and "2 active nonidealities" in text
+    assert "input_noise, relu_cutoff" in text and "4.6 points" in text
+    assert "undertrained" not in text

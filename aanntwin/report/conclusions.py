@@ -207,6 +207,22 @@ def training_sentences(table: Any) -> list[str]:
     return out
 
 
+def explorer_sentences(ideal: Any, under: Any, nl: Any) -> list[str]:
+    """What notebook 00 starts from: the ideal model's accuracy with every nonideality off
+    (``ideal``) and under the parameters' nonidealities ``nl`` (``under``; EvalResults)."""
+    active = [k for k in nl.active() if k != "chip_seed"]
+    drop = 100 * (ideal.accuracy - under.accuracy)
+    named = ", ".join(active[:6]) + (f" and {len(active) - 6} more" if len(active) > 6 else "")
+    out = [
+        f"The ideal model reaches {percent(ideal.accuracy)} test accuracy with every nonideality "
+        f"off and {percent(under.accuracy)} ± {percent(under.accuracy_std)} (mean ± std over "
+        f"{under.runs} draws, chip instance {nl.chip_seed}) under the parameters' "
+        f"{len(active)} active nonidealities ({named or 'none'}), a loss of {drop:.1f} points.",
+        "Move the controls (live, in JupyterLab or Voila) to see which one costs the accuracy.",
+    ]
+    return out + weak_model(ideal.accuracy)
+
+
 # ---- 04 specs ------------------------------------------------------------------------------
 
 _TAP_NAMES = {"input": "input", "conv_out": "conv MAC output", "relu_out": "ReLU output",
