@@ -1,10 +1,11 @@
 """Transfer curves of each stage of a configured model, computed by its own layers.
 
 Each curve sweeps one stage's input and passes it through the layer code the forward pass uses
-(the input DAC, :meth:`~aanntwin.layers._AnalogMAC.input_transfer`, :meth:`~aanntwin.layers._AnalogMAC.effective_weight`,
-the MAC output path, :meth:`AnalogReLU.core` and its ADC), with temporal noise and per-element
-mismatch left out (they are not one curve). The ideal is the identity, or ``max(0, y)`` for the
-ReLU. Volts in and out; weights in weight units.
+(the input DAC, :meth:`~aanntwin.layers._AnalogMAC.input_transfer`,
+:meth:`~aanntwin.layers._AnalogMAC.effective_weight`, the MAC output path
+(:meth:`~aanntwin.layers._AnalogMAC.output_transfer`, then its ADC), :meth:`AnalogReLU.core` and
+its ADC), with temporal noise and per-element mismatch left out (they are not one curve). The
+ideal is the identity, or ``max(0, y)`` for the ReLU. Volts in and out; weights in weight units.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def _mac_curves(stage: Any, name: str, x_in: torch.Tensor) -> list[Curve]:
     span = 1.5 * max([2.0, *limits])
     sums = torch.linspace(-span, span, POINTS)
     quiet = _probe(stage, gain_mismatch=None, offset_mismatch=None, out_noise=None)
-    out = quiet.finish(quiet.output_transfer(sums))  # saturation, then the ADC where the stage has one
+    # saturation, then the ADC where the stage has one
+    out = quiet.finish(quiet.output_transfer(sums))
     return [
         Curve(name, "input range and polynomial", "stage input (V)",
               "multiplier input (V)", _np(x_in), _np(y_in), _np(x_in)),
