@@ -228,7 +228,7 @@ def test_labels_and_values():
 def test_headlines_record_label_and_quick(tmp_path):
     ctx = nb.setup({"out_dir": str(tmp_path), "quick": True})
     table = nb.headlines(ctx, {"a": (1.0, "%", "A figure"), "b": (2, "bits")})
-    assert list(table.columns) == ["value", "unit"]
+    assert list(table["figure"]) == ["A figure", "b"] and list(table["value"]) == ["1 %", "2 bits"]
     assert nb.load_headlines(tmp_path) == {
         "a": {"value": 1.0, "unit": "%", "label": "A figure", "quick": True},
         "b": {"value": 2, "unit": "bits", "quick": True},

@@ -162,8 +162,13 @@ def test_explorer_figure_and_no_pyplot_leak():
 def test_headlines_are_recorded_and_tabled(tmp_path):
     ctx = nb.setup({"out_dir": str(tmp_path)})
     table = nb.headlines(ctx, {"yield": (95.0, "%"), "tolerable_input_noise": (None, "V")})
-    assert list(table.index) == ["yield", "tolerable_input_noise"]
-    assert list(table.columns) == ["value", "unit"] and table.loc["yield", "unit"] == "%"
+    assert list(table.columns) == ["figure", "value", "identifier"]
+    assert list(table["identifier"]) == ["yield", "tolerable_input_noise"]
+    rows = table.set_index("identifier")
+    assert (
+        rows.loc["yield", "value"] == "95 %" and rows.loc["tolerable_input_noise", "value"] == "n/a"
+    )
+    assert rows.loc["tolerable_input_noise", "figure"] != "tolerable_input_noise"  # readable
     assert nb.load_headlines(tmp_path)["yield"] == {"value": 95.0, "unit": "%"}
 
 

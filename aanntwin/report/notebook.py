@@ -39,6 +39,8 @@ from ..studies.noise import TEMPORAL
 from ..studies.noise_sweep import NoiseSweep
 from ..training import determinism, evaluate, train
 from . import banners, conclusions, plans  # noqa: F401  (notebooks call nb.conclusions)
+from .labels import label as headline_label
+from .labels import value_text
 from .nonideality_params import (  # noqa: F401  (notebooks call nb.nonidealities_table)
     FIELD_PARAMETERS,
     NonidealitySource,
@@ -265,11 +267,15 @@ def load_headlines(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 def headlines(ctx: Context, figures: dict[str, tuple[Any, ...]]) -> pd.DataFrame:
     """Record each headline figure ``{name: (value, unit)}`` or ``(value, unit, label)``
-    (:func:`record`; marked quick when ``ctx.quick``) and return them as a table (one row per
-    figure: value, unit)."""
+    (:func:`record`; marked quick when ``ctx.quick``) and return them as a table for people:
+    one row per figure, its readable name, the value in engineering units, the identifier
+    (the key in ``headlines.json``)."""
+    rows = []
     for name, (value, unit, *label) in figures.items():
         record(ctx.out_dir, name, value, unit, label[0] if label else None, ctx.quick)
-    return pd.DataFrame({k: v[:2] for k, v in figures.items()}, index=["value", "unit"]).T
+        shown = label[0] if label else headline_label(name)
+        rows.append({"figure": shown, "value": value_text(value, unit, name), "identifier": name})
+    return pd.DataFrame(rows, columns=["figure", "value", "identifier"])
 
 
 def table(*frames: pd.DataFrame, float_format: str | None = None) -> None:
