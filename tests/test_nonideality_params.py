@@ -54,6 +54,7 @@ def test_setup_takes_single_fields_from_the_notebook_namespace(tmp_path):
     ctx = nb.setup(params, {"input_noise": 0.25, "unrelated": 1, "relu_cutoff": 0.05})
     assert ctx.nonidealities.input_noise == 0.25 and ctx.nonidealities.relu_cutoff == 0.05
     assert ctx.nonidealities.chip_seed == 3 and str(ctx.device) == "cpu"
+    assert ctx.data is ctx.data  # moved to the device once per kernel, not per access
     assert "unrelated" not in ctx.extra and "input_noise" not in ctx.extra
     assert "overridden by parameters: input_noise = 0.25" in nb.header(ctx).data
 

@@ -73,27 +73,31 @@ def _banner_first(cells: list[Any], conclusion: Any) -> None:
 # ---- numbers in words ----------------------------------------------------------------------
 
 
+PREFIXES = ((1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
+"""Engineering prefixes for the small quantities of a circuit (pico below the last)."""
+
+
+def engineering(value: float | None, unit: str, digits: int = 3) -> str:
+    """``value`` (in ``unit``) with an engineering prefix: 0.0429 V -> "42.9 mV"."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    m = abs(value)
+    if m == 0:
+        return f"0 {unit}"
+    for scale, prefix in PREFIXES:
+        if m >= scale:
+            return f"{value / scale:.{digits}g} {prefix}{unit}"
+    return f"{value / 1e-12:.{digits}g} p{unit}"
+
+
 def volts(v: float | None, digits: int = 3) -> str:
     """A voltage in engineering units: 0.0429 -> "42.9 mV", 1.5 -> "1.5 V", 2e-5 -> "20 µV"."""
-    if v is None or not math.isfinite(v):
-        return "n/a"
-    a = abs(v)
-    if a == 0 or a >= 1:
-        return f"{v:.{digits}g} V"
-    if a >= 1e-3:
-        return f"{v * 1e3:.{digits}g} mV"
-    return f"{v * 1e6:.{digits}g} µV"
+    return engineering(v, "V", digits)
 
 
 def amps(a: float | None, digits: int = 3) -> str:
     """A current in engineering units: 2.5e-6 -> "2.5 µA"."""
-    if a is None or not math.isfinite(a):
-        return "n/a"
-    m = abs(a)
-    for scale, unit in ((1, "A"), (1e-3, "mA"), (1e-6, "µA"), (1e-9, "nA")):
-        if m >= scale:
-            return f"{a / scale:.{digits}g} {unit}"
-    return f"{a / 1e-12:.{digits}g} pA"
+    return engineering(a, "A", digits)
 
 
 def percent(fraction: float | None, digits: int = 1) -> str:

@@ -106,17 +106,15 @@ def resolve(
             "fields or None (the reference design's file)"
         )
     applied = dict(overrides or {})
+    unknown = sorted(set(applied) - set(FIELD_PARAMETERS))
+    if unknown:
+        raise AanntwinError(f"nonidealities parameters: not single-field parameters: {unknown}")
     if applied:
         try:
-            merged = Nonidealities.from_dict(
-                {**base.to_dict(), **applied}, where="nonidealities parameters"
-            )
+            base = Nonidealities.from_dict({**base.to_dict(), **applied},
+                                           where="nonidealities parameters")  # fmt: skip
         except ConfigError as exc:
             raise AanntwinError(str(exc)) from None
-        unknown = set(applied) - set(FIELD_PARAMETERS)
-        if unknown:
-            raise AanntwinError(f"nonidealities parameters: not single-field parameters: {unknown}")
-        base = merged
     return NonidealitySource(base, path, applied)
 
 

@@ -93,8 +93,10 @@ def run_config(dataset: str, epochs: int, seed: int, nl: Nonidealities | None) -
     return RunConfig(dataset=dataset, train=train, nonidealities=nl or Nonidealities())
 
 
-def _dataset(dataset: str, data_dir: str | None) -> Any:
-    return cached_dataset(dataset, None if data_dir is None else str(resolve_path(data_dir)))
+def _dataset(dataset: str, data_dir: str | None, device: str | torch.device = "cpu") -> Any:
+    """The dataset on ``device``, loaded and moved once per kernel (cached per device)."""
+    folder = None if data_dir is None else str(resolve_path(data_dir))
+    return cached_dataset(dataset, folder, str(device))
 
 
 def ensure_model(
@@ -163,7 +165,7 @@ class Context:
     @property
     def data(self) -> Any:
         """The dataset on :attr:`device` (loaded once per kernel)."""
-        return _dataset(self.dataset, self.data_dir).to(self.device)
+        return _dataset(self.dataset, self.data_dir, self.device)
 
     def model_dir(self, name: str = IDEAL) -> Path:
         """``out_dir/name`` trained if needed: ``model_hw`` trains with the nonidealities on."""
