@@ -21,7 +21,14 @@ from safetensors.torch import load_file, save
 from torch import Tensor
 
 from . import functional as AF
-from .config import MISMATCH_FIELDS, TEMPORAL_NOISE, ModelParams, Nonidealities, Normalization
+from .config import (
+    MISMATCH_FIELDS,
+    TEMPORAL_NOISE,
+    ModelParams,
+    Nonidealities,
+    Normalization,
+    StageSettings,
+)
 from .errors import AanntwinError, GeometryError
 from .io import write_bytes_atomic
 from .layers import (
@@ -121,6 +128,16 @@ def geometry(params: ModelParams, in_shape: tuple[int, int, int], n_classes: int
         fan_in = width
     stages.append(StageCount("linear", n_classes, fan_in))
     return Geometry(tuple(in_shape), conv_out, pool_out, features, tuple(stages))  # type: ignore[arg-type]
+
+
+def weight_bound(settings: StageSettings) -> float | None:
+    """The largest ``|w|`` a stage can be programmed to (weight units; None: unlimited):
+    ``min(weight_range, weight_ref)``, ``weight_ref`` only when weights are quantized
+    (``weight_bits``) with a fixed reference. Training projects onto it
+    (:meth:`Main.project_weights`); normalization and export keep weights inside it."""
+    ref = settings.weight_ref if settings.weight_bits is not None else None
+    bounds = [float(b) for b in (settings.weight_range, ref) if b is not None]
+    return min(bounds) if bounds else None
 
 
 class Main(nn.Module):
@@ -336,11 +353,19 @@ class Main(nn.Module):
         lies where the circuit cannot be programmed or was never characterized. Bounds are
         Python numbers: no host sync, any device."""
         for stage in self.mac_stages():
-            s = stage.settings
-            ref = s.weight_ref if s.weight_bits is not None else None
-            bounds = [b for b in (s.weight_range, ref) if b is not None]
-            if bounds:
-                stage.weight.clamp_(-min(bounds), min(bounds))
+            bound = weight_bound(stage.settings)
+            if bound is not None:
+                stage.weight.clamp_(-bound, bound)
+
+    def weight_bounds(self, nl: Nonidealities | None = None) -> dict[str, float | None]:
+        """Per stage name, the largest programmable ``|w|`` (:func:`weight_bound`, weight units;
+        None: unlimited): under the stages' present settings, or under ``nl`` (conv stage from
+        its ``conv2d_*`` fields, hidden and final stages from ``linear_*``, as
+        :meth:`set_nonidealities`) without changing the model."""
+        if nl is None:
+            return {n: weight_bound(getattr(self, n).settings) for n in self.stage_names()}
+        conv, rest = weight_bound(nl.stage("conv2d")), weight_bound(nl.stage("linear"))
+        return {n: conv if n == "conv" else rest for n in self.stage_names()}
 
     def extra_repr(self) -> str:
         g = self.geometry

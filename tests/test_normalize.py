@@ -1,6 +1,7 @@
 """Normalization study: full scales hit their targets, the network function is unchanged."""
 
 import argparse
+import copy
 import json
 
 import pytest
@@ -10,12 +11,14 @@ from aanntwin.cli.studies import add_normalize_parser as add_parser
 from aanntwin.cli.studies import run_normalize as run
 from aanntwin.config import Nonidealities
 from aanntwin.errors import AanntwinError
-from aanntwin.runs import load_run
+from aanntwin.runs import load_run, write_model
+from aanntwin.studies.noise import _normalized
 from aanntwin.studies.normalize import (
     apply,
     calibrate,
     normalize,
     normalize_run,
+    tightest,
 )
 from aanntwin.training import evaluate
 from tests.conftest import SMALL, SMALL_HIDDEN
@@ -238,6 +241,104 @@ def test_cli_rejects_bad_arguments(argv, capsys):
         _parse(["run", "--out", "x", *argv])
     assert exc.value.code == 2
     assert argv[0] in capsys.readouterr().err
+
+
+def _peak(state, name):
+    return float(state[f"{name}.weight"].abs().max())
+
+
+def test_weight_bounds_limit_the_scale_and_the_function_is_kept(hidden_model, digits):
+    """Regression (issue 13): ``W_k a_k / a_{k-1}`` could leave the stage's weight range."""
+    m, x = hidden_model, digits.x_train
+    free = normalize(m, x)
+    bounds = {"conv": 0.5 * _peak(free.state, "conv"), "hidden0": None,
+              "linear": 0.5 * _peak(free.state, "linear")}  # fmt: skip
+    result = normalize(m, x, bounds=bounds)
+    assert result.limited == {"conv": bounds["conv"], "linear": bounds["linear"]}
+    assert result.bounds == bounds and result.to_dict()["limited"] == result.limited
+    for name in ("conv", "linear"):
+        assert _peak(result.state, name) <= bounds[name]  # never beyond, not even by an ulp
+        assert _peak(result.state, name) == pytest.approx(bounds[name], rel=1e-6)
+        assert result.scales[name] == pytest.approx(0.5 * free.scales[name], rel=1e-6)
+    # conv reaches half its target; hidden0 (dividing by the lower a_conv) still reaches its own
+    assert result.after == pytest.approx({"conv": 0.5, "hidden0": 1.0, "linear": 0.5}, rel=1e-4)
+    new = apply(m, result)
+    with torch.no_grad():
+        before, after = m(digits.x_test), new(digits.x_test)
+    assert torch.equal(before.argmax(1), after.argmax(1))
+    a = result.scales["linear"]
+    torch.testing.assert_close(after, before * a, rtol=1e-4, atol=1e-5 * a)
+
+
+def _ranged(model, digits, n=300):
+    """``model`` with a conv weight range of twice its largest conv |w| (nothing clipped), and
+    the conv target that would need four times its weights (V)."""
+    peak = float(model.conv.weight.detach().abs().max())
+    ranged = copy.deepcopy(model)
+    ranged.set_nonidealities(Nonidealities(conv2d_weight_range=2 * peak))
+    return ranged, 2 * peak, 4 * calibrate(model, digits.x_train[:n])["conv"]
+
+
+def test_the_models_own_weight_range_is_the_default_bound(model, digits):
+    ranged, bound, target = _ranged(model, digits)
+    x = digits.x_train[:300]
+    result = normalize(ranged, x, {"conv": target})
+    assert result.limited == {"conv": bound} and result.bounds == {"conv": bound, "linear": None}
+    assert _peak(result.state, "conv") <= bound
+    assert result.after["conv"] == pytest.approx(target / 2, rel=1e-4)
+    assert result.after["linear"] == pytest.approx(1.0, rel=1e-4)
+    # a fixed quantizer reference bounds the weights as training does (min(range, ref))
+    ranged.set_nonidealities(Nonidealities(conv2d_weight_range=bound, conv2d_weight_bits=8,
+                                           conv2d_weight_ref=bound / 2))  # fmt: skip
+    assert ranged.weight_bounds() == {"conv": bound / 2, "linear": None}
+    assert normalize(ranged, x, {"conv": target}).limited == {"conv": bound / 2}
+    # the noise sweep bounds by the nonidealities it trained and tests with, the tighter one
+    ranged.set_nonidealities(Nonidealities())
+    wide, narrow = (Nonidealities(conv2d_weight_range=b) for b in (bound, bound / 4))
+    normalized = _normalized(ranged, x, target, wide, narrow, Nonidealities())
+    assert float(normalized.conv.weight.detach().abs().max()) <= bound / 4
+
+
+def test_noise_sweep_normalizes_within_the_tested_weight_range(digits, monkeypatch):
+    """``sweep noise --normalize-target``: the tested nonidealities' range bounds the weights."""
+    from aanntwin.studies import noise
+
+    seen = []
+    monkeypatch.setattr(noise, "evaluate_levels", lambda model, *a, **k: seen.append(model) or [])
+    cfg = SMALL.replace(train=SMALL.train.replace(epochs=1))
+    base = Nonidealities(conv2d_weight_range=0.05, linear_weight_range=0.03)
+    noise._noise_task(cfg.to_dict(), None, "cpu", None, [], "input", [None], base.to_dict(),
+                      1, 0, True, 50.0, calibration_images=200)  # fmt: skip
+    (model,) = seen
+    assert float(model.conv.weight.detach().abs().max()) == pytest.approx(0.05, rel=1e-6)
+    assert float(model.linear.weight.detach().abs().max()) <= 0.03
+
+
+def test_tightest():
+    got = tightest({"conv": 0.5, "linear": None}, {"conv": 0.2, "linear": None, "hidden0": 1.0})
+    assert got == {"conv": 0.2, "linear": None, "hidden0": 1.0}
+    assert tightest() == {}
+
+
+def test_normalize_run_and_cli_keep_the_trained_weight_range(model, digits, tmp_path, capsys):
+    """The run's training nonidealities bound the normalized weights; the CLI says so."""
+    ranged, bound, target = _ranged(model, digits)
+    run_dir = write_model(tmp_path / "run", CONFIG.replace(nonidealities=ranged.nonidealities),
+                          ranged)  # fmt: skip
+    out = tmp_path / "norm"
+    args = _parse([str(run_dir), "--out", str(out), "--targets", f"conv={target}",
+                   "--calibration-images", "300", "--device", "cpu"])  # fmt: skip
+    assert run(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    limited = [line for line in lines if "limited by the weight range" in line]
+    assert len(limited) == 1 and limited[0].startswith("conv ")
+    assert f"target {target:g} V" in limited[0] and f"+-{bound:g}" in limited[0]
+    assert f"reached {target / 2:.4g} V" in limited[0]
+    record = json.loads((out / "normalization.json").read_text())
+    assert record["limited"] == {"conv": bound}
+    assert record["weight_bounds"] == {"conv": bound, "linear": None}
+    _, normalized = load_run(out)
+    assert float(normalized.conv.weight.detach().abs().max()) <= bound
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

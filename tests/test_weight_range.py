@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from aanntwin import functional as AF
-from aanntwin.config import Nonidealities, StageSettings
+from aanntwin.config import ModelParams, Nonidealities, StageSettings
 from aanntwin.errors import ConfigError
 from aanntwin.layers import AnalogLinear
-from aanntwin.model import Main
+from aanntwin.model import WEIGHTS_FILE, Main, weight_bound
 from tests.conftest import SMALL
 
 F32 = lambda v: float(torch.tensor(v, dtype=torch.float32))  # noqa: E731
@@ -101,3 +101,74 @@ def test_characterize_writes_the_weight_range(tmp_path):
     assert nl.conv2d_weight_range == nl.linear_weight_range == 1.0
     report = json.loads((tmp_path / "fit_report.json").read_text())
     assert report["mapping"]["weight_range"]["range"] == 1.0
+
+
+def test_weight_bounds_are_the_projections(tmp_path):
+    """One bound for training, normalization and export: min(range, fixed ref)."""
+    nl = Nonidealities(conv2d_weight_range=0.2, linear_weight_bits=1, linear_weight_ref=0.4,
+                       linear_weight_range=0.5)  # fmt: skip
+    model = Main(in_shape=(1, 8, 8), nonidealities=nl)
+    assert model.weight_bounds() == {"conv": 0.2, "linear": 0.4}
+    hidden = Main(ModelParams(hidden=(4,)), in_shape=(1, 8, 8))
+    assert hidden.weight_bounds() == {"conv": None, "hidden0": None, "linear": None}
+    assert hidden.weight_bounds(nl) == {"conv": 0.2, "hidden0": 0.4, "linear": 0.4}
+    assert weight_bound(StageSettings(weight_ref=0.1)) is None  # a ref without bits: unused
+
+
+def test_training_keeps_every_saved_weight_in_range_and_says_so(tmp_path, capsys):
+    """1 epoch on digits with a 0.05 range (the default init reaches +-1/3): every weight in
+    the saved file lies within it, and ``aanntwin train`` names the bound and its stages."""
+    from safetensors.torch import load_file
+
+    from aanntwin.cli import main
+
+    nl = Nonidealities(conv2d_weight_range=0.05, linear_weight_range=0.05)
+    cfg = SMALL.replace(train=SMALL.train.replace(epochs=1), nonidealities=nl)
+    (tmp_path / "run.json").write_text(cfg.to_json())
+    argv = ["train", "--config", str(tmp_path / "run.json"), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--no-progress", "--no-cache"]) == 0
+    assert "weights kept within +-0.05 (weight range): conv, linear" in capsys.readouterr().out
+    saved = load_file(tmp_path / "run" / WEIGHTS_FILE)
+    for name in ("conv.weight", "linear.weight"):
+        assert saved[name].abs().max().item() <= F32(0.05), name
+        assert saved[name].abs().max().item() == F32(0.05), name  # the bound was reached
+
+
+def test_train_output_names_a_fixed_reference_bound():
+    from aanntwin.cli.core import _weight_bound_lines
+
+    nl = Nonidealities(conv2d_weight_range=1.0, linear_weight_bits=2, linear_weight_ref=0.4)
+    model = Main(ModelParams(hidden=(4,)), in_shape=(1, 8, 8))
+    assert _weight_bound_lines(model.weight_bounds(nl), nl) == [
+        "weights kept within +-1 (weight range): conv",
+        "weights kept within +-0.4 (2-bit weight_ref): hidden0, linear",
+    ]
+    assert _weight_bound_lines(model.weight_bounds(), Nonidealities()) == []
+
+
+def test_export_of_weights_beyond_the_range_writes_none_beyond(trained_run, tmp_path, capsys):
+    """A run folder whose latent weights lie far outside its range (an older run, a hand edit):
+    ``aanntwin export`` writes codes whose weights all lie within the range."""
+    from aanntwin.cli import main
+    from aanntwin.runs import load_run, write_model
+    from aanntwin.studies.export import MANIFEST, load_export
+
+    nl = Nonidealities(conv2d_weight_range=0.05, conv2d_weight_bits=4, linear_weight_range=0.02,
+                       linear_weight_bits=3)  # fmt: skip
+    _, model = load_run(trained_run(SMALL).folder)
+    with torch.no_grad():
+        for stage in model.mac_stages():
+            stage.weight.mul_(10.0)
+    assert model.conv.weight.abs().max() > 0.5 and model.linear.weight.abs().max() > 0.2
+    run = write_model(tmp_path / "run", SMALL.replace(nonidealities=nl), model)
+    out = tmp_path / "export"
+    argv = ["export", str(run), "--out", str(out), "--calibration-images", "100"]
+    assert main(argv) == 0
+    manifest = json.loads((out / MANIFEST).read_text())
+    _, loaded = load_export(out)
+    for stage, bound in (("conv", 0.05), ("linear", 0.02)):
+        entry = next(s for s in manifest["stages"] if s["name"] == stage)
+        assert entry["weight_range"] == bound and entry["ref"] <= F32(bound)
+        w = getattr(loaded, stage).weight
+        assert w.abs().max().item() <= F32(bound), stage
+    assert "conv" in capsys.readouterr().out

@@ -162,7 +162,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{data.name}: test accuracy {100 * test.accuracy:.2f} % (loss {test.loss:.4f}) after "
         f"{cfg.train.epochs} epochs in {wall:.1f} s{cached}; wrote {out}/"
     )
+    for line in _weight_bound_lines(model.weight_bounds(cfg.nonidealities), cfg.nonidealities):
+        print(line)
     return 0
+
+
+def _weight_bound_lines(bounds: dict[str, float | None], nl: Nonidealities) -> list[str]:
+    """One line per bound training kept the weights within (weight units), naming its stages."""
+    groups: dict[tuple[float, str], list[str]] = {}
+    for name, bound in bounds.items():
+        if bound is None:
+            continue
+        s = nl.stage("conv2d" if name == "conv" else "linear")
+        why = "weight range" if s.weight_range == bound else f"{s.weight_bits}-bit weight_ref"
+        groups.setdefault((bound, why), []).append(name)
+    return [f"weights kept within +-{b:g} ({why}): {', '.join(names)}"
+            for (b, why), names in groups.items()]  # fmt: skip
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

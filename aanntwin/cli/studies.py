@@ -358,6 +358,10 @@ def run_normalize(args: argparse.Namespace) -> int:
     for name, a in result.scales.items():
         fs = f"{result.before[name]:.4g} V -> {result.after[name]:.4g} V"
         print(f"{name:<8} {fs} (target {result.targets[name]:g} V, scale {a:.4g})")
+    for name, bound in result.limited.items():
+        reached, target = result.after[name], result.targets[name]
+        print(f"{name:<8} limited by the weight range: target {target:g} V, reached "
+              f"{reached:.4g} V, weights within +-{bound:g}")  # fmt: skip
     y = "y" if result.signed else "|y|"
     what = f"max {y}" if result.quantile is None else f"the {result.quantile:g}-quantile of {y}"
     print(f"full scale = {what}; wrote {args.out}/")

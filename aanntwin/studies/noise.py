@@ -42,7 +42,7 @@ from ..model import NOISE_AFTER, Main
 from ..seeds import NoiseSource, derive_seed
 from ..training import eval_batch_size, noise_seed, train
 from .common import cached_dataset
-from .normalize import apply, normalize
+from .normalize import apply, normalize, tightest
 
 TEMPORAL = dict(NOISE_AFTER)
 """Temporal-noise kinds and their Nonidealities fields (V, std): a kind is named by the tap its
@@ -295,8 +295,10 @@ def trained_model(
     return train(cfg, data, device=device, cache=CheckpointCache(), progress=progress).model
 
 
-def _normalized(model: Main, x: Tensor, target: float) -> Main:
-    return apply(model, normalize(model, x, target))
+def _normalized(model: Main, x: Tensor, target: float, *nls: Nonidealities) -> Main:
+    """``model`` normalized to ``target`` (V), its weights within every ``nls``' weight bounds."""
+    bounds = tightest(*(model.weight_bounds(nl) for nl in nls))
+    return apply(model, normalize(model, x, target, bounds=bounds))
 
 
 def _noise_task(
@@ -320,7 +322,8 @@ def _noise_task(
     model = trained_model(cfg.to_dict(), data_dir, device)
     model.set_nonidealities(Nonidealities())
     if normalize_target is not None:
-        model = _normalized(model, data.x_train[:calibration_images], normalize_target)
+        x_cal, test_nl = data.x_train[:calibration_images], Nonidealities.from_dict(test_base)
+        model = _normalized(model, x_cal, normalize_target, cfg.nonidealities, test_nl)
     rows = evaluate_levels(
         model, data.x_test, data.y_test, kind, test_levels,
         base=Nonidealities.from_dict(test_base), runs=runs, seed=seed,

@@ -5,6 +5,12 @@ where ``FS_k`` is the full scale of stage k's noiseless MAC output over a calibr
 (``max |y|``, or its ``q``-quantile). ReLU (cutoff 0) and max-pool are positively homogeneous,
 so stage k's output is multiplied by ``a_k`` and stage k+1, divided by ``a_k``, computes the same
 function; the class scores come out multiplied by ``a_last`` (the argmax is unchanged).
+
+Weights stay programmable: where stage k's scaled weights would exceed its bound ``B_k``
+(:func:`~aanntwin.model.weight_bound`, the characterized weight range or a fixed quantizer
+reference), ``a_k`` is lowered to ``B_k a_{k-1} / max |W_k|`` so the largest ``|w|`` equals
+``B_k``; the stage then reaches less than its target (recorded in ``limited``), and the next
+stage, dividing by the lower ``a_k``, still computes the same function.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +40,10 @@ class NormalizationResult:
     its output is multiplied by; ``before`` / ``after``: calibrated full scales (V) before and
     after (``after`` equals ``targets``); ``targets``: reference full scales (V); ``quantile``:
     the full scale is this quantile of ``|y|`` (None: ``max |y|``); ``signed``: of ``y`` instead
-    of ``|y|`` (the reference tool's signed max).
+    of ``|y|`` (the reference tool's signed max); ``bounds``: per stage, the largest ``|w|``
+    allowed (weight units; None: unlimited); ``limited``: the stages whose target could not be
+    reached without a weight beyond its bound, with that bound (their ``after`` is below the
+    target and their largest ``|w|`` equals the bound).
     """
 
     state: dict[str, Tensor]
@@ -44,10 +53,12 @@ class NormalizationResult:
     targets: dict[str, float]
     quantile: float | None
     signed: bool = False
+    bounds: dict[str, float | None] = field(default_factory=dict)
+    limited: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:  # everything but the tensors (JSON-ready)
-        keys = ("targets", "scales", "before", "after", "quantile", "signed")
-        return {k: getattr(self, k) for k in keys}
+        keys = ("targets", "scales", "before", "after", "quantile", "signed", "limited")
+        return {**{k: getattr(self, k) for k in keys}, "weight_bounds": self.bounds}
 
 
 @torch.no_grad()
@@ -116,6 +127,17 @@ def _targets(targets: float | dict[str, float], names: list[str]) -> dict[str, f
     return {name: float(given.get(name, 1.0)) for name in names}
 
 
+def tightest(*bounds: dict[str, float | None]) -> dict[str, float | None]:
+    """Per stage, the smallest of several weight bounds (weight units; None where all are None),
+    e.g. of the nonidealities a model was trained with and those it is evaluated with."""
+    names = dict.fromkeys(name for b in bounds for name in b)
+    out: dict[str, float | None] = {}
+    for name in names:
+        given = [v for b in bounds if (v := b.get(name)) is not None]
+        out[name] = min(given) if given else None
+    return out
+
+
 def normalize(
     model: Main,
     x: Tensor,
@@ -124,6 +146,7 @@ def normalize(
     quantile: float | None = None,
     batch_size: int = 1000,
     signed: bool = False,
+    bounds: dict[str, float | None] | None = None,
 ) -> NormalizationResult:
     """Rescale weights and biases so each stage's full scale equals its target (V).
 
@@ -132,6 +155,12 @@ def normalize(
     times the original and the class scores are ``a_last`` times the original (same argmax).
     ``targets``: volts for every stage, or ``{stage: volts}`` (missing stages 1.0 V). Returns a
     new state; the caller's model and tensors are never modified.
+
+    ``bounds``: per stage, the largest ``|w|`` (weight units; None or missing: unlimited);
+    default the model's own (:meth:`~aanntwin.model.Main.weight_bounds`: characterized range,
+    fixed quantizer reference). A stage whose scaled weights would exceed it gets the largest
+    ``a_k`` that keeps them inside (``max |w| = bound``), is listed in ``limited`` and falls short
+    of its target; the later stages still reach theirs and the function is unchanged.
 
     The function is preserved exactly only with ReLU cutoff 0 (positive homogeneity) and no
     input-side or output nonlinearities (clip, polynomial, saturation, ADC/DAC, offsets are not
@@ -145,15 +174,25 @@ def normalize(
     for name, fs in before.items():
         if not (math.isfinite(fs) and fs > 0):
             raise AanntwinError(f"stage {name}: full scale {fs:g} V; cannot normalize a dead stage")
-    scales = {name: goal[name] / before[name] for name in names}
+    limits = model.weight_bounds() if bounds is None else bounds
+    limits = {name: limits.get(name) for name in names}
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    scales: dict[str, float] = {}
+    limited: dict[str, float] = {}
     prev = 1.0
     for name in names:
-        state[f"{name}.weight"].mul_(scales[name] / prev)
+        w, a, bound = state[f"{name}.weight"], goal[name] / before[name], limits[name]
+        if bound is not None:
+            peak = float(w.abs().max())  # one host sync per stage
+            if peak * a / prev > bound:
+                a, limited[name] = bound * prev / peak, bound
+        w.mul_(a / prev)
+        if bound is not None:
+            w.clamp_(-bound, bound)  # rounding of the product: at most one ulp
         if f"{name}.bias" in state:
-            state[f"{name}.bias"].mul_(scales[name])
-        prev = scales[name]
-    result = NormalizationResult(state, scales, before, {}, goal, quantile, signed)
+            state[f"{name}.bias"].mul_(a)
+        scales[name] = prev = a
+    result = NormalizationResult(state, scales, before, {}, goal, quantile, signed, limits, limited)
     after = calibrate(
         apply(model, result), x, quantile=quantile, batch_size=batch_size, signed=signed
     )
@@ -182,8 +221,10 @@ def normalize_run(
     """Normalize a trained folder (ideal model) on its first training images; write ``out``.
 
     ``out`` gets ``weights.safetensors``, ``config.json`` (the run's) and ``normalization.json``
-    (targets, scales, before/after full scales in V, quantile, images, source): a folder that
-    ``aanntwin evaluate`` and :func:`~aanntwin.runs.load_run` read.
+    (targets, scales, before/after full scales in V, quantile, weight bounds, limited stages,
+    images, source): a folder that ``aanntwin evaluate`` and :func:`~aanntwin.runs.load_run`
+    read. Weights stay within the bounds of the nonidealities the run was trained with (its
+    characterized weight range, a fixed quantizer reference), as training kept them.
     """
     src, dst = Path(run_dir), Path(out)
     if dst.resolve() == src.resolve():
@@ -195,7 +236,8 @@ def normalize_run(
     _targets(targets, model.stage_names())  # fail before loading any data
     data = cached_dataset(cfg.dataset, data_dir, dev)
     x = data.x_train[:calibration_images]
-    result = normalize(model, x, targets, quantile=quantile, signed=signed)
+    bounds = model.weight_bounds(cfg.nonidealities)
+    result = normalize(model, x, targets, quantile=quantile, signed=signed, bounds=bounds)
     record = {**result.to_dict(), "calibration_images": len(x), "dataset": cfg.dataset}
     record["source"] = str(src.resolve())
     write_model(dst, cfg, apply(model, result))
