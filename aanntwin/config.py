@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .registry import DATASET_REGISTRY, DATASETS, IN_SHAPES, DatasetInfo  # noqa: F401 (re-exported)
 from .schema import Params, load_params, param, stable_hash
 
 STAGES = ("conv2d", "linear")
@@ -135,6 +136,8 @@ class StageSettings:
     weight_range: float | None = None
     weight_zero_level: bool = True
     weight_nonlin: tuple[float, ...] | None = None
+    input_table: tuple[float, ...] | None = None
+    weight_table: tuple[float, ...] | None = None
     out_bits: int | None = None
     out_full_scale: float | None = None
 
@@ -160,6 +163,11 @@ class Nonidealities(Params):
     """Conv multiplier input range: inputs clip to +-this (V)."""
     conv2d_input_nonlin: tuple[float, ...] | None = param(None, unit=INPUT_POLY)
     """Conv multiplier input polynomial a_0, a_1, ... (constant first; a_k in V^(1-k))."""
+    conv2d_input_table: tuple[float, ...] | None = param(None, unit="V", min_len=2)
+    """Conv multiplier input transfer as a table (V): its values at n equally spaced inputs from
+    -input_clip to +input_clip (needs ``conv2d_input_clip``), joined by straight lines; follows
+    any measured curve (flat saturation included) where a polynomial cannot. Replaces
+    ``conv2d_input_nonlin`` (set one of the two). None = no table."""
     conv2d_gain_mismatch: float | None = _sigma("relative")
     """Per-multiplier relative gain error std, fixed per chip (1 = 100 %)."""
     conv2d_offset_mismatch: float | None = _sigma()
@@ -181,6 +189,10 @@ class Nonidealities(Params):
     constant first (c_k in 1/w^(k-1); w in weight units, 1.0 = the weight full scale), applied to
     the programmed (quantized) weight before the gain mismatch. A Gilbert cell's weight pair
     fits ``(0, 1, c2, c3)`` with c3 < 0 (compression). None = linear."""
+    conv2d_weight_table: tuple[float, ...] | None = param(None, unit="weight units", min_len=2)
+    """Conv multiplier weight transfer as a table: effective weights at n equally spaced
+    programmed weights from -weight_range to +weight_range (needs ``conv2d_weight_range``),
+    joined by straight lines. Replaces ``conv2d_weight_nonlin`` (set one). None = no table."""
 
     relu_cutoff: float | None = param(None, unit="V")
     """ReLU circuit floor: output = max(cutoff, y) (V); None = 0."""
@@ -202,6 +214,9 @@ class Nonidealities(Params):
     """Linear multiplier input range: inputs clip to +-this (V)."""
     linear_input_nonlin: tuple[float, ...] | None = param(None, unit=INPUT_POLY)
     """Linear multiplier input polynomial a_0, a_1, ... (constant first)."""
+    linear_input_table: tuple[float, ...] | None = param(None, unit="V", min_len=2)
+    """Linear multiplier input transfer table (as ``conv2d_input_table``; needs
+    ``linear_input_clip``)."""
     linear_gain_mismatch: float | None = _sigma("relative")
     """Per-multiplier relative gain error std in linear stages, fixed per chip."""
     linear_offset_mismatch: float | None = _sigma()
@@ -218,6 +233,9 @@ class Nonidealities(Params):
     """Linear programmable weight range (as ``conv2d_weight_range``); None = unlimited."""
     linear_weight_nonlin: tuple[float, ...] | None = param(None, unit=WEIGHT_POLY)
     """Linear multiplier weight transfer polynomial (as ``conv2d_weight_nonlin``)."""
+    linear_weight_table: tuple[float, ...] | None = param(None, unit="weight units", min_len=2)
+    """Linear multiplier weight transfer table (as ``conv2d_weight_table``; needs
+    ``linear_weight_range``)."""
     linear_out_bits: int | None = param(None, unit="bits", ge=1, le=24)
     """ADC on the final class scores (bits) over [-full scale, +full scale]."""
     linear_out_full_scale: float | None = param(None, unit="V", gt=0.0)
@@ -232,6 +250,16 @@ class Nonidealities(Params):
 
     def check(self) -> None:
         for stage in STAGES:
+            for table, poly, span in (("input_table", "input_nonlin", "input_clip"),
+                                      ("weight_table", "weight_nonlin", "weight_range")):  # fmt: skip
+                if getattr(self, f"{stage}_{table}") is None:
+                    continue
+                if getattr(self, f"{stage}_{span}") is None:
+                    raise ConfigError(f"nonidealities.{stage}_{table}: needs {stage}_{span} "
+                                      "(the table spans -that..+that)")  # fmt: skip
+                if getattr(self, f"{stage}_{poly}") is not None:
+                    raise ConfigError(f"nonidealities.{stage}_{table} and {stage}_{poly}: both "
+                                      "set; they describe the same transfer, set one")  # fmt: skip
             bits = getattr(self, f"{stage}_weight_bits")
             ref = getattr(self, f"{stage}_weight_ref")
             if ref is not None and bits is None:
@@ -309,7 +337,7 @@ class Nonidealities(Params):
 
 STAGE_SETTINGS = ("input_clip", "input_nonlin", "gain_mismatch", "offset_mismatch",
                   "out_saturation", "out_noise", "weight_bits", "weight_ref", "weight_range",
-                  "weight_nonlin")  # fmt: skip
+                  "weight_nonlin", "input_table", "weight_table")  # fmt: skip
 """The :class:`StageSettings` each MAC stage kind has its own field for (``{kind}_{name}``)."""
 TEMPORAL_NOISE = ("input_noise", "conv2d_out_noise", "relu_out_noise", "linear_out_noise")
 """Temporal-noise fields of :class:`Nonidealities` (V, std; redrawn every forward)."""
@@ -330,27 +358,6 @@ FIELD_GROUPS = {
 def unit(field: str) -> str:
     """The unit of a :class:`Nonidealities` field (from its metadata)."""
     return Nonidealities.__dataclass_fields__[field].metadata["unit"]
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a dataset name promises, known without loading it."""
-
-    name: str
-    title: str
-    in_shape: tuple[int, int, int]  # (C, H, W)
-    n_classes: int
-
-
-DATASET_REGISTRY = {d.name: d for d in (
-    DatasetInfo("digits", "scikit-learn digits", (1, 8, 8), 10),
-    DatasetInfo("mnist", "MNIST", (1, 28, 28), 10),
-    DatasetInfo("fashion-mnist", "Fashion-MNIST", (1, 28, 28), 10),
-)}  # fmt: skip
-"""The one dataset registry: every dataset name the package knows, in this order."""
-DATASETS = tuple(DATASET_REGISTRY)
-IN_SHAPES = {name: d.in_shape for name, d in DATASET_REGISTRY.items()}
-"""Image shape (C, H, W) of each dataset, known without loading it."""
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,24 @@ def polynomial(x: Tensor, coeffs: Sequence[float]) -> Tensor:
     return out.add_(coeffs[0]) if coeffs[0] != 0 else out
 
 
+def table(x: Tensor, values: Tensor, span: float) -> Tensor:
+    """Piecewise-linear transfer through the points ``(x_i, values[i])``, ``x_i = -span + i h``,
+    ``h = 2 span / (n - 1)`` (n = len(values); ``x`` and ``span`` in the table's input units).
+
+    Elementwise, differentiable in ``x`` (slope of the segment) and in ``values``; ``values``
+    must be on ``x``'s device. Beyond ``+-span`` the end segments continue (clip first where
+    the circuit clips).
+    """
+    n = values.numel()
+    step = 2.0 * span / (n - 1)
+    u = (x + span) / step
+    i = u.detach().floor().clamp_(0, n - 2)
+    frac = u - i
+    idx = i.long()
+    lo = values[idx]
+    return lo + frac * (values[idx + 1] - lo)
+
+
 def saturate(y: Tensor, full_scale: float, mode: str = "hard") -> Tensor:
     """Output swing limit: ``clamp(y, -s, s)`` (hard) or ``s * tanh(y / s)`` (tanh)."""
     if mode == "hard":

@@ -2,7 +2,7 @@
 
 Stage order inside a MAC stage (conv or linear), as the signal flows through the circuit::
 
-    x -> clip(+-input_clip) -> p(x) -> MAC with effective weights -> + bias -> + offset mismatch
+    x -> clip(+-input_clip) -> p(x) or table -> MAC with effective weights -> + bias -> + offset mismatch
       -> saturation -> + N(0, out_noise) [-> ADC, final stage only]
 
 Effective weight = quantize(w) * (1 + gain mismatch of each physical multiplier). Scalar settings
@@ -147,6 +147,8 @@ class _AnalogMAC:
     weight: Tensor
     bias: Tensor | None
     gain_error: Tensor | None
+    _input_table: Tensor | None
+    _weight_table: Tensor | None
     offset_error: Tensor | None
 
     def _init_analog(self, settings: StageSettings | None, rng: NoiseSource | None) -> None:
@@ -156,8 +158,14 @@ class _AnalogMAC:
         self.configure(settings or StageSettings())
 
     def configure(self, settings: StageSettings) -> None:
-        """Apply new nonideality settings (weights and drawn mismatch are kept)."""
+        """Apply new nonideality settings (weights and drawn mismatch are kept). Transfer tables
+        become non-persistent buffers on the weight's device, so forward builds no tensor."""
         self.settings = settings
+        like = {"device": self.weight.device, "dtype": self.weight.dtype}
+        for name in ("input_table", "weight_table"):
+            values = getattr(settings, name)
+            table = None if values is None else torch.tensor(values, **like)
+            self.register_buffer(f"_{name}", table, persistent=False)
 
     # Shapes of the per-multiplier gain and per-MAC offset draws.
     def _mismatch_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -181,19 +189,21 @@ class _AnalogMAC:
 
     def input_transfer(self, x: Tensor) -> Tensor:
         """The stage's elementwise input path (V -> V): clip to ``+-input_clip``, then the input
-        polynomial ``input_nonlin``; what every multiplier input sees."""
+        polynomial ``input_nonlin`` or table ``input_table``; what every multiplier input sees."""
         s = self.settings
         if s.input_clip is not None:
             x = AF.clip(x, s.input_clip)
         if s.input_nonlin is not None:
             x = AF.polynomial(x, s.input_nonlin)
+        if self._input_table is not None:  # the table spans +-input_clip (checked in config)
+            x = AF.table(x, self._input_table, s.input_clip)
         return x
 
     def effective_weight(self, weight: Tensor | None = None) -> Tensor:
         """Weights as the multipliers apply them: clipped to the programmable range
         ``+-weight_range`` (the weight DAC cannot program more; gradient of the clip), quantized
         when ``weight_bits`` is set, then through the weight transfer polynomial
-        ``weight_nonlin`` when set.
+        ``weight_nonlin`` or table ``weight_table`` when set.
 
         ``weight``: programmed values to use instead of the stage's own, of its shape or a stack
         ``(P, *shape)`` of P variants (each quantized against its own largest |w| when
@@ -209,6 +219,8 @@ class _AnalogMAC:
             w = AF.quantize_weights(w, s.weight_bits, ref, s.weight_zero_level)
         if s.weight_nonlin is not None:  # the weight pair's transfer, after the weight DAC
             w = AF.polynomial(w, s.weight_nonlin)
+        if self._weight_table is not None:  # spans +-weight_range (checked in config)
+            w = AF.table(w, self._weight_table, s.weight_range)
         return w
 
     def _gain(self) -> Tensor | None:
