@@ -10,8 +10,10 @@ model is trained once through the checkpoint cache, later runs read it back):
 - clean_pass_s: a plain torch conv-ReLU-linear pass over the 10k test images, for scale;
 - spec_table_s: ``aanntwin specs`` on the default MNIST model normalized to 1 V (all eight kinds,
   20 samples per evaluation, target 1 point at 95 %), with its joint accuracy;
-- fidelity_rms_pct_fs / fidelity_max_pct_fs: the characterized twin against ngspice on held-out
-  MAC conditions (needs ngspice; skipped with a note otherwise), with the simulation time;
+- fidelity_rms_pct_fs / fidelity_max_pct_fs (per shipped multiplier): the twin as written against
+  ngspice on 200 held-out 8-input MAC conditions (needs ngspice; skipped with a note otherwise),
+  beside the fitted cells summed, with the simulation time; cell_twin_rms_pct_fs: one cell of
+  the twin as written against its DC data, beside the parametric and tabulated fits' residuals;
 - quant_grid_s: the quantization study's full reference grid for the final linear layer with one
   zero mode (30 reference values x (clipped-only + bits 0..7) = 270 points) over the 10k test
   images, in process (``quantization_points``); median wall time over --repeat.
@@ -179,11 +181,19 @@ def bench_fidelity(ctx: Context) -> None:
     if shutil.which("ngspice") is None:
         print(json.dumps({"figure": "fidelity_rms_pct_fs", "skipped": "ngspice not installed"}))
         return
-    res = run()
-    emit("fidelity_rms_pct_fs", res["fidelity_rms_pct_fs"], "% of full scale",
-         max_pct_fs=res["fidelity_max_pct_fs"], conditions=res["heldout_conditions"],
-         existing_fields_rms_pct_fs=res["fidelity_existing_fields_rms_pct_fs"],
-         simulate_s=res["simulate_wall_s"], fit_s=res["fit_s"])  # fmt: skip
+    from aanntwin.characterization.circuits import MULTIPLIERS
+    from aanntwin.characterization.pipeline import SimOptions
+
+    for name in MULTIPLIERS:  # every shipped multiplier topology, freshly simulated
+        res = run(SimOptions(multiplier=name))
+        emit("fidelity_rms_pct_fs", res["fidelity_rms_pct_fs"], "% of full scale",
+             multiplier=name, max_pct_fs=res["fidelity_max_pct_fs"],
+             conditions=res["heldout_conditions"], fit_rms_pct_fs=res["fidelity_fit_rms_pct_fs"],
+             simulate_s=res["simulate_wall_s"], fit_s=res["fit_s"])  # fmt: skip
+        emit("cell_twin_rms_pct_fs", res["cell_twin_rms_pct_fs"], "% of full scale",
+             multiplier=name, transfer=res["transfer"],
+             parametric_fit_rms_pct_fs=res["cell_fit_rms_pct_fs"],
+             tabulated_fit_rms_pct_fs=res["cell_tabulated_fit_rms_pct_fs"])  # fmt: skip
 
 
 FIGURES = {

@@ -30,6 +30,14 @@ from scipy.optimize import least_squares, minimize_scalar
 from ..errors import DataError
 from .curves import CurveTable
 
+DEFAULTS = {
+    "multiplier": {"c2": "0 (no even weight term)", "c3": "0 (linear weight pair)",
+                   "a2": "0 (no even input term)", "a3": "0 (no cubic input term)",
+                   "Xs": "inf (no input saturation)", "b": "0 (no offset)"},
+    "relu": {"floor": "0", "gain": "1", "knee": "0 (at the floor)",
+             "softness": "none (a hard knee): the twin takes it"},
+}  # fmt: skip
+"""What an undetermined parameter defaults to, per circuit."""
 MULT_PARAMS = ("G", "c2", "c3", "a2", "a3", "u", "b")
 MULT_UNITS = {"G": "y/(x w)", "c2": "1/w", "c3": "1/w^2", "a2": "1/x", "a3": "1/x^2",
               "Xs": "x", "b": "y"}  # fmt: skip
@@ -108,6 +116,13 @@ class Fit:
     data: pd.DataFrame
     groups: pd.DataFrame = field(default_factory=pd.DataFrame)
     extra: dict[str, Any] = field(default_factory=dict)
+    undetermined: dict[str, str] = field(default_factory=dict)
+    """Parameters the data cannot determine, with why (see :func:`_uncertainty`)."""
+
+    def defaults(self) -> dict[str, str]:
+        """What each undetermined parameter defaults to (value and meaning)."""
+        return {k: DEFAULTS[self.circuit].get(k, "no default: more data needed")
+                for k in self.undetermined}  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -120,16 +135,50 @@ class Fit:
             "residual_rms_pct_fs": 100 * self.rms / self.full_scale,
             "residual_max_pct_fs": 100 * self.max_abs / self.full_scale,
             "points": len(self.data),
+            "undetermined": {k: {"why": v, "default": self.defaults()[k]}
+                             for k, v in self.undetermined.items()},  # fmt: skip
             **self.extra,
         }
 
 
+UNDETERMINED_REL = 0.5
+"""A parameter whose standard error exceeds this fraction of its value is undetermined."""
+ILL_CONDITIONED = 1e10
+"""Condition number of the (column-scaled) normal matrix above which a fit is ill-conditioned."""
+
+
 def _stderr(res: Any, names: tuple[str, ...]) -> dict[str, float]:
     """Standard errors from the Jacobian at the optimum (``s^2 (J^T J)^-1``)."""
-    j, r = res.jac, res.fun
+    return _uncertainty(res, names)[0]
+
+
+def _uncertainty(res: Any, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, str]]:
+    """Standard errors (``s^2 (J^T J)^-1`` at the optimum) and, for each parameter the data
+    cannot determine, why: at a bound of the fit (the Jacobian's error is meaningless there),
+    in an ill-conditioned direction of the normal matrix, or a relative error above
+    :data:`UNDETERMINED_REL`."""
+    j, r, p = np.asarray(res.jac, float), res.fun, np.asarray(res.x, float)
     dof = max(len(r) - len(names), 1)
-    cov = np.linalg.pinv(j.T @ j) * float(r @ r) / dof
-    return {k: float(np.sqrt(max(cov[i, i], 0.0))) for i, k in enumerate(names)}
+    # Column-scaled normal matrix: a parameter the data barely feels (a tiny Jacobian column)
+    # gets a huge error instead of being cut off by pinv as a null direction (error 0).
+    norms = np.linalg.norm(j, axis=0)
+    scaled = j / np.where(norms > 0, norms, 1.0)
+    normal = scaled.T @ scaled
+    cov_scaled = np.linalg.pinv(normal) * float(r @ r) / dof
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.where(norms > 0, np.diag(cov_scaled) / norms**2, np.inf)
+    err = {k: float(np.sqrt(max(var[i], 0.0))) for i, k in enumerate(names)}
+    why: dict[str, str] = {}
+    vals, vecs = np.linalg.eigh(normal)
+    weak = vecs[:, vals < max(vals.max(), 1e-300) / ILL_CONDITIONED]
+    for i, k in enumerate(names):
+        if getattr(res, "active_mask", None) is not None and res.active_mask[i] != 0:
+            why[k] = "at the bound of the fit"
+        elif norms[i] == 0 or np.any(np.abs(weak[i]) > 0.3):
+            why[k] = "the data does not constrain it (ill-conditioned)"
+        elif err[k] > UNDETERMINED_REL * abs(p[i]):
+            why[k] = f"standard error {err[k]:.2g} > {UNDETERMINED_REL:.0%} of its value"
+    return err, why
 
 
 def fit_multiplier(ds: CurveTable) -> Fit:
@@ -154,8 +203,10 @@ def fit_multiplier(ds: CurveTable) -> Fit:
     fits = [least_squares(resid, p0, bounds=(lo, hi), x_scale="jac") for p0 in starts]
     res = min(fits, key=lambda r: float(r.cost))
     model = MultiplierModel(*map(float, res.x))
-    err = _stderr(res, MULT_PARAMS)
+    err, why = _uncertainty(res, MULT_PARAMS)
     err["Xs"] = err.pop("u") * model.Xs**2 if model.u > 0 else float("nan")
+    if "u" in why:
+        why["Xs"] = why.pop("u")
     data = f.assign(fit=model(x, w), residual=res.fun)
     groups = (
         data.groupby("w")["residual"]
@@ -168,7 +219,8 @@ def fit_multiplier(ds: CurveTable) -> Fit:
     extra = {"x_range": [float(x.min()), float(x.max())], "x_span": span}
     extra["w_range"] = [float(w.min()), float(w.max())]
     units = {k: MULT_UNITS[k] for k in model.to_dict()}
-    return Fit("multiplier", model, model.to_dict(), err, units, rms, mx, fs, data, groups, extra)
+    return Fit("multiplier", model, model.to_dict(), err, units, rms, mx, fs, data, groups, extra,
+               why)  # fmt: skip
 
 
 def fit_relu(ds: CurveTable) -> Fit:
@@ -185,8 +237,10 @@ def fit_relu(ds: CurveTable) -> Fit:
 
     res = least_squares(resid, p0, bounds=(lo, hi), x_scale="jac", method="trf")
     model = ReluModel(*map(float, res.x))
-    raw = _stderr(res, ("c", "g", "t", "s"))
-    err = {"floor": raw["c"], "gain": raw["g"], "knee": raw["t"], "softness": raw["s"]}
+    raw, raw_why = _uncertainty(res, ("c", "g", "t", "s"))
+    names = {"c": "floor", "g": "gain", "t": "knee", "s": "softness"}
+    err = {names[k]: v for k, v in raw.items()}
+    why = {names[k]: v for k, v in raw_why.items()}
     units = {"floor": "y", "gain": "y/x", "knee": "x", "softness": "x"}
     data = ds.frame.assign(fit=model(x), residual=res.fun)
     rms, mx = float(np.sqrt(np.mean(res.fun**2))), float(np.max(np.abs(res.fun)))
@@ -197,7 +251,8 @@ def fit_relu(ds: CurveTable) -> Fit:
         "twin_residual_max": twin_max,
     }
     fs = float(np.max(np.abs(y)))
-    return Fit("relu", model, model.to_dict(), err, units, rms, mx, fs, data, extra=extra)
+    return Fit("relu", model, model.to_dict(), err, units, rms, mx, fs, data, extra=extra,
+               undetermined=why)
 
 
 def best_cutoff(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:

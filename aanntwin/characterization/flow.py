@@ -55,7 +55,7 @@ def acquire(
     """The curves to fit: ``csv_files`` when given (``--csv``); else an ngspice simulation with
     ``options`` (default :class:`SimOptions`) writing its CSVs under ``data_dir`` when
     ``simulate_circuits`` (``--simulate``; None: when ngspice is present); else the committed
-    CSVs."""
+    CSVs of the topology ``options.multiplier``."""
     if csv_files:
         return Curves(read_all(list(csv_files)), CSV_FILES)
     if simulate_circuits is None:
@@ -63,7 +63,7 @@ def acquire(
     if simulate_circuits:
         tables, seconds = simulate(options or SimOptions(), data_dir)
         return Curves(tables, SIMULATION, seconds)
-    return Curves(read_all(example_files()), COMMITTED)
+    return Curves(read_all(example_files((options or SimOptions()).multiplier)), COMMITTED)
 
 
 def fit_and_write(
@@ -72,12 +72,13 @@ def fit_and_write(
     out_dir: str | os.PathLike[str],
     degree: int = 7,
     plots: bool = True,
+    transfer: str = "auto",
 ) -> tuple[Characterization, dict[str, Path]]:
-    """Fit ``curves`` (``fan_in``: multipliers per MAC, or a dataset name to take them from),
-    record the ngspice times and write the outputs into ``out_dir``: the result and the paths
-    written (by kind)."""
+    """Fit ``curves`` (``fan_in``: multipliers per MAC, or a dataset name to take them from;
+    ``transfer``: see :func:`~aanntwin.characterization.twin.choose_transfer`), record the
+    ngspice times and write the outputs into ``out_dir``: the result and the paths written."""
     fan = fan_ins(fan_in) if isinstance(fan_in, str) else fan_in
-    result = characterize(curves.tables, fan, degree)
+    result = characterize(curves.tables, fan, degree, transfer)
     result.seconds.update({f"ngspice_{k}": v for k, v in curves.seconds.items()})
     return result, write_outputs(result, out_dir, plots=plots)
 

@@ -24,10 +24,14 @@ from ..errors import DataError
 from ..io import write_json_atomic, write_text_atomic
 from . import plots as P
 from . import spice
-from .circuits import EXAMPLE_FILES, MAC, MAC_INPUTS, MULTIPLIER, RELU
+from .circuits import EXAMPLE_FILES, MAC_INPUTS, RELU, topology
 from .curves import CurveTable, read_all, validate, write_csv
+from .fidelity import fidelity, heldout_conditions
 from .fit import Fit, fit_montecarlo, fit_multiplier, fit_noise, fit_relu
-from .twin import fan_ins, fidelity, heldout_conditions, to_nonidealities
+from .separable import SeparableModel, fit_separable
+from .trust import as_written, trust_warnings
+from .trust import lines as trust_lines
+from .twin import fan_ins, to_nonidealities
 
 X_SWEEP = np.round(np.arange(-1.5, 1.5 + 1e-9, 0.05), 6)
 """Multiplier input sweep (x units): to 1.5 x full scale, to see the saturation."""
@@ -39,7 +43,9 @@ RELU_SWEEP = np.round(np.arange(-1.0, 2.0 + 1e-9, 0.02), 6)
 @dataclass(frozen=True)
 class SimOptions:
     """What ``--simulate`` runs: mismatch ``instances`` with Pelgrom ``a_vt`` (mV um) from
-    ``seed``; noise over ``band`` (Hz); ``heldout`` MAC conditions from ``heldout_seed``."""
+    ``seed``; noise over ``band`` (Hz); ``heldout`` MAC conditions from ``heldout_seed``;
+    ``multiplier``: the topology (a name in :data:`~aanntwin.characterization.circuits.MULTIPLIERS`)
+    whose multiplier and MAC testbenches run (the ReLU is shared)."""
 
     instances: int = 20
     seed: int = 0
@@ -48,6 +54,7 @@ class SimOptions:
     heldout: int = 200
     heldout_seed: int = 1
     model_card: str | None = None
+    multiplier: str = "gilbert"
 
 
 def _scales(net: spice.Netlist, circuit: str) -> dict[str, tuple[float, str, str]]:
@@ -68,9 +75,9 @@ def simulate(
 ) -> tuple[list[CurveTable], dict[str, float]]:
     """Run every analysis of the shipped circuits; datasets (written as CSVs under ``out_dir``
     when given, names as in :data:`aanntwin.characterization.circuits.EXAMPLE_FILES`) and ngspice times (s)."""
-    card = options.model_card
-    mult, relu = spice.Netlist.load(MULTIPLIER, card), spice.Netlist.load(RELU, card)
-    mac = spice.Netlist.load(MAC, card)
+    card, top = options.model_card, topology(options.multiplier)
+    mult, relu = spice.Netlist.load(top.multiplier, card), spice.Netlist.load(RELU, card)
+    mac = spice.Netlist.load(top.mac, card)
     lo, hi = options.band
     span, n = float(X_SWEEP.max()), MAC_INPUTS
     xh, wh = heldout_conditions(options.heldout, n, span, 1.0, options.heldout_seed)
@@ -134,6 +141,12 @@ class Characterization:
     fidelity: dict[str, Any] | None = None
     normalization: dict[str, dict[str, str]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    separable: SeparableModel | None = None
+    """The tabulated (separable) fit of the multiplier (None: no grid data)."""
+    as_written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per circuit: the written twin against its data (% FS) beside the fit's residual."""
+    warnings: list[str] = field(default_factory=list)
+    """Where the twin as written departs from the circuit more than the fit does, with the fix."""
 
     def report(self) -> dict[str, Any]:
         """JSON-ready fit report (parameters, residuals, mapping, fidelity)."""
@@ -156,15 +169,22 @@ class Characterization:
             "nonidealities": self.nonidealities.active(),
             "mapping": self.mapping,
             "not_represented_by_the_twin": self.lacking,
+            "twin_as_written": self.as_written,
             "fidelity": fid,
+            "warnings": self.warnings,
             "seconds": self.seconds,
         }
 
 
 def characterize(
-    datasets: list[CurveTable], fan_in: dict[str, int] | None = None, degree: int = 7
+    datasets: list[CurveTable],
+    fan_in: dict[str, int] | None = None,
+    degree: int = 7,
+    transfer: str = "auto",
 ) -> Characterization:
-    """Fit every circuit present; map to Nonidealities; check fidelity if MAC data is given."""
+    """Fit every circuit present; map to Nonidealities (``transfer``: how the multiplier's
+    transfers are written, see :func:`~aanntwin.characterization.twin.choose_transfer`); check
+    the twin as written per circuit, and on the MAC when MAC data is given."""
     t0 = time.perf_counter()
     by = {(d.circuit, d.analysis): d for d in datasets}
     fan_in = fan_in or fan_ins()
@@ -182,8 +202,17 @@ def characterize(
         mismatch = fit_montecarlo(mc_data, fits["multiplier"].model)
     if not fits and not noise:
         raise DataError("no multiplier or relu data to fit (see aanntwin.characterization.curves)")
+    sep = None
+    if "multiplier" in fits:
+        m = fits["multiplier"]
+        sep = fit_separable(*(m.data[c].to_numpy(float) for c in "xwy"), m.model)
+        if sep is not None:
+            m.extra["separable"] = {"residual_rms": sep.rms, "residual_max": sep.max_abs,
+                                    "residual_rms_pct_fs": 100 * sep.rms / m.full_scale,
+                                    "residual_max_pct_fs": 100 * sep.max_abs / m.full_scale,
+                                    "inputs": len(sep.x), "weights": len(sep.w)}  # fmt: skip
     nl, how, lacking = to_nonidealities(
-        fits.get("multiplier"), fits.get("relu"), noise, mismatch, fan_in, degree
+        fits.get("multiplier"), fits.get("relu"), noise, mismatch, fan_in, degree, sep, transfer
     )
     norm = {
         f"{d.circuit} {d.analysis}": {a: f"{d.full_scale(a)[0]:g} {d.full_scale(a)[1]}"
@@ -191,13 +220,19 @@ def characterize(
         for d in datasets
     }  # fmt: skip
     result = Characterization(fits, noise, mismatch, nl, how, lacking, fan_in, normalization=norm)
+    result.separable = sep
+    result.as_written = as_written(fits, nl, how)
     if ("mac", "dc") in by and "multiplier" in fits:
         f = by[("mac", "dc")].frame
         n = sum(c.startswith("x") for c in f.columns)
         x = f[[f"x{i}" for i in range(1, n + 1)]].to_numpy()
         w = f[[f"w{i}" for i in range(1, n + 1)]].to_numpy()
-        result.fidelity = fidelity(x, w, f["y"].to_numpy(), nl, fits["multiplier"])
+        m = fits["multiplier"]
+        cell = sep if sep is not None and sep.rms < m.rms else m.model
+        result.fidelity = fidelity(x, w, f["y"].to_numpy(), nl, cell, m.full_scale,
+                                   how["transfer"]["offset"])  # fmt: skip
         result.fidelity["_y"] = f["y"].to_numpy()
+    result.warnings = trust_warnings(result)
     result.seconds["fit"] = time.perf_counter() - t0
     return result
 
@@ -206,13 +241,21 @@ def write_outputs(
     result: Characterization, out_dir: str | os.PathLike[str], plots: bool = True
 ) -> dict[str, Path]:
     """Write ``nonidealities.json``, ``fit_report.json``, ``fit_parameters.csv``,
-    ``fit_residuals.csv``, ``fidelity.csv`` (with MAC data) and ``plots/*.png``."""
+    ``fit_residuals.csv``, ``fidelity.csv`` (with MAC data) and ``plots/*.png``
+    (:func:`~aanntwin.characterization.plots.write_plots`)."""
     out = Path(out_dir)
     paths = {"nonidealities": out / "nonidealities.json", "report": out / "fit_report.json"}
     write_text_atomic(paths["nonidealities"], result.nonidealities.to_json() + "\n")
     write_json_atomic(paths["report"], json.loads(json.dumps(result.report(), default=_plain)))
     rows = [
-        {"circuit": c, "parameter": k, "value": v, "stderr": f.stderr.get(k), "unit": f.units[k]}
+        {
+            "circuit": c,
+            "parameter": k,
+            "value": v,
+            "stderr": f.stderr.get(k),
+            "unit": f.units[k],
+            "undetermined": f.undetermined.get(k, ""),
+        }
         for c, f in result.fits.items()
         for k, v in f.params.items()
     ]
@@ -237,22 +280,9 @@ def write_outputs(
     if fid is not None:
         paths["fidelity"] = out / "fidelity.csv"
         pd.DataFrame({"y_circuit": fid["_y"], "y_twin": fid["_pred_twin"],
-                      "y_twin_existing_fields": fid["_pred_twin_existing_fields"]}).to_csv(
-            paths["fidelity"], index=False)  # fmt: skip
-    if plots:
-        figs = out / "plots"
-        if "multiplier" in result.fits:
-            paths["plot_multiplier"] = P.plot_multiplier(
-                result.fits["multiplier"], figs / "multiplier.png"
-            )
-        if "relu" in result.fits:
-            paths["plot_relu"] = P.plot_relu(result.fits["relu"], figs / "relu.png")
-        if result.mismatch is not None:
-            paths["plot_montecarlo"] = P.plot_montecarlo(result.mismatch, figs / "montecarlo.png")
-        if fid is not None:
-            paths["plot_fidelity"] = P.plot_fidelity(
-                fid["_y"], fid["_pred_twin"], fid["full_scale"], figs / "fidelity.png"
-            )
+                      "y_fit": fid["_pred_fit"]}).to_csv(paths["fidelity"], index=False)  # fmt: skip
+    if plots:  # multiplier, transfers, relu, noise, montecarlo, fidelity (what has data)
+        paths.update(P.write_plots(result, out / "plots"))
     return paths
 
 
@@ -277,8 +307,12 @@ def bench_fidelity(
     return {
         "fidelity_rms_pct_fs": fid["twin"]["rms_pct_fs"],
         "fidelity_max_pct_fs": fid["twin"]["max_pct_fs"],
-        "fidelity_existing_fields_rms_pct_fs": fid["twin_existing_fields"]["rms_pct_fs"],
-        "fidelity_existing_fields_max_pct_fs": fid["twin_existing_fields"]["max_pct_fs"],
+        "fidelity_fit_rms_pct_fs": fid["fit"]["rms_pct_fs"],
+        "cell_twin_rms_pct_fs": result.as_written["multiplier"]["rms_pct_fs"],
+        "cell_fit_rms_pct_fs": result.as_written["multiplier"]["fits"]["parametric"]["rms_pct_fs"],
+        "cell_tabulated_fit_rms_pct_fs": result.as_written["multiplier"]["fits"]
+        .get("separable", {}).get("rms_pct_fs", float("nan")),
+        "transfer": result.as_written["multiplier"]["transfer"],
         "heldout_conditions": fid["conditions"],
         **{f"ngspice_{k}_s": v for k, v in seconds.items()},
         "simulate_wall_s": t1 - t0,
@@ -291,20 +325,22 @@ def summary(result: Any) -> list[str]:
     lines = []
     m = result.fits.get("multiplier")
     if m is not None:
-        p = m.params
+        sep = m.extra.get("separable")
+        tab = f"; tabulated fit {sep['residual_rms_pct_fs']:.3f} % FS RMS" if sep else ""
         lines.append(
-            f"multiplier: G {p['G']:.4g}, Xs {p['Xs']:.4g} x, a3 {p['a3']:.3g}, c3 {p['c3']:.3g}, "
-            f"b {p['b']:.2g}; residual RMS {100 * m.rms / m.full_scale:.3f} % FS, max "
-            f"{100 * m.max_abs / m.full_scale:.3f} % FS ({len(m.data)} points)"
+            f"multiplier fit: {_params(m, ('G', 'Xs', 'a3', 'c3', 'b'))}; residual RMS "
+            f"{100 * m.rms / m.full_scale:.3f} % FS, max {100 * m.max_abs / m.full_scale:.3f} % "
+            f"FS ({len(m.data)} points){tab}"
         )
     r = result.fits.get("relu")
     if r is not None:
-        p = r.params
         lines.append(
-            f"relu: floor {p['floor']:.3g}, gain {p['gain']:.4g}, knee {p['knee']:.3g}, "
-            f"softness {p['softness']:.3g}; residual RMS {100 * r.rms / r.full_scale:.3f} % FS; "
-            f"twin relu_cutoff {r.extra['twin_relu_cutoff']:.3g}"
+            f"relu fit: {_params(r, ('floor', 'gain', 'knee', 'softness'))}; residual RMS "
+            f"{100 * r.rms / r.full_scale:.3f} % FS"
         )
+    for c, f in result.fits.items():
+        for k, why in f.undetermined.items():
+            lines.append(f"{c} {k}: undetermined ({why}); default {f.defaults()[k]}")
     for c, nz in result.noise.items():
         lo, hi = nz["band_hz"]
         lines.append(f"noise: {c} {nz['sigma']:.3g} (y RMS, {lo:g}..{hi:g} Hz)")
@@ -315,13 +351,22 @@ def summary(result: Any) -> list[str]:
             f"{mc['equivalent_offset_sigma']:.3g} y per multiplier ({mc['instances']} instances)"
         )
     lines.append(f"fan-in: conv2d {result.fan_in['conv2d']}, linear {result.fan_in['linear']}")
+    lines.extend(trust_lines(result))
     f = result.fidelity
     if f is not None:
-        t, e = f["twin"], f["twin_existing_fields"]
+        t, e = f["twin"], f["fit"]
         lines.append(
-            f"fidelity (MAC of {f['inputs']}, {f['conditions']} held-out conditions): RMS "
-            f"{t['rms_pct_fs']:.3f} % FS, max {t['max_pct_fs']:.3f} % FS (full scale "
-            f"{f['full_scale']:.4g}); with linear weights (present twin): RMS "
-            f"{e['rms_pct_fs']:.3f} %, max {e['max_pct_fs']:.3f} %"
+            f"fidelity, twin as written (MAC of {f['inputs']}, {f['conditions']} held-out "
+            f"conditions): RMS {t['rms_pct_fs']:.3f} % FS, max {t['max_pct_fs']:.3f} % FS (full "
+            f"scale {f['full_scale']:.4g}); fitted cells summed: RMS {e['rms_pct_fs']:.3f} %, "
+            f"max {e['max_pct_fs']:.3f} %"
         )
     return lines
+
+
+def _params(fit: Fit, names: tuple[str, ...]) -> str:
+    """``name value +- stderr`` for each parameter, ``name ?`` when undetermined."""
+    return ", ".join(
+        f"{k} ?" if k in fit.undetermined else f"{k} {fit.params[k]:.4g} +- {fit.stderr[k]:.2g}"
+        for k in names
+    )

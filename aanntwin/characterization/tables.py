@@ -41,14 +41,20 @@ def _residual_row(fit: str, points: int, rms: float, worst: float, full_scale: f
 
 
 def residuals(result: Any) -> pd.DataFrame:
-    """RMS and max residual of each fit (% FS); for the ReLU also the twin's ``max(cutoff, x)``."""
-    rows = [_residual_row(c, len(f.data), f.rms, f.max_abs, f.full_scale)
+    """RMS and max residual of each fit (% FS), the multiplier's tabulated (separable) fit and,
+    per circuit, the twin as written (its own layers and fields against the same data)."""
+    rows = [_residual_row(f"{c} fit", len(f.data), f.rms, f.max_abs, f.full_scale)
             for c, f in result.fits.items()]  # fmt: skip
-    if "relu" in result.fits:
-        r = result.fits["relu"]
-        rows.append(_residual_row("relu, twin max(cutoff, x)", len(r.data),
-                                  r.extra["twin_residual_rms"], r.extra["twin_residual_max"],
-                                  r.full_scale))  # fmt: skip
+    m = result.fits.get("multiplier")
+    if m is not None and result.separable is not None:
+        sep = result.separable
+        rows.insert(1, _residual_row("multiplier tabulated fit", len(m.data), sep.rms,
+                                     sep.max_abs, m.full_scale))  # fmt: skip
+    for c, tw in result.as_written.items():
+        fs = tw["full_scale"]
+        label = f"{c} twin as written" + (f" ({tw['transfer']})" if "transfer" in tw else "")
+        rows.append(_residual_row(label, len(result.fits[c].data), tw["rms_pct_fs"] * fs / 100,
+                                  tw["max_pct_fs"] * fs / 100, fs))  # fmt: skip
     return pd.DataFrame(rows).round(4)
 
 
@@ -72,8 +78,16 @@ def mismatch(mc: dict[str, Any]) -> pd.DataFrame:
 
 
 def fidelity(fid: dict[str, Any]) -> pd.DataFrame:
-    """The twin against the circuit's MAC (% FS), with and without the weight polynomial."""
-    return pd.DataFrame({k: fid[k] for k in ("twin", "twin_existing_fields")}).T.round(4)
+    """The circuit's MAC against the twin as written and against its fitted cells summed (% FS)."""
+    names = {"twin": "twin as written", "fit": "fitted cells summed"}
+    return pd.DataFrame({names[k]: fid[k] for k in names}).T.round(4)
+
+
+def undetermined(result: Any) -> pd.DataFrame:
+    """The parameters the data cannot determine: circuit, parameter, why, default."""
+    return pd.DataFrame([{"circuit": c, "parameter": k, "why": why, "default": f.defaults()[k]}
+                         for c, f in result.fits.items() for k, why in f.undetermined.items()],
+                        columns=["circuit", "parameter", "why", "default"])  # fmt: skip
 
 
 def lacking(result: Any) -> pd.DataFrame:

@@ -1,41 +1,42 @@
-"""From fitted circuit models to the twin: a Nonidealities file, and the fidelity check.
+"""From fitted circuit models to the twin: the Nonidealities file it writes.
 
 Units: the twin's volts are the characterization's normalized units (a twin input of 1 V is
 ``x_full_scale`` at a multiplier, a weight of 1.0 is ``w_full_scale``, a MAC output of 1 V is
-``y_full_scale``). Mapping onto the existing :class:`~aanntwin.config.Nonidealities` fields
-(conv2d and linear stages are built from the same multiplier):
+``y_full_scale``). Mapping onto :class:`~aanntwin.config.Nonidealities` (conv2d and linear
+stages are built from the same multiplier):
 
-- ``*_input_clip`` = the largest characterized |x| (the polynomial is not trusted beyond it);
+- ``*_input_clip`` = the largest characterized |x|: the twin clips beyond it, as nothing was
+  measured there;
 - ``*_weight_range`` = the largest characterized |w| (the weight sweep's full scale, twin weight
-  units): training keeps every weight inside it, where the weight transfer was measured;
-- ``*_input_nonlin`` = least-squares polynomial (degree 7 by default) of the input transfer
-  ``G S(x + a2 x^2 + a3 x^3)`` on ``[-clip, clip]`` (gain and input saturation folded in);
+  units): training, normalization and export keep every weight inside it;
+- the input and weight transfers, written either as polynomials (``*_input_nonlin``: degree 7
+  by default, of ``G Xs tanh((x + a2 x^2 + a3 x^3) / Xs)``; ``*_weight_nonlin`` =
+  ``(0, 1, c2, c3)``) or as tables (``*_input_table``, ``*_weight_table``) that follow any
+  monotone measured transfer; :func:`choose_transfer` picks by the error of the twin as
+  written against the data;
 - ``*_gain_mismatch`` = spread of the per-instance gain; ``*_offset_mismatch`` =
   ``sqrt(fan_in)`` x the per-multiplier equivalent output offset (output, input and weight
   offsets referred to the output, RMS over the characterized grid; independent per multiplier);
 - ``*_out_noise`` = ``sqrt(fan_in)`` x the per-multiplier output noise (uncorrelated);
-- ``relu_cutoff`` = the ``max(cutoff, y)`` closest to the ReLU data; ``relu_out_noise`` = the
-  ReLU's output noise. Readout (TIA) noise, offset and swing are not in the shipped circuits:
-  ``*_out_saturation`` stays off.
+- ``relu_cutoff``, ``relu_gain``, ``relu_threshold``, ``relu_softness`` = the soft-ReLU fit;
+  ``relu_out_noise`` = the ReLU's output noise. Readout (TIA) noise, offset and swing are not in
+  the shipped circuits: ``*_out_saturation`` stays off.
 
-What the twin cannot represent yet (weight nonlinearity, systematic offset, ReLU gain, knee and
-softness) is listed with its size in the report.
+What the twin does not represent (the systematic offset) is listed with its size in the report.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..config import ModelParams, Nonidealities, RunConfig
-from ..layers import AnalogLinear
 from ..runs import run_geometry
+from .fidelity import cell_fidelity, monotone
 from .fit import Fit, polynomial_fit
+from .separable import SeparableModel
 
 STAGE_KINDS = ("conv2d", "linear")
 
@@ -60,45 +61,31 @@ def to_nonidealities(
     mismatch: dict[str, Any] | None,
     fan_in: dict[str, int],
     degree: int = 7,
+    separable: SeparableModel | None = None,
+    transfer: str = "auto",
 ) -> tuple[Nonidealities, dict[str, Any], list[dict[str, Any]]]:
-    """The fitted Nonidealities, how each field was derived, and what the twin lacks."""
+    """The fitted Nonidealities, how each field was derived, and what the twin lacks.
+
+    ``separable``: the tabulated fit of the multiplier data (tables come from it; None: from the
+    parametric fit); ``transfer``: ``auto``, ``polynomial`` or ``table`` (see
+    :func:`choose_transfer`)."""
     fields: dict[str, Any] = {}
     how: dict[str, Any] = {}
     lacking: list[dict[str, Any]] = []
     if mult is not None:
-        m, clip = mult.model, float(mult.extra["x_span"])
-        coeffs, p_rms, p_max = polynomial_fit(m.input, clip, degree)
-        for st in STAGE_KINDS:
-            fields[f"{st}_input_clip"] = clip
-            fields[f"{st}_input_nonlin"] = coeffs
-        how["input_nonlin"] = {
-            "from": "multiplier dc: G * Xs * tanh((x + a2 x^2 + a3 x^3) / Xs)",
-            "degree": degree,
-            "clip": clip,
-            "polynomial_rms": p_rms,
-            "polynomial_max": p_max,
-        }
-        w_span = float(np.max(np.abs(mult.extra["w_range"])))
-        for st in STAGE_KINDS:
-            fields[f"{st}_weight_range"] = w_span
+        mfields, how["transfer"] = choose_transfer(mult, separable, degree, transfer)
+        fields.update(mfields)
+        clip, w_span = fields["linear_input_clip"], fields["linear_weight_range"]
+        how["input_range"] = {"from": "multiplier data: largest |x| (the twin clips beyond it)",
+                              "clip": clip}  # fmt: skip
         how["weight_range"] = {
-            "from": "multiplier data: largest |w| of the weight sweep (1.0 = w full scale)",
+            "from": "multiplier data: largest |w| of the weight sweep (1.0 = w full scale); "
+            "training, normalization and export keep every weight inside it",
             "range": w_span,
         }
-        w = np.linspace(*mult.extra["w_range"], 401)
-        if extended("weight_nonlin"):
-            for st in STAGE_KINDS:
-                fields[f"{st}_weight_nonlin"] = (0.0, 1.0, m.c2, m.c3)
-        else:
-            top = float(np.max(np.abs(m.input(np.array([-clip, clip])))))
-            lacking.append({
-                "quantity": "weight nonlinearity", "value": {"c2": m.c2, "c3": m.c3},
-                "size": float(np.max(np.abs(m.weight(w) - w))) * top,
-                "unit": "y (largest error per multiplier)",
-                "proposal": "conv2d_weight_nonlin / linear_weight_nonlin (weight polynomial)",
-            })  # fmt: skip
+        b = how["transfer"]["offset"]
         lacking.append({
-            "quantity": "systematic multiplier offset b", "value": m.b, "size": abs(m.b),
+            "quantity": "systematic multiplier offset b", "value": b, "size": abs(b),
             "unit": "y per multiplier (fan_in x b per MAC)",
             "proposal": "none needed: the trained bias absorbs it",
         })  # fmt: skip
@@ -120,10 +107,14 @@ def to_nonidealities(
                             "band_hz": noise["multiplier"]["band_hz"]}  # fmt: skip
     if relu is not None and extended("relu_softness"):
         p = relu.params
+        soft = None if "softness" in relu.undetermined else p["softness"]
         fields.update(relu_cutoff=p["floor"], relu_gain=p["gain"], relu_threshold=p["knee"],
-                      relu_softness=p["softness"])  # fmt: skip
+                      relu_softness=soft)  # fmt: skip
         how["relu"] = {"from": "soft ReLU fit", "residual_rms": relu.rms,
                        "residual_max": relu.max_abs}  # fmt: skip
+        if soft is None:
+            how["relu"]["softness"] = (f"undetermined ({relu.undetermined['softness']}): "
+                                       "a hard knee")  # fmt: skip
     elif relu is not None:
         fields["relu_cutoff"] = relu.extra["twin_relu_cutoff"]
         how["relu_cutoff"] = {"from": "least-squares max(cutoff, x) to the ReLU data",
@@ -141,77 +132,79 @@ def to_nonidealities(
     return Nonidealities(**fields), how, lacking
 
 
-def predict_mac(
-    nl: Nonidealities,
-    x: np.ndarray,
-    w: np.ndarray,
-    weight: Callable[[np.ndarray], np.ndarray] | None = None,
-    offset: float = 0.0,
-    stage: str = "linear",
-) -> np.ndarray:
-    """The twin's noiseless MAC output for K conditions (``x``, ``w``: (K, N), normalized).
+TRANSFERS = ("auto", "polynomial", "table")
+"""How the multiplier's input and weight transfers are written (see :func:`choose_transfer`)."""
+INPUT_TABLE_POINTS, WEIGHT_TABLE_POINTS = 257, 129
+"""Table sizes: equally spaced over +-input_clip and +-weight_range (straight lines between)."""
+TABLE_BETTER = 1.5
+"""``auto`` takes the table when its per-cell error is this many times below the polynomial's."""
 
-    Runs :meth:`AnalogLinear.mac` with the stage settings of ``nl`` (mismatch, noise and ADC
-    off: the nominal circuit). ``weight`` maps programmed to effective weights (the proposed
-    weight nonlinearity; None = linear); ``offset`` is the MAC's systematic offset (as bias).
-    """
-    x, w = np.atleast_2d(x), np.atleast_2d(w)
-    k, n = x.shape
-    s = dataclasses.replace(
-        nl.stage(stage), gain_mismatch=None, offset_mismatch=None, out_noise=None, out_bits=None
-    )
-    w_eff = weight(w) if weight is not None else w
-    out = np.empty(k)
-    with torch.no_grad():
-        # Condition j is output j of a layer whose row j holds its weights (diagonal).
-        for j in range(0, k, 256):
-            xs, ws = torch.from_numpy(x[j : j + 256]), torch.from_numpy(w_eff[j : j + 256])
-            layer = AnalogLinear(n, len(ws), bias=True, settings=s).double()
-            layer.weight.copy_(ws)
-            layer.bias.fill_(offset)
-            out[j : j + 256] = torch.diagonal(layer.mac(xs)).numpy()
+
+def _candidate(fields: dict[str, Any], offset: float, mult: Fit) -> dict[str, Any]:
+    """Per-cell fidelity of one way of writing the multiplier (fields for both stage kinds)."""
+    nl = Nonidealities(**{f"{st}_{k}": v for st in STAGE_KINDS for k, v in fields.items()})
+    f = mult.data
+    x, w, y = (f[c].to_numpy(float) for c in ("x", "w", "y"))
+    out = cell_fidelity(nl, x, w, y, offset, mult.full_scale)
+    out.pop("_pred")
     return out
 
 
-def fidelity(
-    x: np.ndarray, w: np.ndarray, y: np.ndarray, nl: Nonidealities, mult: Fit
-) -> dict[str, Any]:
-    """Twin against circuit on MAC conditions: RMS and max error in % of full scale.
+def choose_transfer(
+    mult: Fit, separable: SeparableModel | None, degree: int = 7, transfer: str = "auto"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The multiplier's Nonidealities fields (both stage kinds) and how they were chosen.
 
-    Full scale = fan-in x the multiplier's largest characterized |y| (the MAC's output range).
-    ``twin``: the fitted stage with the proposed weight nonlinearity; ``twin_existing_fields``:
-    the present twin (linear weights). Errors also in % of the largest |y| seen.
+    Two ways to write the input and weight transfers, each checked through the twin's own layer
+    against the DC data (per cell, % of the data's largest |y|):
+
+    - ``polynomial``: degree-``degree`` least-squares polynomial of the parametric input
+      transfer ``G Xs tanh(...)`` and the cubic weight polynomial ``(0, 1, c2, c3)``;
+    - ``table``: the tabulated transfers (:data:`INPUT_TABLE_POINTS` and
+      :data:`WEIGHT_TABLE_POINTS` points) of the separable fit (of the parametric one when the
+      data is not a grid), which follow any monotone measured curve.
+
+    ``auto`` keeps the polynomial unless it is non-monotone where the data is monotone or the
+    table is :data:`TABLE_BETTER` times more accurate.
     """
-    n = x.shape[1]
-    offset = n * mult.model.b
-    fs = n * mult.full_scale
-    seen = float(np.max(np.abs(y)))
-    out: dict[str, Any] = {"conditions": len(y), "inputs": n, "full_scale": fs, "max_abs_y": seen}
-    if getattr(nl, "linear_weight_nonlin", None) is not None:  # the twin has the field
-        linear = nl.replace(linear_weight_nonlin=None)
-        preds = {"twin": predict_mac(nl, x, w, None, offset)}
-    else:  # emulate the proposed field: the same polynomial applied to the weights
-        linear = nl
-        preds = {"twin": predict_mac(nl, x, w, mult.model.weight, offset)}
-    preds["twin_existing_fields"] = predict_mac(linear, x, w, None, offset)
-    for name, pred in preds.items():
-        err = pred - y
-        rms, mx = float(np.sqrt(np.mean(err**2))), float(np.max(np.abs(err)))
-        out[name] = {
-            "rms_pct_fs": 100 * rms / fs,
-            "max_pct_fs": 100 * mx / fs,
-            "rms_pct_max_y": 100 * rms / seen,
-            "max_pct_max_y": 100 * mx / seen,
-        }
-        out[f"_pred_{name}"] = pred
-    return out
-
-
-def heldout_conditions(
-    count: int, inputs: int, x_span: float, w_span: float = 1.0, seed: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random MAC conditions, uniform over the characterized ranges (off the fit grids)."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-x_span, x_span, (count, inputs))
-    w = rng.uniform(-w_span, w_span, (count, inputs))
-    return x, w
+    if transfer not in TRANSFERS:
+        raise ValueError(f"transfer = {transfer!r}: one of {', '.join(TRANSFERS)}")
+    m, clip = mult.model, float(mult.extra["x_span"])
+    w_span = float(np.max(np.abs(mult.extra["w_range"])))
+    ranges = {"input_clip": clip, "weight_range": w_span}
+    coeffs, p_rms, p_max = polynomial_fit(m.input, clip, degree)
+    poly = {**ranges, "input_nonlin": coeffs, "weight_nonlin": (0.0, 1.0, m.c2, m.c3)}
+    src = separable if separable is not None else m
+    xs, ws = np.linspace(-clip, clip, INPUT_TABLE_POINTS), np.linspace(-w_span, w_span, WEIGHT_TABLE_POINTS)
+    table = {**ranges, "input_table": tuple(map(float, src.input(xs))),
+             "weight_table": tuple(map(float, src.weight(ws)))}  # fmt: skip
+    offsets = {"polynomial": float(m.b), "table": float(src.b)}
+    found = {"polynomial": _candidate(poly, offsets["polynomial"], mult),
+             "table": _candidate(table, offsets["table"], mult)}  # fmt: skip
+    data_in = separable.g if separable is not None else m.input(np.unique(mult.data["x"]))
+    data_w = separable.f if separable is not None else m.weight(np.unique(mult.data["w"]))
+    data_monotone = {"input": monotone(data_in), "weight": monotone(data_w)}
+    p, t = found["polynomial"], found["table"]
+    bends = [k for k in ("input", "weight") if data_monotone[k] and not p[f"{k}_monotone"]]
+    if transfer != "auto":
+        chosen, reason = transfer, "asked for"
+    elif bends:
+        chosen, reason = "table", f"the polynomial {' and '.join(bends)} transfer is not " \
+            "monotone where the data is"  # fmt: skip
+    elif TABLE_BETTER * t["rms_pct_fs"] < p["rms_pct_fs"]:
+        chosen = "table"
+        reason = f"the table follows the data {p['rms_pct_fs'] / t['rms_pct_fs']:.1f}x closer"
+    else:
+        chosen, reason = "polynomial", "the polynomial follows the data as closely as the table"
+    how = {
+        "chosen": chosen,
+        "reason": reason,
+        "offset": offsets[chosen],
+        "table_source": "separable (tabulated) fit" if separable is not None else "parametric fit",
+        "polynomial": {"degree": degree, "clip": clip, "vs_parametric_rms": p_rms,
+                       "vs_parametric_max": p_max},  # fmt: skip
+        "data_monotone": data_monotone,
+        "candidates": found,
+    }
+    chosen_fields = poly if chosen == "polynomial" else table
+    return {f"{st}_{k}": v for st in STAGE_KINDS for k, v in chosen_fields.items()}, how

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from ..characterization.circuits import MULTIPLIERS
 from ..characterization.flow import acquire, fit_and_write
 from ..characterization.pipeline import SimOptions, summary
-from ..characterization.twin import fan_ins
+from ..characterization.twin import TRANSFERS, fan_ins
 from ..config import load_config
 from ..errors import AanntwinError
 from ..io import check_output_path, output_dir
@@ -51,6 +53,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument(
         "--degree", type=bounded_int(1, 30), default=7, help="input polynomial degree (7)"
     )
+    g.add_argument(
+        "--transfer",
+        choices=TRANSFERS,
+        default="auto",
+        help="write the multiplier's input and weight transfers as polynomials or tables; auto "
+        "(default) takes the one that follows the data (a table when the polynomial bends back "
+        "or is 1.5x less accurate)",
+    )
     s = p.add_argument_group("simulation (--simulate)")
     s.add_argument(
         "--instances", type=bounded_int(1, 10_000), default=20, help="Monte Carlo instances (20)"
@@ -63,6 +73,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--heldout", type=bounded_int(1, 100_000), default=200, help="held-out MAC conditions (200)"
     )
     s.add_argument("--model-card", help="models file replacing the generic BSIM3 card")
+    s.add_argument(
+        "--multiplier",
+        choices=tuple(MULTIPLIERS),
+        default="gilbert",
+        help="multiplier topology whose netlists run: " + ", ".join(MULTIPLIERS) + " (gilbert)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(run=run)
     return p
@@ -89,12 +105,15 @@ def run(args: argparse.Namespace) -> int:
     if args.simulate and args.model_card and not Path(args.model_card).exists():
         raise AanntwinError(f"--model-card {args.model_card}: file not found")
     opts = SimOptions(args.instances, args.seed, args.a_vt, args.band, args.heldout, 1,
-                      args.model_card)  # fmt: skip
+                      args.model_card, args.multiplier)  # fmt: skip
     with output_dir(out, replaces=("nonidealities.json", "fit_report.json")) as tmp:
         curves = acquire(args.csv, args.simulate, tmp / "data", opts)
-        result, _ = fit_and_write(curves, fan, tmp, args.degree, plots=not args.no_plots)
+        result, _ = fit_and_write(curves, fan, tmp, args.degree, plots=not args.no_plots,
+                                  transfer=args.transfer)  # fmt: skip
     for line in summary(result):
         print(line)
+    for line in result.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     seconds = curves.seconds
     if seconds:
         print(f"ngspice: {sum(seconds.values()):.2f} s for {len(seconds)} analyses")

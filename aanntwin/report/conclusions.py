@@ -146,12 +146,12 @@ def characterization_sentences(result: Any) -> list[str]:
     out = []
     fid = result.fidelity
     if fid:
-        twin, linear = fid["twin"], fid.get("twin_existing_fields", {})
+        twin, fit = fid["twin"], fid.get("fit", {})
         out.append(
-            f"The fitted twin reproduces the circuit's {fid['inputs']}-input MAC to "
+            f"The twin as written reproduces the circuit's {fid['inputs']}-input MAC to "
             f"{twin['rms_pct_fs']:.2g} % of full scale RMS (max {twin['max_pct_fs']:.2g} %) on "
             f"{fid['conditions']} held-out conditions"
-            + (f" (with linear weights: {linear['rms_pct_fs']:.2g} %)." if linear else ".")
+            + (f" (its fitted cells summed: {fit['rms_pct_fs']:.2g} %)." if fit else ".")
         )
     else:
         out.append("No MAC data: how well the twin reproduces the circuit is not checked.")
@@ -175,6 +175,8 @@ def characterization_sentences(result: Any) -> list[str]:
         f"The fitted file activates {len(active)} nonidealities"
         + (f"; the twin lacks: {'; '.join(lacking)}." if lacking else ".")
     )
+    for line in getattr(result, "warnings", []):
+        out.append(f"Warning, {line}.")
     return out
 
 

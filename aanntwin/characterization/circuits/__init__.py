@@ -10,13 +10,24 @@ Files (ngspice netlists; every MOSFET carries AD/AS/PD/PS so BSIM3 does not warn
   device between two wide input pairs whose cross-coupled drains feed the summing nodes.
 - ``relu.sub``: subcircuit ``relu`` (ports ``in out vclamp``), a current-mode ReLU: a diode and
   mirror pass positive current, a PMOS clamp diode absorbs negative current; the knee is soft.
+- ``gilbert_subthreshold.sub``: subcircuit ``gilbert_sub`` (same ports), the same Gilbert cell
+  with every signal device in weak inversion (12 uA tail, W/L = 200u/1u): translinear, so
+  y = tanh(Vw / 2nU_T) tanh(Vx / 2nU_T); the input saturates flat inside |x| <= 1.5 and the
+  weight transfer is visibly compressive. A second topology to check that the characterization
+  generalizes.
 - ``multiplier.cir``, ``mac.cir`` (8 multipliers on one summing-node pair), ``relu.cir``:
   testbenches with a normalized interface: inputs ``VX`` / ``VW`` (``VX1..VX8``, ``VW1..VW8``)
   in multiples of the full scales ``.param XFS`` / ``WFS``, output node ``y`` in multiples of
-  ``YFS`` (through an ideal, noiseless transimpedance readout).
+  ``YFS`` (through an ideal, noiseless transimpedance readout). ``multiplier_subthreshold.cir``,
+  ``mac_subthreshold.cir``: the same testbenches around ``gilbert_sub``.
 - ``data/*.csv``: characterization data made by the project's own ngspice runs of these
   netlists (format: :mod:`aanntwin.characterization.curves`), so fits and docs run without ngspice.
   Regenerate with ``aanntwin characterize --simulate --out DIR`` (DIR/data/).
+  ``data/subthreshold/*.csv``: the subthreshold multiplier's and MAC's data (the ReLU files are
+  shared); ``aanntwin characterize --simulate --multiplier subthreshold --out DIR``.
+
+Topologies: :data:`MULTIPLIERS` names each multiplier (testbenches and data folder);
+:func:`example_files` gives a topology's committed CSVs.
 
 Using a real PDK: load the netlist with ``aanntwin.characterization.spice.Netlist.load(path, model_card=FILE)``
 (CLI ``--model-card FILE``), which replaces the include of the generic card; the devices use
@@ -27,7 +38,10 @@ the model names ``nch``/``pch``, so either name the PDK's models so (a wrapper f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+from ...errors import AanntwinError
 
 CIRCUITS_DIR = Path(__file__).resolve().parent
 """This folder."""
@@ -51,9 +65,53 @@ EXAMPLE_FILES = {
 """The committed example data, one file per (circuit, analysis)."""
 
 
-def example_files() -> list[Path]:
-    """Every committed example CSV (fit inputs and the MAC's held-out conditions)."""
-    return list(EXAMPLE_FILES.values())
+@dataclass(frozen=True)
+class Topology:
+    """One multiplier topology: its testbenches and where its committed data lie."""
+
+    multiplier: Path
+    """Single-multiplier testbench (sources ``VX``, ``VW``; node ``y``)."""
+    mac: Path
+    """Testbench of :data:`MAC_INPUTS` multipliers on one summing-node pair (``VX1..``, ``VW1..``)."""
+    data_dir: Path
+    """Folder of its committed ``multiplier_*.csv`` and ``mac_heldout.csv`` (the ReLU's files
+    are shared, in :data:`DATA_DIR`)."""
+
+
+MULTIPLIERS = {
+    "gilbert": Topology(MULTIPLIER, MAC, DATA_DIR),
+    "subthreshold": Topology(
+        CIRCUITS_DIR / "multiplier_subthreshold.cir",
+        CIRCUITS_DIR / "mac_subthreshold.cir",
+        DATA_DIR / "subthreshold",
+    ),
+}
+"""The multiplier topologies by name: ``gilbert`` (``gilbert.sub``, moderate/strong inversion)
+and ``subthreshold`` (``gilbert_subthreshold.sub``, weak inversion)."""
+
+
+def topology(multiplier: str = "gilbert") -> Topology:
+    """The topology named ``multiplier``; :class:`AanntwinError` listing the names if unknown."""
+    try:
+        return MULTIPLIERS[multiplier]
+    except (KeyError, TypeError):
+        names = ", ".join(MULTIPLIERS)
+        raise AanntwinError(
+            f"unknown multiplier topology {multiplier!r}: choose one of {names}"
+        ) from None
+
+
+def topology_files(multiplier: str = "gilbert") -> dict[tuple[str, str], Path]:
+    """A topology's committed CSVs by (circuit, analysis): its multiplier dc/noise/montecarlo
+    and ``mac_heldout`` files plus the shared ReLU files (same keys as :data:`EXAMPLE_FILES`)."""
+    folder = topology(multiplier).data_dir
+    return {k: (p if k[0] == "relu" else folder / p.name) for k, p in EXAMPLE_FILES.items()}
+
+
+def example_files(multiplier: str = "gilbert") -> list[Path]:
+    """Every committed example CSV of a topology (fit inputs and the MAC's held-out conditions);
+    ``gilbert`` (the default): the files of :data:`EXAMPLE_FILES`."""
+    return list(topology_files(multiplier).values())
 
 
 __all__ = [
@@ -65,5 +123,9 @@ __all__ = [
     "DATA_DIR",
     "MAC_INPUTS",
     "EXAMPLE_FILES",
+    "MULTIPLIERS",
+    "Topology",
+    "topology",
+    "topology_files",
     "example_files",
 ]
