@@ -172,3 +172,33 @@ def test_export_of_weights_beyond_the_range_writes_none_beyond(trained_run, tmp_
         w = getattr(loaded, stage).weight
         assert w.abs().max().item() <= F32(bound), stage
     assert "conv" in capsys.readouterr().out
+
+
+def test_evaluate_counts_and_warns_about_weights_and_inputs_beyond_the_limits(
+    trained_run, tmp_path, capsys
+):
+    """Weights trained without a range, evaluated under a characterization: the twin clips them;
+    ``aanntwin evaluate`` reports how many (``limits``) and warns, instead of a silent number."""
+    from aanntwin.cli import main
+    from aanntwin.config import Normalization
+    from aanntwin.limits import limits, warnings
+    from aanntwin.runs import load_run
+
+    nl = Nonidealities(conv2d_input_clip=0.8, conv2d_weight_range=0.05, linear_weight_range=0.02)
+    path = tmp_path / "char.json"
+    path.write_text(nl.to_json())
+    run = trained_run(SMALL).folder
+    assert main(["evaluate", str(run), "--nonidealities", str(path)]) == 0
+    printed = capsys.readouterr()
+    report = json.loads(printed.out)
+    _, model = load_run(run, nl)
+    outside = int((model.conv.weight.abs() > 0.05).sum())
+    assert outside > 0 and report["limits"]["conv"]["weights_outside"] == outside
+    assert report["limits"]["linear"]["weight_bound"] == 0.02
+    assert f"conv: {outside} of {model.conv.weight.numel()} weights lie beyond +-0.05" in printed.err
+    # the normalization drives pixels to 1 V, beyond the 0.8 V input range
+    assert "inputs to 1 V, beyond the characterized +-0.8 V" in printed.err
+    inside = limits(model, Normalization(max_out=0.5))
+    assert "inputs_reach" not in inside["conv"]
+    model.project_weights()
+    assert warnings(limits(model, Normalization(max_out=0.5))) == []

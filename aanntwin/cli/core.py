@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from ..config import Nonidealities, RunConfig, load_config, load_nonidealities
 from ..data import load_dataset
 from ..errors import AanntwinError
 from ..io import check_output_path, output_dir
+from ..limits import limits
+from ..limits import warnings as limit_warnings
 from ..runs import RUN_FILES, load_run, read_config, run_geometry, write_run
 from ..studies.export import evaluate_export
 from ..training import evaluate, train
@@ -164,6 +167,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     for line in _weight_bound_lines(model.weight_bounds(cfg.nonidealities), cfg.nonidealities):
         print(line)
+    for line in limit_warnings(limits(model, cfg.normalization)):
+        print(f"warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -226,7 +231,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "nonidealities": nl.active(),
         "per_class_accuracy": res.per_class_accuracy,
     }
+    found = limits(model, cfg.normalization)
+    if found:
+        report["limits"] = found
     print(json.dumps(report, indent=2))
+    for line in limit_warnings(found):
+        print(f"warning: {line}", file=sys.stderr)
     return 0
 
 

@@ -22,8 +22,12 @@ from ..errors import AanntwinError
 SECTIONS = {"input": "input", "conv2d": "conv stage", "relu": "ReLU", "linear": "final stage",
             "shared": "chip / shared"}  # fmt: skip
 """Section title of each :data:`~aanntwin.config.FIELD_GROUPS` group (signal order)."""
-NOT_CONTROLLED: dict[str, str] = {}
-"""Fields without a control, with the reason (none at present: every field has one)."""
+NOT_CONTROLLED: dict[str, str] = {
+    f"{kind}_{what}_table": "a measured transfer table: kept as the parameters have it"
+    for kind in ("conv2d", "linear")
+    for what in ("input", "weight")
+}
+"""Fields without a control, with the reason (the tables: a curve of hundreds of points)."""
 COEFFICIENTS = (2, 3)
 """Polynomial orders with a control: the bending terms (a_0 and a_1 stay as the parameters)."""
 
