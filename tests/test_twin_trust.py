@@ -158,3 +158,21 @@ def test_cli_prints_the_twin_as_written_and_warns(files, tmp_path, capsys):
     assert report["warnings"] and report["twin_as_written"]["multiplier"]["transfer"] == "polynomial"
     nl = load_nonidealities(str(out / "nonidealities.json"))
     assert nl.linear_input_nonlin is not None and nl.linear_input_table is None
+
+
+@pytest.mark.parametrize("name", ["gilbert", "subthreshold"])
+def test_both_shipped_multipliers_twin_as_written_within_the_acceptance(name):
+    """Issue 13 acceptance on the committed data of both topologies: the twin as written within
+    0.1 % FS RMS of ngspice on the 200 held-out 8-input MAC conditions, and per cell within 2x of
+    the fit's own residual."""
+    from aanntwin.characterization.circuits import MULTIPLIERS, example_files
+
+    assert name in MULTIPLIERS
+    result = characterize(read_all(example_files(name)))
+    fid = result.fidelity
+    assert fid["conditions"] == 200 and fid["inputs"] == 8
+    assert fid["twin"]["rms_pct_fs"] <= 0.1
+    cell = result.as_written["multiplier"]
+    assert cell["rms_pct_fs"] <= 2 * min(v["rms_pct_fs"] for v in cell["fits"].values())
+    assert cell["rms_pct_fs"] <= 2 * cell["fits"]["parametric"]["rms_pct_fs"]
+    assert result.warnings == []
