@@ -279,8 +279,13 @@ def test_the_data_source_and_the_tables_of_notebook_01(tmp_path):
     result, paths = flow.fit_and_write(committed, "digits", tmp_path, plots=False)
     assert result.fan_in == fan_ins("digits") and flow.wrote(paths, tmp_path).startswith("wrote")
     res = tables.residuals(result)
-    assert list(res["fit"]) == ["multiplier fit", "multiplier tabulated fit", "relu fit",
-                                "multiplier twin as written (table)", "relu twin as written"]
+    assert list(res["fit"]) == [
+        "multiplier fit",
+        "multiplier tabulated fit",
+        "relu fit",
+        "multiplier twin as written (table)",
+        "relu twin as written",
+    ]
     assert tables.parameters(paths["parameters"])["stderr"].map(type).eq(str).all()
     assert set(tables.headlines(result)) == {"fidelity_rms_pct_fs", "active_nonidealities"}
 

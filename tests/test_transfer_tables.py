@@ -62,7 +62,9 @@ def test_layer_applies_clip_then_table_and_the_weight_table():
     assert np.allclose(layer.input_transfer(x).numpy(), g)
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[0.25, -1.0, 0.1]]))
-    assert np.allclose(layer.effective_weight().detach().numpy(), [[0.2, -0.4, 0.08]])  # clip, then table
+    assert np.allclose(
+        layer.effective_weight().detach().numpy(), [[0.2, -0.4, 0.08]]
+    )  # clip, then table
     assert np.allclose(layer.mac(x).detach().numpy(), g @ np.array([0.2, -0.4, 0.08]))
 
 

@@ -155,7 +155,9 @@ def test_cli_prints_the_twin_as_written_and_warns(files, tmp_path, capsys):
     assert "multiplier twin as written (polynomial): RMS" in printed.out
     assert "warning: multiplier: the twin as written (polynomial)" in printed.err
     report = json.loads((out / "fit_report.json").read_text())
-    assert report["warnings"] and report["twin_as_written"]["multiplier"]["transfer"] == "polynomial"
+    assert (
+        report["warnings"] and report["twin_as_written"]["multiplier"]["transfer"] == "polynomial"
+    )
     nl = load_nonidealities(str(out / "nonidealities.json"))
     assert nl.linear_input_nonlin is not None and nl.linear_input_table is None
 

@@ -195,7 +195,9 @@ def test_evaluate_counts_and_warns_about_weights_and_inputs_beyond_the_limits(
     outside = int((model.conv.weight.abs() > 0.05).sum())
     assert outside > 0 and report["limits"]["conv"]["weights_outside"] == outside
     assert report["limits"]["linear"]["weight_bound"] == 0.02
-    assert f"conv: {outside} of {model.conv.weight.numel()} weights lie beyond +-0.05" in printed.err
+    assert (
+        f"conv: {outside} of {model.conv.weight.numel()} weights lie beyond +-0.05" in printed.err
+    )
     # the normalization drives pixels to 1 V, beyond the 0.8 V input range
     assert "inputs to 1 V, beyond the characterized +-0.8 V" in printed.err
     inside = limits(model, Normalization(max_out=0.5))

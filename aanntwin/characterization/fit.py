@@ -135,8 +135,9 @@ class Fit:
             "residual_rms_pct_fs": 100 * self.rms / self.full_scale,
             "residual_max_pct_fs": 100 * self.max_abs / self.full_scale,
             "points": len(self.data),
-            "undetermined": {k: {"why": v, "default": self.defaults()[k]}
-                             for k, v in self.undetermined.items()},  # fmt: skip
+            "undetermined": {
+                k: {"why": v, "default": self.defaults()[k]} for k, v in self.undetermined.items()
+            },  # fmt: skip
             **self.extra,
         }
 
@@ -251,8 +252,9 @@ def fit_relu(ds: CurveTable) -> Fit:
         "twin_residual_max": twin_max,
     }
     fs = float(np.max(np.abs(y)))
-    return Fit("relu", model, model.to_dict(), err, units, rms, mx, fs, data, extra=extra,
-               undetermined=why)
+    return Fit(
+        "relu", model, model.to_dict(), err, units, rms, mx, fs, data, extra=extra, undetermined=why
+    )
 
 
 def best_cutoff(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:

@@ -311,7 +311,8 @@ def bench_fidelity(
         "cell_twin_rms_pct_fs": result.as_written["multiplier"]["rms_pct_fs"],
         "cell_fit_rms_pct_fs": result.as_written["multiplier"]["fits"]["parametric"]["rms_pct_fs"],
         "cell_tabulated_fit_rms_pct_fs": result.as_written["multiplier"]["fits"]
-        .get("separable", {}).get("rms_pct_fs", float("nan")),
+        .get("separable", {})
+        .get("rms_pct_fs", float("nan")),
         "transfer": result.as_written["multiplier"]["transfer"],
         "heldout_conditions": fid["conditions"],
         **{f"ngspice_{k}_s": v for k, v in seconds.items()},

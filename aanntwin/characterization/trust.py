@@ -55,8 +55,12 @@ def as_written(fits: dict[str, Fit], nl: Nonidealities, how: dict[str, Any]) -> 
         x, y = (r.data[c].to_numpy(float) for c in ("x", "y"))
         out["relu"] = {
             **errors(relu_curve(nl, x), y, r.full_scale),
-            "fits": {"soft relu": {"rms_pct_fs": _pct(r.rms, r.full_scale),
-                                   "max_pct_fs": _pct(r.max_abs, r.full_scale)}},  # fmt: skip
+            "fits": {
+                "soft relu": {
+                    "rms_pct_fs": _pct(r.rms, r.full_scale),
+                    "max_pct_fs": _pct(r.max_abs, r.full_scale),
+                }
+            },  # fmt: skip
             "full_scale": r.full_scale,
         }
     return out

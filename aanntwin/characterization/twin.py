@@ -175,7 +175,10 @@ def choose_transfer(
     coeffs, p_rms, p_max = polynomial_fit(m.input, clip, degree)
     poly = {**ranges, "input_nonlin": coeffs, "weight_nonlin": (0.0, 1.0, m.c2, m.c3)}
     src = separable if separable is not None else m
-    xs, ws = np.linspace(-clip, clip, INPUT_TABLE_POINTS), np.linspace(-w_span, w_span, WEIGHT_TABLE_POINTS)
+    xs, ws = (
+        np.linspace(-clip, clip, INPUT_TABLE_POINTS),
+        np.linspace(-w_span, w_span, WEIGHT_TABLE_POINTS),
+    )
     table = {**ranges, "input_table": tuple(map(float, src.input(xs))),
              "weight_table": tuple(map(float, src.weight(ws)))}  # fmt: skip
     offsets = {"polynomial": float(m.b), "table": float(src.b)}
@@ -201,8 +204,12 @@ def choose_transfer(
         "reason": reason,
         "offset": offsets[chosen],
         "table_source": "separable (tabulated) fit" if separable is not None else "parametric fit",
-        "polynomial": {"degree": degree, "clip": clip, "vs_parametric_rms": p_rms,
-                       "vs_parametric_max": p_max},  # fmt: skip
+        "polynomial": {
+            "degree": degree,
+            "clip": clip,
+            "vs_parametric_rms": p_rms,
+            "vs_parametric_max": p_max,
+        },  # fmt: skip
         "data_monotone": data_monotone,
         "candidates": found,
     }
