@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import AanntwinError
-from . import characterize, core, errors, export, specs, studies, workbook
+from . import characterize, core, errors, export, geometries, specs, studies, workbook
 from .common import Parser
 
 __all__ = ["build_parser", "main"]
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"show the traceback of an error (or set {errors.DEBUG_ENV}=1)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
     core.add_parsers(sub)
+    geometries.add_parser(sub)
     studies.add_normalize_parser(sub)
     studies.add_weights_parser(sub)
     specs.add_parsers(sub)

@@ -61,6 +61,47 @@ def enumerate_geometries(
     return found
 
 
+GEOMETRY_COLUMNS = [
+    "channels", "kernel", "stride", "padding", "pool", "conv_out", "pool_out", "features",
+    "conv_macs", "conv_multipliers_per_mac", "conv_multipliers", "linear_macs",
+    "linear_multipliers", "macs", "multipliers",
+]  # fmt: skip
+"""What :func:`hardware_row` gives per geometry (sides as ``HxW``; counts)."""
+
+
+def hardware_row(params: ModelParams, g: Any) -> dict[str, Any]:
+    """One geometry's parameters and hardware counts (conv MACs counted before pooling)."""
+    conv, rest = g.stages[0], g.stages[1:]
+    return {
+        "channels": params.channels, "kernel": params.kernel, "stride": params.stride,
+        "padding": params.padding, "pool": params.pool,
+        "conv_out": "x".join(map(str, g.conv_out)), "pool_out": "x".join(map(str, g.pool_out)),
+        "features": g.features, "conv_macs": conv.macs, "conv_multipliers_per_mac": conv.fan_in,
+        "conv_multipliers": conv.multipliers, "linear_macs": sum(s.macs for s in rest),
+        "linear_multipliers": sum(s.multipliers for s in rest), "macs": g.macs,
+        "multipliers": g.multipliers,
+    }  # fmt: skip
+
+
+def geometry_table(
+    in_shape: tuple[int, int, int],
+    n_classes: int,
+    space: dict[str, Any] | None = None,
+    max_multipliers: int | None = None,
+) -> Any:
+    """Every valid geometry of ``space`` (default :data:`REFERENCE_SPACE`; values as lists or
+    ``1:7``/``2,4`` text) for images ``in_shape`` (C, H, W) and ``n_classes``, with its
+    hardware counts, by multiplier count; at most ``max_multipliers``. No training."""
+    import pandas as pd  # the CLI's table; pandas is a core dependency, imported where used
+
+    space = {**REFERENCE_SPACE, **(space or {})}
+    space = {name: parse_ints(values, f"--{name}", 1, 4096) for name, values in space.items()}
+    geoms = enumerate_geometries(in_shape, n_classes, channels=space["channels"],
+                                 kernels=space["kernel"], strides=space["stride"],
+                                 pools=space["pool"], max_multipliers=max_multipliers)  # fmt: skip
+    return pd.DataFrame([hardware_row(p, g) for p, g in geoms], columns=GEOMETRY_COLUMNS)
+
+
 def _architecture_task(config: dict[str, Any], data_dir: str | None, device: str) -> list[dict]:
     cfg = RunConfig.from_dict(config)
     data = cached_dataset(cfg.dataset, data_dir, device)
