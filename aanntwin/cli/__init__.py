@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import AanntwinError
-from . import characterize, core, errors, export, geometries, specs, studies, workbook
+from . import characterize, core, errors, export, geometries, reference, specs, studies, workbook
 from .common import Parser
 
 __all__ = ["build_parser", "main"]
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     characterize.add_parser(sub)
     export.add_parser(sub)
     workbook.add_parser(sub)
+    reference.add_parser(sub)
     studies.add_sweep_parser(sub)
     return parser
 
