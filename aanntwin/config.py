@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .registry import DATASET_REGISTRY, DATASETS, IN_SHAPES, DatasetInfo  # noqa: F401 (re-exported)
+from .registry import (  # noqa: F401 (re-exported)
+    DATASET_REGISTRY,
+    DATASETS,
+    IN_SHAPES,
+    DatasetInfo,
+    check_name,
+)
 from .schema import Params, load_params, param, stable_hash
 
 STAGES = ("conv2d", "linear")
@@ -366,8 +372,9 @@ class RunConfig(Params):
 
     section = ""
 
-    dataset: Literal[DATASETS] = param("digits")  # type: ignore[valid-type]
-    """Dataset name (``digits`` is bundled with scikit-learn: works offline)."""
+    dataset: str = param("digits")
+    """A registered dataset name (:data:`DATASETS`; ``digits`` is bundled with scikit-learn:
+    works offline) or the path of a ``.npz`` file (your own data, :mod:`aanntwin.npz`)."""
     model: ModelParams = dataclasses.field(default_factory=ModelParams)
     """Network geometry."""
     train: TrainParams = dataclasses.field(default_factory=TrainParams)
@@ -376,6 +383,9 @@ class RunConfig(Params):
     """Nonidealities on during training (hardware-aware training); all off = ideal."""
     normalization: Normalization = dataclasses.field(default_factory=Normalization)
     """Pixel-to-voltage map."""
+
+    def check(self) -> None:
+        check_name(self.dataset)  # ConfigError: the value, the registered names, the .npz form
 
     def canonical(self) -> RunConfig:
         """The same run with canonical nonidealities (see :meth:`Nonidealities.canonical`) and

@@ -4,6 +4,9 @@
   stratified 75/25 train/test split.
 - ``mnist``, ``fashion-mnist``: IDX files (gzipped or raw, torchvision's file names) from a folder
   (``data_dir`` or ``$AANNTWIN_DATA_DIR``), or downloaded into it with SHA-256 verification.
+- ``cifar10``: the binary version's batch files (3x32x32 colour images), from a folder or
+  downloaded with SHA-256 verification: :mod:`aanntwin.cifar`.
+- a path to a ``.npz`` file: your own data, any image size and class count: :mod:`aanntwin.npz`.
 
 A folder is checked against what its dataset name promises (image size and channels, counts,
 labels) and its content against the known SHA-256 digests: :mod:`aanntwin.idx` (the IDX reading
@@ -21,17 +24,19 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .config import DATASET_REGISTRY, DATASETS
 from .errors import DataError
 from .idx import SOURCES, SPECS, UnverifiedDataWarning, content_fingerprint, locate, read_checked
+from .registry import DATASETS, choices_text, info, is_npz
 
 DATASET_NAMES = DATASETS
-"""Every dataset :func:`load_dataset` knows (the registry, :data:`aanntwin.config.DATASETS`)."""
+"""Every registered dataset :func:`load_dataset` knows (:data:`aanntwin.registry.DATASETS`);
+a ``.npz`` path names any other."""
 
 
 @dataclass
@@ -51,7 +56,8 @@ class Dataset:
     """Where it came from (a folder, or the scikit-learn package)."""
     verified: bool = True
     """Whether the content matched the SHA-256 digests known for ``name`` (``SOURCES``,
-    ``CONTENT_SHA256``); False loads came with an ``UnverifiedDataWarning``."""
+    ``CONTENT_SHA256``; CIFAR-10: a ``SHA256SUMS`` from the verified archive); False loads came
+    with an ``UnverifiedDataWarning``, except a ``.npz`` (own data: nothing to verify against)."""
 
     @property
     def in_shape(self) -> tuple[int, int, int]:
@@ -118,7 +124,7 @@ def load_digits() -> Dataset:
         torch.from_numpy(y[tr]),
         torch.from_numpy(x[te]),
         torch.from_numpy(y[te]),
-        DATASET_REGISTRY["digits"].n_classes,
+        info("digits").n_classes,
         _fingerprint(x[tr], y[tr], x[te], y[te]),
         "scikit-learn",
     )
@@ -160,15 +166,72 @@ def load_idx_dataset(
     )
 
 
+def load_cifar10(data_dir: str | os.PathLike[str] | None = None, download: bool = True) -> Dataset:
+    """CIFAR-10 (binary version) from ``data_dir`` (or downloaded): 3x32x32 images in [0, 1]."""
+    from .cifar import RECORDS_PER_FILE, SUMS, load_cifar10_arrays
+
+    arrays, fingerprint, folder, verified, counts = load_cifar10_arrays(data_dir, download)
+    if not verified:
+        warnings.warn(
+            f"cifar10: content of {folder} is unverified: no {SUMS} from a verified download "
+            f"(records per file: {', '.join(map(str, counts))}; the real files hold "
+            f"{RECORDS_PER_FILE}); put cifar-10-binary.tar.gz there to have it checked",
+            UnverifiedDataWarning,
+            stacklevel=3,
+        )
+
+    def images(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(a.astype(np.float32) / np.float32(255.0))
+
+    return Dataset(
+        "cifar10",
+        images(arrays["x_train"]),
+        torch.from_numpy(arrays["y_train"].astype(np.int64)),
+        images(arrays["x_test"]),
+        torch.from_numpy(arrays["y_test"].astype(np.int64)),
+        info("cifar10").n_classes,
+        fingerprint,
+        str(folder),
+        verified=verified,
+    )
+
+
+def load_npz(path: str | os.PathLike[str]) -> Dataset:
+    """Your own dataset from a ``.npz`` file (format: :mod:`aanntwin.npz`); its ``name`` is the
+    path as given, its fingerprint covers the file's bytes."""
+    from .npz import load_npz_arrays
+
+    arrays, n_classes, fingerprint = load_npz_arrays(path)
+    t = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    return Dataset(
+        str(path),
+        t["x_train"],
+        t["y_train"],
+        t["x_test"],
+        t["y_test"],
+        n_classes,
+        fingerprint,
+        str(path),
+        verified=False,
+    )
+
+
 def load_dataset(
     name: str, data_dir: str | os.PathLike[str] | None = None, download: bool = True
 ) -> Dataset:
-    """Load ``digits``, ``mnist`` or ``fashion-mnist`` into CPU tensors."""
+    """Load a registered dataset (``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``) or a
+    ``.npz`` file (``name`` is its path; ``data_dir`` unused) into CPU tensors."""
     if name == "digits":
         return load_digits()
     if name in SOURCES:
         return load_idx_dataset(name, data_dir, download)
-    raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    if name == "cifar10":
+        return load_cifar10(data_dir, download)
+    if is_npz(name):
+        if not Path(name).expanduser().is_file():
+            raise DataError(f"{name}: no such .npz dataset file")
+        return load_npz(name)
+    raise DataError(f"unknown dataset {name!r}; use one of {choices_text()}")
 
 
 def batches(

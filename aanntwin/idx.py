@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cache_root
-from .config import DATASET_REGISTRY
 from .errors import DataError
 from .io import atomic_path, read_bytes
+from .registry import info
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -84,11 +84,10 @@ class IdxSpec:
 
 
 SPECS = {
-    name: IdxSpec(d.title, d.in_shape, d.n_classes, 60_000, 10_000)
-    for name, d in DATASET_REGISTRY.items()
-    if name in ("mnist", "fashion-mnist")
+    name: IdxSpec(info(name).title, info(name).in_shape, info(name).n_classes, 60_000, 10_000)
+    for name in ("mnist", "fashion-mnist")
 }
-"""The registry's IDX datasets (:data:`aanntwin.config.DATASET_REGISTRY`) and their counts."""
+"""The registry's IDX datasets (:func:`aanntwin.registry.info`) and their counts."""
 
 
 class UnverifiedDataWarning(UserWarning):

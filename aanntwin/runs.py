@@ -23,12 +23,13 @@ from typing import Any
 
 import torch
 
-from .config import DATASET_REGISTRY, Nonidealities, RunConfig, load_config
+from .config import Nonidealities, RunConfig, load_config
 from .data import Dataset
 from .errors import AanntwinError
 from .io import read_json_file, write_json_atomic
 from .model import WEIGHTS_FILE, Geometry, Main, geometry, load_weights, save_weights
 from .provenance import provenance
+from .registry import info
 from .training import EvalResult, TrainResult
 
 CONFIG_FILE = "config.json"
@@ -43,15 +44,15 @@ def build_model(
 ) -> Main:
     """The (untrained) :class:`Main` of a run: its geometry for ``dataset`` (default: the run's;
     shape and classes from the registry), its normalization, ``nonidealities`` (default: off)."""
-    info = DATASET_REGISTRY[dataset or config.dataset]
+    d = info(dataset or config.dataset)
     nl = nonidealities or Nonidealities()
-    return Main(config.model, info.in_shape, info.n_classes, nl, config.normalization)
+    return Main(config.model, d.in_shape, d.n_classes, nl, config.normalization)
 
 
 def run_geometry(config: RunConfig) -> Geometry:
     """The geometry and hardware counts of a run configuration on its dataset (validates it)."""
-    info = DATASET_REGISTRY[config.dataset]
-    return geometry(config.model, info.in_shape, info.n_classes)
+    d = info(config.dataset)
+    return geometry(config.model, d.in_shape, d.n_classes)
 
 
 def write_model(folder: str | os.PathLike[str], config: RunConfig, model: Main) -> Path:

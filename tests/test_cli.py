@@ -65,7 +65,16 @@ def test_info_prints_hardware_counts(capsys):
         (["evaluate", "{tmp}/nowhere"], "no config.json here"),
         (["info", "--pool", "0"], "model.pool = 0: out of range"),
         (["train", "--epochs", "many", "--out", "x"], "argument --epochs: invalid int value"),
-        (["train", "--dataset", "cifar", "--out", "x"], "invalid choice: 'cifar'"),
+        (
+            ["train", "--dataset", "cifar", "--out", "x"],
+            "argument --dataset: 'cifar': unknown; use one of digits, mnist, fashion-mnist, "
+            "cifar10, or a path to a .npz file",
+        ),
+        (["train", "--dataset", "{tmp}/mine.npz", "--out", "x"], "mine.npz': no such .npz file"),
+        (
+            ["train", "--out", "{tmp}/o", "--dataset", "cifar10", "--data-dir", "{tmp}/nothing"],
+            "--data-dir FOLDER",
+        ),
         (["evaluate", "x", "--runs", "0"], "--runs: must be >= 1"),
     ],
 )

@@ -110,7 +110,15 @@ def test_bad_nonidealities_name_field_value_and_range(tmp_path, fields, needle):
         (lambda: TrainParams(lr=0), "train.lr = 0.0: out of range, allowed > 0.0"),
         (lambda: TrainParams(batch_size=True), "train.batch_size = True: must be an integer"),
         (lambda: Normalization(min_in=1, max_in=1), "normalization.max_in = 1.0: must be > min_in"),
-        (lambda: RunConfig(dataset="cifar"), "dataset = 'cifar': must be one of"),
+        (
+            lambda: RunConfig(dataset="cifar"),
+            "dataset = 'cifar': unknown; use one of digits, mnist, "
+            "fashion-mnist, cifar10, or a path to a .npz file",
+        ),
+        (
+            lambda: RunConfig(dataset="nowhere/mine.npz"),
+            "dataset = 'nowhere/mine.npz': no such .npz",
+        ),
     ],
 )
 def test_bad_params_raise_clear_errors(build, needle):
@@ -160,8 +168,9 @@ def test_the_dataset_registry_is_what_the_cli_the_loaders_and_the_model_read():
         )
     args = build_parser().parse_args(["info", "--dataset", DATASETS[-1]])
     assert args.dataset == DATASETS[-1]
-    with pytest.raises(ConfigError, match="must be one of"):
+    with pytest.raises(ConfigError, match="unknown; use one of .*cifar10, or a path to a .npz"):
         RunConfig.from_dict({"dataset": "cifar"})
+    assert RunConfig.from_dict({"dataset": "cifar10"}).dataset == "cifar10"
 
 
 def test_the_reference_nonidealities_are_package_data():

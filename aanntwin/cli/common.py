@@ -12,8 +12,10 @@ import torch
 
 from ..config import DATASETS
 from ..device import resolve_device
+from ..errors import ConfigError
+from ..registry import NPZ_FORM, check_name
 
-DATA_DIR_HELP = "folder with the IDX files (or $AANNTWIN_DATA_DIR)"
+DATA_DIR_HELP = "folder with the dataset files: IDX, CIFAR-10 .bin (or $AANNTWIN_DATA_DIR)"
 DEVICE_HELP = "cpu, cuda, cuda:N or auto (default)"
 
 
@@ -90,9 +92,25 @@ def number(kind: type, test: Callable[[Any], bool], allowed: str) -> Callable[[s
     return parse
 
 
+def dataset_name(text: str) -> str:
+    """argparse type: a registered dataset name or an existing ``.npz`` file (the registry's
+    check; the error is one line naming the value, the names and the ``.npz`` form)."""
+    try:
+        return check_name(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("dataset = ")) from None
+
+
+dataset_name.__name__ = "dataset"
+
+
 def add_dataset(p: Any, help: str | None = None, sort: bool = False, **kw: Any) -> None:
-    """``--dataset``, its choices from :data:`aanntwin.config.DATASETS` (``sort``: by name)."""
-    p.add_argument("--dataset", choices=sorted(DATASETS) if sort else DATASETS, help=help, **kw)
+    """``--dataset``: a registered name (:data:`aanntwin.config.DATASETS`; ``sort``: listed by
+    name in the help) or a ``.npz`` path, checked by the registry."""
+    names = ", ".join(sorted(DATASETS) if sort else DATASETS)
+    text = f"{names}, or {NPZ_FORM}"
+    help = f"{help} ({text})" if help else text
+    p.add_argument("--dataset", type=dataset_name, metavar="NAME|FILE.npz", help=help, **kw)
 
 
 def add_data_dir(p: Any) -> None:

@@ -11,9 +11,10 @@ import argparse
 import sys
 from typing import Any
 
-from ..config import DATASET_REGISTRY, load_config
+from ..config import load_config
 from ..errors import AanntwinError
 from ..io import write_text_atomic
+from ..registry import info as dataset_info
 from ..studies.architecture import geometry_table
 from .common import add_dataset, positive_int
 
@@ -41,7 +42,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """List the geometries (table on stdout, or CSV)."""
     dataset = args.dataset or (load_config(args.config).dataset if args.config else "digits")
-    info = DATASET_REGISTRY[dataset]
+    info = dataset_info(dataset)
     space = {k: getattr(args, k) for k in ("channels", "kernel", "stride", "pool")}
     table = geometry_table(info.in_shape, info.n_classes, space, args.max_multipliers)
     if args.limit is not None:

@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from ..registry import is_npz
 from ..schema import stable_hash
 
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -47,6 +48,8 @@ def _named_inputs(parameters: dict[str, Any], default_nonidealities: Path) -> di
     csvs = parameters.get("csv_files")
     if isinstance(csvs, list):
         out["csv_files"] = [file_digest(c) for c in csvs]
+    if is_npz(parameters.get("dataset")):  # own data: the .npz content, not only its path
+        out["dataset"] = file_digest(parameters["dataset"])
     data_dir = parameters.get("data_dir")
     if isinstance(data_dir, str) and Path(data_dir).is_dir():  # a listing: files are large
         out["data_dir"] = sorted(

@@ -17,8 +17,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import AanntwinError
+from ..errors import AanntwinError, ConfigError
 from ..io import MAX_JSON_DEPTH, json_depth, parse_json, read_text
+from ..registry import check_name as check_dataset
 from .nonideality_params import FIELD_PARAMETERS
 from .nonideality_params import check_value as check_nonideality
 
@@ -196,6 +197,11 @@ def _check_keys(where: str, params: dict[str, Any], defaults: dict[str, Any]) ->
         if problem:
             raise AanntwinError(f"{where}: {key} = {json.dumps(value)}: {problem}")
         _check_path(where, key, value)
+        if key == "dataset":
+            try:
+                check_dataset(value)
+            except ConfigError as exc:
+                raise AanntwinError(f"{where}: {exc}") from None
 
 
 def check_name(where: str, name: str) -> None:

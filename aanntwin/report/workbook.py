@@ -27,6 +27,7 @@ from .. import __version__
 from ..errors import AanntwinError
 from ..io import read_json_file, write_json_atomic, write_text_atomic
 from ..provenance import git_commit
+from ..registry import is_npz
 from .banners import marks
 from .conclusions import move_to_top
 from .console import ENGINE, SectionProgress, known_parameters
@@ -242,6 +243,8 @@ def _resolved(params: dict[str, Any]) -> dict[str, Any]:
             out[key] = str(Path(out[key]).expanduser().resolve())
         elif isinstance(out.get(key), list):
             out[key] = [str(Path(str(v)).expanduser().resolve()) for v in out[key]]
+    if is_npz(out.get("dataset")):  # own data: a .npz path, not a registered name
+        out["dataset"] = str(Path(out["dataset"]).expanduser().resolve())
     return out
 
 

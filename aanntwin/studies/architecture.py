@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..cache import CheckpointCache
-from ..config import IN_SHAPES, ModelParams, RunConfig
+from ..config import ModelParams, RunConfig
 from ..errors import AanntwinError, GeometryError
 from ..model import geometry
+from ..registry import info
 from ..training import evaluate, train
 from .common import cached_dataset
 from .grid import parse_ints
@@ -148,8 +149,9 @@ def run_architecture_sweep(
     space = {**REFERENCE_SPACE, **(space or {})}
     for name, values in space.items():
         space[name] = parse_ints(values, f"--{name}", 1, 4096)
+    d = info(base.dataset)
     geoms = enumerate_geometries(
-        IN_SHAPES[base.dataset], channels=space["channels"], kernels=space["kernel"],
+        d.in_shape, d.n_classes, channels=space["channels"], kernels=space["kernel"],
         strides=space["stride"], pools=space["pool"], max_multipliers=max_multipliers,
     )  # fmt: skip
     if limit is not None:
@@ -157,9 +159,7 @@ def run_architecture_sweep(
             raise AanntwinError(f"--limit {limit}: must be >= 1")
         geoms = geoms[:limit]
     if not geoms:
-        raise AanntwinError(
-            f"no valid geometry for {base.dataset} {IN_SHAPES[base.dataset]} in this space"
-        )
+        raise AanntwinError(f"no valid geometry for {base.dataset} {d.in_shape} in this space")
     config = {
         "study": "architecture",
         "base": base.to_dict(),
