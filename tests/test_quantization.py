@@ -7,6 +7,7 @@ import dataclasses
 import json
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,6 +175,8 @@ def test_linear_path_applies_the_stage_nonidealities(model, digits):
 DEEP = HIDDEN16
 SLICES = {"seed": 5, "batch_size": 200}  # three slices of the 450 digits test images
 NONLIN = (0.02, 1.0, 0.2, -0.3)  # weight transfer: offset, compression
+IN_TABLE = tuple(float(v) for v in 0.8 * np.tanh(np.linspace(-2.0, 2.0, 33)))  # saturating
+W_TABLE = tuple(float(v) for v in np.tanh(np.linspace(-1.1, 1.1, 17)))  # compressing
 ONE_AT_A_TIME: dict[str, dict] = {
     "input_noise": {"input_noise": 0.1},
     "input_bits": {"input_bits": 4},
@@ -187,6 +190,8 @@ ONE_AT_A_TIME: dict[str, dict] = {
     "conv2d_weight_ref": {"conv2d_weight_bits": 3, "conv2d_weight_ref": 0.8},
     "conv2d_weight_range": {"conv2d_weight_range": 0.8},
     "conv2d_weight_nonlin": {"conv2d_weight_nonlin": NONLIN},
+    "conv2d_input_table": {"conv2d_input_clip": 2.0, "conv2d_input_table": IN_TABLE},
+    "conv2d_weight_table": {"conv2d_weight_range": 0.8, "conv2d_weight_table": W_TABLE},
     "relu_cutoff": {"relu_cutoff": 0.1},
     "relu_gain": {"relu_gain": 0.8},
     "relu_threshold": {"relu_threshold": 0.2},
@@ -204,6 +209,8 @@ ONE_AT_A_TIME: dict[str, dict] = {
     "linear_weight_ref": {"linear_weight_bits": 3, "linear_weight_ref": 1.0},
     "linear_weight_range": {"linear_weight_range": 1.0},
     "linear_weight_nonlin": {"linear_weight_nonlin": NONLIN},
+    "linear_input_table": {"linear_input_clip": 4.0, "linear_input_table": IN_TABLE},
+    "linear_weight_table": {"linear_weight_range": 1.1, "linear_weight_table": W_TABLE},
     "linear_out_bits": {"linear_out_bits": 4, "linear_out_full_scale": 10.0},  # many ties
     "linear_out_full_scale": {"linear_out_bits": 6, "linear_out_full_scale": 6.0},
     "saturation": {"saturation": "tanh", "conv2d_out_saturation": 3.0, "linear_out_saturation": 8.0},
@@ -214,8 +221,12 @@ ONE_AT_A_TIME: dict[str, dict] = {
 ALL_ON = dict(
     EVERYTHING, conv2d_weight_ref=0.8, conv2d_weight_range=0.9, conv2d_weight_nonlin=NONLIN,
     relu_gain=0.8, relu_threshold=0.05, relu_softness=0.1, linear_weight_ref=1.0,
-    linear_weight_range=1.1, linear_weight_nonlin=NONLIN, weight_zero_level=False, chip_seed=7,
+    linear_weight_range=1.1, linear_weight_nonlin=None, weight_zero_level=False, chip_seed=7,
+    conv2d_input_nonlin=None, conv2d_input_table=IN_TABLE, conv2d_weight_table=None,
+    linear_input_table=None, linear_weight_table=W_TABLE,
 )  # fmt: skip
+"""Every behaviour on at once: tables on one stage kind, the polynomials they replace on the
+other (a stage takes one of the two)."""
 STUDIED = [("conv", "weight"), ("hidden0", "weight"), ("hidden0", "bias"), ("linear", "weight")]
 STUDIED += [("linear", "bias")]
 
