@@ -24,14 +24,12 @@ from aanntwin.characterization.fit import (
     polynomial_fit,
 )
 from aanntwin.characterization.pipeline import characterize, write_outputs
-from aanntwin.characterization.twin import extended, fan_ins
+from aanntwin.characterization.twin import fan_ins
 from aanntwin.cli import characterize as characterize_cli
 from aanntwin.cli.common import Parser as _Parser
 from aanntwin.config import Nonidealities, load_nonidealities
 from aanntwin.errors import AanntwinError, DataError
 
-EXTENDED = extended("weight_nonlin") and extended("relu_softness")
-"""The twin has the fields proposed for the full circuit models (core change)."""
 HEADER = "# x_full_scale: 0.1 V\n# w_full_scale: 0.2 V\n# y_full_scale: 1e-05 A\n"
 
 
@@ -132,11 +130,9 @@ def test_nonidealities_from_the_fits(fitted):
     f = np.interp(0.75, np.linspace(-1, 1, 129), nl.conv2d_weight_table)
     assert np.abs(f * g - model(xs, 0.75)).max() < 2e-3  # the tables: the same product
     lacking = {d["quantity"] for d in fitted.lacking}
-    assert ("weight nonlinearity" in lacking) is not EXTENDED
-    assert ("ReLU gain, knee and softness" in lacking) is not EXTENDED
+    assert lacking == {"systematic multiplier offset b"}  # the twin has fields for the rest
 
 
-@pytest.mark.skipif(not EXTENDED, reason="needs the proposed weight_nonlin and soft-ReLU fields")
 def test_proposed_fields_carry_the_full_models(fitted):
     import torch
 

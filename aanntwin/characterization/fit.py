@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares, minimize_scalar
+from scipy.optimize import least_squares
 
 from ..errors import DataError
 from .curves import CurveTable
@@ -148,11 +148,6 @@ ILL_CONDITIONED = 1e10
 """Condition number of the (column-scaled) normal matrix above which a fit is ill-conditioned."""
 
 
-def _stderr(res: Any, names: tuple[str, ...]) -> dict[str, float]:
-    """Standard errors from the Jacobian at the optimum (``s^2 (J^T J)^-1``)."""
-    return _uncertainty(res, names)[0]
-
-
 def _uncertainty(res: Any, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, str]]:
     """Standard errors (``s^2 (J^T J)^-1`` at the optimum) and, for each parameter the data
     cannot determine, why: at a bound of the fit (the Jacobian's error is meaningless there),
@@ -245,29 +240,8 @@ def fit_relu(ds: CurveTable) -> Fit:
     units = {"floor": "y", "gain": "y/x", "knee": "x", "softness": "x"}
     data = ds.frame.assign(fit=model(x), residual=res.fun)
     rms, mx = float(np.sqrt(np.mean(res.fun**2))), float(np.max(np.abs(res.fun)))
-    cutoff, twin_rms, twin_max = best_cutoff(x, y)
-    extra = {
-        "twin_relu_cutoff": cutoff,
-        "twin_residual_rms": twin_rms,
-        "twin_residual_max": twin_max,
-    }
     fs = float(np.max(np.abs(y)))
-    return Fit(
-        "relu", model, model.to_dict(), err, units, rms, mx, fs, data, extra=extra, undetermined=why
-    )
-
-
-def best_cutoff(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """The twin's present ReLU ``max(cutoff, x)`` closest to the data (least squares):
-    (cutoff, residual RMS, residual max), y units."""
-    span = float(np.ptp(y)) or 1.0
-
-    def cost(c: float) -> float:
-        return float(np.mean((np.maximum(c, x) - y) ** 2))
-
-    c = float(minimize_scalar(cost, bounds=(-span, span), method="bounded").x)
-    r = np.maximum(c, x) - y
-    return c, float(np.sqrt(np.mean(r**2))), float(np.max(np.abs(r)))
+    return Fit("relu", model, model.to_dict(), err, units, rms, mx, fs, data, undetermined=why)
 
 
 def fit_noise(ds: CurveTable) -> dict[str, Any]:

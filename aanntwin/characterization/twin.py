@@ -47,13 +47,6 @@ def fan_ins(dataset: str = "digits", model: ModelParams | None = None) -> dict[s
     return {"conv2d": g.stages[0].fan_in, "linear": g.stages[-1].fan_in}
 
 
-def extended(name: str) -> bool:
-    """Whether the twin has the proposed field ``name`` (``weight_nonlin``: per stage kind;
-    ``relu_softness``: the soft ReLU), so the fit maps onto it instead of reporting it."""
-    fields = Nonidealities.field_names()
-    return name in fields or f"linear_{name}" in fields
-
-
 def to_nonidealities(
     mult: Fit | None,
     relu: Fit | None,
@@ -105,7 +98,7 @@ def to_nonidealities(
             fields[f"{st}_out_noise"] = math.sqrt(fan_in[st]) * noise["multiplier"]["sigma"]
         how["out_noise"] = {"per_multiplier": noise["multiplier"]["sigma"], "fan_in": fan_in,
                             "band_hz": noise["multiplier"]["band_hz"]}  # fmt: skip
-    if relu is not None and extended("relu_softness"):
+    if relu is not None:
         p = relu.params
         soft = None if "softness" in relu.undetermined else p["softness"]
         fields.update(relu_cutoff=p["floor"], relu_gain=p["gain"], relu_threshold=p["knee"],
@@ -115,18 +108,6 @@ def to_nonidealities(
         if soft is None:
             how["relu"]["softness"] = (f"undetermined ({relu.undetermined['softness']}): "
                                        "a hard knee")  # fmt: skip
-    elif relu is not None:
-        fields["relu_cutoff"] = relu.extra["twin_relu_cutoff"]
-        how["relu_cutoff"] = {"from": "least-squares max(cutoff, x) to the ReLU data",
-                              "residual_rms": relu.extra["twin_residual_rms"],
-                              "residual_max": relu.extra["twin_residual_max"]}  # fmt: skip
-        p = relu.params
-        lacking.append({
-            "quantity": "ReLU gain, knee and softness",
-            "value": {k: p[k] for k in ("gain", "knee", "softness")},
-            "size": relu.extra["twin_residual_max"], "unit": "y (largest error of max(cutoff, x))",
-            "proposal": "relu_gain, relu_threshold, relu_softness (soft ReLU)",
-        })  # fmt: skip
     if "relu" in noise:
         fields["relu_out_noise"] = noise["relu"]["sigma"]
     return Nonidealities(**fields), how, lacking
