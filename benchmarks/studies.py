@@ -17,6 +17,11 @@ model is trained once through the checkpoint cache, later runs read it back):
 - quant_grid_s: the quantization study's full reference grid for the final linear layer with one
   zero mode (30 reference values x (clipped-only + bits 0..7) = 270 points) over the 10k test
   images, in process (``quantization_points``); median wall time over --repeat.
+- circuit_agreement / circuit_stage_rms_pct_fs / circuit_seconds_per_image: a digits run trained
+  with the characterized nonidealities, its first 100 test images simulated at transistor level
+  (``aanntwin validate-circuit``): images whose class decision the circuit and the characterized
+  twin share (the ideal twin's beside it), per-stage RMS error in % of the stage's full scale for
+  both twins, and ngspice wall time per image (needs ngspice; skipped with a note otherwise).
 
 Run: ``python benchmarks/studies.py [--threads N] [--repeat N] [--only quant_grid]``. Add a
 figure by writing ``bench_<name>(ctx) -> None`` and listing it in ``FIGURES``.
@@ -196,12 +201,43 @@ def bench_fidelity(ctx: Context) -> None:
              tabulated_fit_rms_pct_fs=res["cell_tabulated_fit_rms_pct_fs"])  # fmt: skip
 
 
+def bench_circuit(ctx: Context) -> None:
+    import shutil
+    import tempfile
+
+    if shutil.which("ngspice") is None:
+        print(json.dumps({"figure": "circuit_agreement", "skipped": "ngspice not installed"}))
+        return
+    from aanntwin.characterization.circuits import example_files
+    from aanntwin.circuit_validation.run import validate
+    from aanntwin.cli import main as cli
+
+    with tempfile.TemporaryDirectory(prefix="aanntwin-circuit-") as tmp:
+        char, run = f"{tmp}/char", f"{tmp}/run"
+        files = [str(p) for p in example_files()]
+        assert cli(["characterize", "--csv", *files, "--out", char, "--no-plots"]) == 0
+        assert cli(["train", "--nonidealities", f"{char}/nonidealities.json", "--out", run,
+                    "--no-progress", "--no-cache"]) == 0  # fmt: skip
+        s = validate(run, f"{tmp}/cv", images=100, characterization=char)
+    n, t = s["images"], s["timing"]
+    emit("circuit_agreement", s["twin"]["agreement"] / n, "fraction of images", images=n,
+         ideal_twin=s["ideal"]["agreement"] / n, accuracy_circuit=s["accuracy"]["circuit"],
+         accuracy_twin=s["accuracy"]["twin"], accuracy_ideal=s["accuracy"]["ideal"])  # fmt: skip
+    for stage, value in s["twin"]["stage_rms_pct_fs"].items():
+        emit("circuit_stage_rms_pct_fs", value, "% of full scale", stage=stage,
+             full_scale=s["full_scale"][stage], ideal_twin=s["ideal"]["stage_rms_pct_fs"][stage],
+             pct_of_max_output=s["twin"]["stage_rms_pct_max"][stage])  # fmt: skip
+    emit("circuit_seconds_per_image", t["seconds_per_image"], "s", images=n, wall_s=t["wall_s"],
+         workers=t["workers"], ngspice_s=t["ngspice_s"])  # fmt: skip
+
+
 FIGURES = {
     "noise_grid": bench_noise_grid,
     "clean_pass": bench_clean_pass,
     "quant_grid": bench_quant_grid,
     "specs": bench_specs,
     "fidelity": bench_fidelity,
+    "circuit": bench_circuit,
 }
 
 

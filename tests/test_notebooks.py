@@ -14,9 +14,10 @@ CONTRACT = ("dataset", "data_dir", "epochs", "seed", "nonidealities", "out_dir",
             "chip_seed", "device")  # fmt: skip
 
 
-def test_the_notebooks_00_to_05_exist_in_order():
+def test_the_notebooks_00_to_06_exist_in_order():
     assert [p.stem for p in NOTEBOOKS] == ["00_explorer", "01_characterization", "02_training",
-                                           "03_quantization", "04_specs", "05_signoff"]  # fmt: skip
+                                           "03_quantization", "04_specs", "05_signoff",
+                                           "06_circuit_validation"]  # fmt: skip
 
 
 def _git(args: list[str], cwd: Path, stdin: bytes | None = None) -> bytes | None:

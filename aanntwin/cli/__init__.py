@@ -16,7 +16,18 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import AanntwinError
-from . import characterize, core, errors, export, geometries, reference, specs, studies, workbook
+from . import (
+    characterize,
+    circuit,
+    core,
+    errors,
+    export,
+    geometries,
+    reference,
+    specs,
+    studies,
+    workbook,
+)
 from .common import Parser
 
 __all__ = ["build_parser", "main"]
@@ -34,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     studies.add_weights_parser(sub)
     specs.add_parsers(sub)
     characterize.add_parser(sub)
+    circuit.add_parser(sub)
     export.add_parser(sub)
     workbook.add_parser(sub)
     reference.add_parser(sub)

@@ -12,9 +12,12 @@ from typing import Any
 from ..studies.noise import KINDS, TEMPORAL
 from ..studies.quantization import reference_sigmas
 
-QUICK_CAPS: dict[str, int] = {"epochs": 2, "runs": 2, "spec_runs": 6, "chip_instances": 20}
+QUICK_CAPS: dict[str, int] = {"epochs": 2, "runs": 2, "spec_runs": 6, "chip_instances": 20,
+                              "circuit_images": 5, "circuit_chips": 1}  # fmt: skip
 """Upper bounds of a quick run: training epochs, noise draws per point (``runs``), samples per
-spec setting (``spec_runs``) and chip instances of the yield Monte Carlo (``chip_instances``)."""
+spec setting (``spec_runs``), chip instances of the yield Monte Carlo (``chip_instances``), and
+the transistor-level validation's test images and SPICE chips (``circuit_images``,
+``circuit_chips``)."""
 QUICK_EPOCHS = QUICK_CAPS["epochs"]
 """Epoch cap of ``quick`` runs."""
 
