@@ -178,7 +178,8 @@ def test_cli_sweep_point_is_cli_evaluate_to_the_last_digit(kind, tmp_path, capsy
                  "--out", str(out), "--no-progress"]) == 0  # fmt: skip
     with open(out / "results.csv", newline="") as f:
         (point,) = list(csv.DictReader(f))
-    assert main(["train", "--config", str(cfg), "--out", str(run), "--no-progress"]) == 0
+    assert main(["train", "--config", str(cfg), "--out", str(run), "--no-progress",
+                 "--threads", "1"]) == 0  # as sweeps train (TRAIN_THREADS)  # fmt: skip
     nl.write_text(json.dumps({KINDS[kind]: 0.5, "chip_seed": 7}))
     capsys.readouterr()
     assert main(["evaluate", str(run), "--nonidealities", str(nl), "--seed", "7"]) == 0

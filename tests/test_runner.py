@@ -70,3 +70,64 @@ def test_executor_from_args():
         assert pool.submit(square_task, 3).result()[0]["sq"] == 9
     finally:
         pool.shutdown()
+
+
+def torch_threads(i: int) -> list[dict]:
+    import os
+
+    import torch
+
+    return [{"i": i, "threads": torch.get_num_threads(), "pid": os.getpid()}]
+
+
+def test_local_pool_runs_one_task_here_and_sizes_itself_by_the_work(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(runner, "cpu_cores", lambda: 4)
+    pool = runner.executor_from_args("auto", None)
+    assert isinstance(pool, runner.LocalPool) and pool.max_workers == 4
+    try:
+        store = ResultStore(tmp_path / "one", ["i", "threads", "pid"], {})
+        one = run_tasks([Task(torch_threads, {"i": 0})], store, pool, progress=False)
+        assert pool.pool is None and one["pid"].tolist() == [os.getpid()]  # in this process
+        tasks = [Task(torch_threads, {"i": i}) for i in range(2)]
+        store = ResultStore(tmp_path / "two", ["i", "threads", "pid"], {})
+        two = run_tasks(tasks, store, pool, progress=False)
+        assert pool.pool is not None and pool.pool._max_workers == 2  # min(cores, tasks)
+        assert set(two["threads"]) == {2}  # cores // workers: no oversubscription
+        assert os.getpid() not in set(two["pid"])
+    finally:
+        pool.shutdown()
+    assert pool.pool is None
+
+
+def test_explicit_workers_get_their_share_of_the_cores_or_threads(monkeypatch):
+    monkeypatch.setattr(runner, "cpu_cores", lambda: 6)
+    for workers, threads, expected in ((3, None, 2), (2, 1, 1), (8, None, 1)):
+        pool = runner.executor_from_args(workers, None, threads)
+        try:
+            assert pool.submit(torch_threads, 0).result()[0]["threads"] == expected
+        finally:
+            pool.shutdown()
+    monkeypatch.setattr(runner, "cpu_cores", lambda: 1)
+    assert runner.executor_from_args("auto", None) is None  # one core: in this process
+
+
+def test_sweeps_default_to_local_workers():
+    from aanntwin.cli import build_parser
+    from aanntwin.cli.studies import executor
+
+    parse = build_parser().parse_args
+    args = parse(["sweep", "noise", "--out", "o"])
+    assert args.workers == "auto"
+    assert parse(["sweep", "noise", "--out", "o", "--workers", "AUTO"]).workers == "auto"
+    assert parse(["sweep", "noise", "--out", "o", "--workers", "1"]).workers == 1
+    pool = executor(args)
+    try:
+        assert pool is None if runner.cpu_cores() == 1 else isinstance(pool, runner.LocalPool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    with pytest.raises(AanntwinError, match="exclude each other"):
+        executor(parse(["sweep", "noise", "--out", "o", "--workers", "2",
+                        "--dask-scheduler", "tcp://x:1"]))  # fmt: skip

@@ -32,13 +32,13 @@ def _rows(path):
 
 def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     env = {**os.environ, "AANNTWIN_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
-    env["OMP_NUM_THREADS"] = "1"  # the thread count is part of the cache key: the same as here
     monkeypatch.setenv("AANNTWIN_CACHE", str(tmp_path / "cache"))
-    assert main([*SWEEP, "--out", str(tmp_path / "whole")]) == 0  # trains the levels once
+    here = ["--workers", "1"]  # in this process: the resumed run's task calls are counted
+    assert main([*SWEEP, *here, "--out", str(tmp_path / "whole")]) == 0  # trains the levels once
     whole = (tmp_path / "whole" / "results.csv").read_text()
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # the default: one worker process per core
         [sys.executable, "-m", "aanntwin", *SWEEP, "--out", str(out)],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -62,7 +62,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch)
     calls = []
     original = noise._noise_task
     monkeypatch.setattr(noise, "_noise_task", _counting(original, calls))
-    assert main([*SWEEP, "--out", str(out)]) == 0
+    assert main([*SWEEP, *here, "--out", str(out)]) == 0
     assert (out / "results.csv").read_text() == whole
     finished = (len(partial) - 1) // 52
     assert len(calls) == 12 - finished  # only unfinished tasks ran again

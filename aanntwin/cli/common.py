@@ -77,6 +77,19 @@ threads_int = bounded_int(1, MAX_THREADS, f"4 x this machine's {os.cpu_count() o
 """argparse type: ``--threads`` / ``--workers``."""
 
 
+def workers_arg(text: str) -> int | str:
+    """argparse type: ``--workers``, ``auto`` or an integer 1..:data:`MAX_THREADS`."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return threads_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, or auto") from None
+
+
+workers_arg.__name__ = "workers"
+
+
 def number(kind: type, test: Callable[[Any], bool], allowed: str) -> Callable[[str], Any]:
     """argparse type: ``kind(text)`` that passes ``test``, else a clear error."""
 

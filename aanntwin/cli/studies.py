@@ -2,7 +2,8 @@
 ``weights``.
 
 Every sweep takes ``--out DIR``, resumes by default (``--no-resume`` starts over), and runs
-in-process, on ``--workers N`` local processes, or on a Dask cluster (``--dask-scheduler``).
+on one local process per core (``--workers auto``, the default; one task runs in-process), on
+``--workers N`` processes (1: in-process), or on a Dask cluster (``--dask-scheduler``).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ from .common import (
     positive_int,
     runs_int,
     seed_int,
-    threads_int,
     torch_device,
+    workers_arg,
 )
 
 CALIBRATION = bounded_int(1, 10_000_000)
@@ -65,7 +66,11 @@ def add_execution_args(p: argparse.ArgumentParser, out_required: bool = True) ->
         help="reuse finished points in --out (default: on)",
     )
     g.add_argument(
-        "--workers", type=threads_int, help="local worker processes (default: in-process)"
+        "--workers",
+        type=workers_arg,
+        default="auto",
+        help="local worker processes: auto (default: one per core, at most one per task, each "
+        "with cores/workers torch threads) or N (1: in this process)",
     )
     g.add_argument("--dask-scheduler", help="address of a Dask scheduler, e.g. tcp://host:8786")
     g.add_argument("--data-dir", help=DATA_DIR_HELP)
@@ -91,12 +96,15 @@ def base_config(args: argparse.Namespace) -> RunConfig:
 
 
 def executor(args: argparse.Namespace) -> Any:
+    """The sweep's executor: a :class:`~aanntwin.studies.runner.LocalPool` (``--workers auto``),
+    N processes, this process (``--workers 1``) or Dask; ``--threads``: torch threads per worker."""
     check_output_path(args.out)  # a sweep resumes in its folder: validated, not replaced
-    if args.workers is not None and args.workers < 1:
-        raise AanntwinError(f"--workers {args.workers}: must be >= 1")
-    if args.workers and args.dask_scheduler:
+    workers = args.workers
+    if isinstance(workers, int) and workers < 1:
+        raise AanntwinError(f"--workers {workers}: must be >= 1")
+    if workers not in (None, "auto") and args.dask_scheduler:
         raise AanntwinError("--workers and --dask-scheduler exclude each other")
-    return executor_from_args(args.workers, args.dask_scheduler)
+    return executor_from_args(workers, args.dask_scheduler, getattr(args, "threads", None))
 
 
 def _add_noise(sub: Any) -> None:

@@ -19,7 +19,7 @@ from ..errors import AanntwinError, GeometryError
 from ..model import geometry
 from ..registry import info
 from ..training import evaluate, train
-from .common import cached_dataset
+from .common import cached_dataset, training_threads
 from .grid import parse_ints
 from .runner import ResultStore, Task, run_tasks
 
@@ -107,7 +107,8 @@ def _architecture_task(config: dict[str, Any], data_dir: str | None, device: str
     cfg = RunConfig.from_dict(config)
     data = cached_dataset(cfg.dataset, data_dir, device)
     t0 = time.perf_counter()
-    result = train(cfg, data, device=device, cache=CheckpointCache(), progress=False)
+    with training_threads():  # the same weights on any executor (TRAIN_THREADS)
+        result = train(cfg, data, device=device, cache=CheckpointCache(), progress=False)
     seconds = sum(result.epoch_seconds) if result.resumed_from == 0 else time.perf_counter() - t0
     test = evaluate(result.model, data.x_test, data.y_test)
     g = result.model.geometry

@@ -1,10 +1,14 @@
 """What every study task needs, loaded once per worker process: the datasets (trained runs are
-read by :mod:`aanntwin.runs`), and the device resolver."""
+read by :mod:`aanntwin.runs`), the device resolver, and the thread count the studies train with."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Iterator
+
+import torch
 
 from ..data import Dataset, load_dataset
 from ..device import resolve_device as checked_device
@@ -32,3 +36,24 @@ def _cached(name: str, data_dir: str | None, device: str, stamp: object) -> Data
 def resolve_device(device: str | None) -> str:
     """``auto`` / None: CUDA when present, else the CPU; validated (:mod:`aanntwin.device`)."""
     return str(checked_device(device, "device"))
+
+
+TRAIN_THREADS = 1
+"""Torch CPU threads the studies train their models with (noise levels, geometries), whatever
+the executor: CPU training sums in a thread-count dependent order (part of the checkpoint cache
+key, :func:`aanntwin.training.determinism`), so a fixed count makes a sweep's results the same
+in-process, on any number of workers and on Dask; one thread per worker also keeps
+workers x threads within the cores. ``aanntwin train --threads 1`` trains the same weights."""
+
+
+@contextlib.contextmanager
+def training_threads() -> Iterator[None]:
+    """Run the block (a study's training) on :data:`TRAIN_THREADS` torch threads, then restore."""
+    before = torch.get_num_threads()
+    if before != TRAIN_THREADS:
+        torch.set_num_threads(TRAIN_THREADS)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

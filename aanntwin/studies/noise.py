@@ -9,7 +9,8 @@ computes for its run ``r`` on the model with that level set (``base`` for everyt
 temporal noise from ``noise_seed(seed, r)`` and, for mismatch kinds, chip instance
 ``chip_seed = seed + r`` (:func:`run_chip_seed`). So ``aanntwin evaluate RUN --seed S
 --nonidealities F`` (F: the level, ``chip_seed`` S) reproduces a ``--runs 1`` point of a sweep
-at ``--seed S`` to the last digit.
+at ``--seed S`` to the last digit, RUN trained with ``aanntwin train --threads 1`` (sweeps train on
+:data:`~aanntwin.studies.common.TRAIN_THREADS` threads whatever the executor).
 
 How levels share a pass without changing a digit: the signal up to the earliest tap where
 anything that differs between levels or runs acts (the kind's field on every stage it acts on,
@@ -41,7 +42,7 @@ from ..functional import injectable, injectable_kind
 from ..model import NOISE_AFTER, Main
 from ..seeds import NoiseSource, derive_seed
 from ..training import eval_batch_size, noise_seed, train
-from .common import cached_dataset
+from .common import cached_dataset, training_threads
 from .normalize import apply, normalize, tightest
 
 TEMPORAL = dict(NOISE_AFTER)
@@ -289,10 +290,12 @@ def training_config(base: RunConfig, level: float | None, train_kinds: list[str]
 def trained_model(
     config: dict[str, Any], data_dir: str | None, device: str, progress: bool = False
 ) -> Main:
-    """Train (or read back from the checkpoint cache) the model of ``config``."""
+    """Train (or read back from the checkpoint cache) the model of ``config``, on
+    :data:`~aanntwin.studies.common.TRAIN_THREADS` CPU threads."""
     cfg = RunConfig.from_dict(config)
     data = cached_dataset(cfg.dataset, data_dir, device)
-    return train(cfg, data, device=device, cache=CheckpointCache(), progress=progress).model
+    with training_threads():  # the same weights on any executor (TRAIN_THREADS)
+        return train(cfg, data, device=device, cache=CheckpointCache(), progress=progress).model
 
 
 def _normalized(model: Main, x: Tensor, target: float, *nls: Nonidealities) -> Main:

@@ -16,7 +16,7 @@ from ..errors import AanntwinError
 from . import noise
 from .grid import parse_choices, parse_levels
 from .noise import KINDS, TEMPORAL, trained_model, training_config
-from .runner import ResultStore, Task, run_tasks
+from .runner import ResultStore, Task, run_tasks, sized
 
 COLUMNS = [
     "dataset", "train_level", "train_kinds", "kind", "test_level", "accuracy_mean",
@@ -110,11 +110,12 @@ def run_noise_sweep(
     """
     configs = [training_config(sweep.config, lv, sweep.train_kinds).to_dict()
                for lv in sweep.train_levels]  # fmt: skip
-    if executor is None:
+    trainer = sized(executor, len(configs))  # one level: trained in this process
+    if trainer is None:
         for cfg in configs:
             trained_model(cfg, data_dir, device, progress=progress)
     else:  # each level once, in parallel, before the evaluation tasks ask for it
-        for fut in [executor.submit(_train_level, cfg, data_dir, device) for cfg in configs]:
+        for fut in [trainer.submit(_train_level, cfg, data_dir, device) for cfg in configs]:
             fut.result()
     store = ResultStore(out, COLUMNS, sweep.to_dict())
     return run_tasks(sweep.tasks(data_dir, device), store, executor, resume=resume,

@@ -6,6 +6,12 @@ are already in the result CSV, runs the rest on any ``concurrent.futures.Executo
 when None, a ``ProcessPoolExecutor``, or a Dask ``Client(...).get_executor()``), appends each
 finished task's rows to the CSV (flushed and fsynced), and at the end rewrites the CSV in task
 order, so a run that was killed and resumed ends with the same file as an uninterrupted one.
+
+Local processes (:class:`LocalPool`, the CLI's default ``--workers auto``) start when work is
+submitted, ``min(cores, tasks)`` of them (one task: in this process), each with
+``max(1, cores // workers)`` torch threads, so workers x threads stays within the cores. Results
+do not depend on the executor: evaluation is thread-count independent, and the studies train
+with a fixed thread count (:data:`aanntwin.studies.common.TRAIN_THREADS`).
 """
 
 from __future__ import annotations
@@ -211,6 +217,7 @@ def run_tasks(
         disable=not progress,
     )
     try:
+        executor = sized(executor, len(pending))
         if executor is None:
             for task in pending:
                 store.append(task.key, task.fn(**task.kwargs))
@@ -236,8 +243,79 @@ def die_with_parent(parent: int) -> None:
             os._exit(1)
 
 
-def executor_from_args(workers: int | None, scheduler: str | None) -> Executor | None:
-    """None (in-process), a process pool of ``workers``, or a Dask client's executor."""
+def cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity; ``os.cpu_count()`` elsewhere)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _init_worker(parent: int, threads: int) -> None:
+    """A local worker process: dies with its parent, runs torch on ``threads`` threads."""
+    die_with_parent(parent)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def process_pool(workers: int, threads: int | None = None) -> ProcessPoolExecutor:
+    """``workers`` spawned processes, each with ``threads`` torch threads (default
+    ``max(1, cores // workers)``: no more threads than cores), killed with this process."""
+    threads = threads or max(1, cpu_cores() // workers)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(os.getpid(), threads))  # fmt: skip
+
+
+class LocalPool(Executor):
+    """Local worker processes started on first use, sized by the work (:func:`sized`):
+    ``min(max_workers, tasks)`` processes, none for a single task (it runs in this process,
+    with no start-up cost). Started once, the pool serves every later batch of tasks."""
+
+    def __init__(self, max_workers: int | None = None, threads: int | None = None) -> None:
+        self.max_workers = max_workers or cpu_cores()
+        self.threads = threads
+        self.pool: ProcessPoolExecutor | None = None
+
+    def sized(self, tasks: int) -> Executor | None:
+        """The executor for ``tasks`` independent tasks (None: run them in this process)."""
+        if self.pool is None and (tasks <= 1 or self.max_workers <= 1):
+            return None
+        if self.pool is None:
+            self.pool = process_pool(min(self.max_workers, tasks), self.threads)
+        return self.pool
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        pool = self.sized(self.max_workers)
+        if pool is None:  # one worker: an already finished future
+            from concurrent.futures import Future
+
+            fut: Future[Any] = Future()
+            try:
+                fut.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                fut.set_exception(exc)
+            return fut
+        return pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait, cancel_futures=cancel_futures)
+            self.pool = None
+
+
+def sized(executor: Executor | None, tasks: int) -> Executor | None:
+    """Where ``tasks`` independent tasks run: a :class:`LocalPool` sizes itself (None: in this
+    process); any other executor is returned as it is."""
+    return executor.sized(tasks) if isinstance(executor, LocalPool) else executor
+
+
+def executor_from_args(
+    workers: int | str | None, scheduler: str | None, threads: int | None = None
+) -> Executor | None:
+    """None (in-process: ``workers`` None or 1), a process pool of ``workers`` (each with
+    ``threads`` torch threads, default ``cores // workers``), a :class:`LocalPool` sized by the
+    work (``workers="auto"``), or a Dask client's executor."""
     if scheduler:
         try:
             from distributed import Client  # optional dependency (the dask extra)
@@ -246,7 +324,8 @@ def executor_from_args(workers: int | None, scheduler: str | None) -> Executor |
                 "--dask-scheduler needs Dask: pip install 'aanntwin[dask]'"
             ) from None
         return Client(scheduler).get_executor()
-    if workers and workers > 1:
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=die_with_parent, initargs=(os.getpid(),))  # fmt: skip
+    if workers == "auto":
+        return LocalPool(None, threads) if cpu_cores() > 1 else None
+    if isinstance(workers, int) and workers > 1:
+        return process_pool(workers, threads)
     return None
