@@ -70,7 +70,7 @@ report: $(RUNTIME_STAMP)
 
 bench: install
 	$(BIN)/python benchmarks/run.py
-	$(BIN)/python benchmarks/studies.py
+	$(BIN)/python benchmarks/studies.py --all
 
 # JupyterLab on LAB_DIR at http://127.0.0.1:8888 (the next free port if taken); Ctrl-C stops it.
 # A working copy is made only where none exists, so your edits and outputs there are kept.

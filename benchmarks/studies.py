@@ -9,7 +9,17 @@ model is trained once through the checkpoint cache, later runs read it back):
   nothing before the noise can be reused);
 - clean_pass_s: a plain torch conv-ReLU-linear pass over the 10k test images, for scale;
 - spec_table_s: ``aanntwin specs`` on the default MNIST model normalized to 1 V (all eight kinds,
-  20 samples per evaluation, target 1 point at 95 %), with its joint accuracy;
+  20 samples per evaluation, target 1 point at 95 %), with its joint accuracy, in this process
+  (peak_rss_mb: this process's peak, earlier figures included), beside the floor pass;
+- reference_experiment_s: the whole reference noise experiment (``aanntwin sweep noise
+  --train-levels reference --test-levels reference --kinds input,conv_out,relu_out,linear_out``
+  on MNIST: 12 trainings, 4,896 points) as a subprocess with its own empty ``AANNTWIN_CACHE``
+  (minutes), with the peak RSS of its largest process and of its process tree, beside a plain
+  torch floor measured in the same run: (12 plain trainings on the same schedule + 4,896 floor
+  passes) / the worker processes it used (--workers: passed to the sweep, default auto);
+- workbook_mnist_s: ``aanntwin workbook --params examples/workbook-mnist.yaml`` (needs ../shared
+  beside the checkout) as a subprocess with an empty cache into a temporary folder (minutes),
+  with the peak RSS and each notebook's seconds (papermill's), beside the floor pass;
 - fidelity_rms_pct_fs / fidelity_max_pct_fs (per shipped multiplier): the twin as written against
   ngspice on 200 held-out 8-input MAC conditions (needs ngspice; skipped with a note otherwise),
   beside the fitted cells summed, with the simulation time; cell_twin_rms_pct_fs: one cell of
@@ -23,8 +33,14 @@ model is trained once through the checkpoint cache, later runs read it back):
   twin share (the ideal twin's beside it), per-stage RMS error in % of the stage's full scale for
   both twins, and ngspice wall time per image (needs ngspice; skipped with a note otherwise).
 
-Run: ``python benchmarks/studies.py [--threads N] [--repeat N] [--only quant_grid]``. Add a
-figure by writing ``bench_<name>(ctx) -> None`` and listing it in ``FIGURES``.
+The floor pass (floor_pass_s, every figure that has one): a plain torch conv-ReLU-linear pass
+over the 10k test images in 1,000-image slices plus one normal draw per input pixel (the work of
+one noise point with nothing reused); floor_passes = the figure / floor_pass_s.
+
+Run: ``python benchmarks/studies.py [--threads N] [--repeat N] [--only quant_grid]``; ``make
+bench`` runs every figure (``--all``); without ``--all`` or ``--only NAME`` the long ones (LONG:
+reference_experiment, workbook_mnist) are left out. Add a figure by writing ``bench_<name>(ctx) -> None`` and listing it
+in ``FIGURES``.
 """
 
 from __future__ import annotations
@@ -32,14 +48,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import torch  # noqa: E402
+from measure import isolated_env, measured  # noqa: E402  (benchmarks/measure.py)
 
 from aanntwin import RunConfig, load_dataset  # noqa: E402
 from aanntwin.cache import CheckpointCache  # noqa: E402
@@ -173,9 +192,95 @@ def bench_specs(ctx: Context) -> None:
     bits = {st: search.fewest_bits(st) for st in ("conv2d", "linear")}
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)
-    emit("spec_table_s", time.perf_counter() - t0, "s", evaluations=search.evaluations,
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    emit("spec_table_s", seconds, "s", evaluations=search.evaluations,
          ideal_accuracy=search.ideal, joint_accuracy_q=check.quantile, joint_met=check.passed,
-         limits=joint, weight_bits=bits, **ctx.info())  # fmt: skip
+         limits=joint, weight_bits=bits, floor_pass_s=round(floor_pass_s(ctx), 6),
+         floor_passes=round(seconds / floor_pass_s(ctx)), peak_rss_mb=round(rss, 1),
+         **ctx.info())  # fmt: skip
+
+
+def floor_pass_s(ctx: Context) -> float:
+    """Median seconds of the floor pass (module docstring) on this process's threads."""
+    import torch.nn.functional as F
+
+    from aanntwin.model import Main
+
+    if getattr(ctx, "_floor", None) is None:
+        model = Main().to(ctx.device)
+        model.reset_parameters(0)
+        x = ctx.data.x_test
+        w_c, b_c = model.conv.weight.detach(), model.conv.bias.detach()
+        w_l, b_l = model.linear.weight.detach(), model.linear.bias.detach()
+        gen = torch.Generator(device=ctx.device).manual_seed(0)
+        scratch = torch.empty(x.numel(), device=ctx.device)
+
+        @torch.no_grad()
+        def once() -> float:
+            t0 = time.perf_counter()
+            for i in range(0, len(x), 1000):
+                h = F.relu(F.conv2d(x[i : i + 1000], w_c, b_c, 2, 1)).flatten(1)
+                F.linear(h, w_l, b_l).argmax(1)
+            scratch.normal_(generator=gen)
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize(ctx.device)
+            return time.perf_counter() - t0
+
+        once()
+        ctx._floor = statistics.median(once() for _ in range(max(5, ctx.args.repeat)))
+    return ctx._floor
+
+
+def _cores() -> int:
+    from aanntwin.studies.runner import cpu_cores
+
+    return cpu_cores()
+
+
+def bench_reference_experiment(ctx: Context) -> None:
+    from run import plain_train  # benchmarks/run.py: the plain torch trainer
+
+    from aanntwin.studies.grid import REFERENCE_TEST_LEVELS, REFERENCE_TRAIN_LEVELS
+
+    kinds = ["input", "conv_out", "relu_out", "linear_out"]
+    workers = ctx.args.workers
+    tasks = len(REFERENCE_TRAIN_LEVELS) * len(kinds)
+    used = 1 if workers == "1" else min(_cores(), tasks) if workers == "auto" else int(workers)
+    with tempfile.TemporaryDirectory(prefix="aanntwin-refexp-") as tmp:
+        argv = [sys.executable, "-m", "aanntwin", "sweep", "noise", "--dataset", "mnist",
+                "--data-dir", ctx.args.data_dir, "--train-levels", "reference", "--test-levels",
+                "reference", "--kinds", ",".join(kinds), "--out", f"{tmp}/out", "--no-progress",
+                "--device", str(ctx.device), "--workers", workers]  # fmt: skip
+        run = measured(argv, isolated_env(tmp), Path(tmp))
+    points = tasks * len(REFERENCE_TEST_LEVELS)
+    plain_s, _ = plain_train(ctx.data, RunConfig(dataset="mnist").train, ctx.device)
+    floor = (len(REFERENCE_TRAIN_LEVELS) * plain_s + points * floor_pass_s(ctx)) / used
+    emit("reference_experiment_s", run["seconds"], "s", points=points,
+         trainings=len(REFERENCE_TRAIN_LEVELS), floor_s=round(floor, 3),
+         ratio=round(run["seconds"] / floor, 3), plain_train_s=round(plain_s, 3),
+         floor_pass_s=round(floor_pass_s(ctx), 6), peak_rss_mb=round(run["peak_rss_mb"], 1),
+         tree_rss_mb=round(run["tree_rss_mb"], 1), workers=workers, worker_processes=used,
+         cores=_cores(), empty_cache=True, **ctx.info())  # fmt: skip
+
+
+def bench_workbook_mnist(ctx: Context) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    params = repo / "examples" / "workbook-mnist.yaml"
+    with tempfile.TemporaryDirectory(prefix="aanntwin-workbook-") as tmp:
+        argv = [sys.executable, "-m", "aanntwin", "workbook", "--params", str(params), "--out",
+                f"{tmp}/reports", "--force"]  # fmt: skip
+        run = measured(argv, isolated_env(tmp), repo)  # the params name ../shared: from here
+        notebooks = {}
+        for nb in sorted(Path(tmp, "reports").glob("*/executed/*.ipynb")):
+            meta = json.loads(nb.read_text()).get("metadata", {}).get("papermill", {})
+            if meta.get("duration") is not None:
+                notebooks[nb.stem] = round(meta["duration"], 1)
+    emit("workbook_mnist_s", run["seconds"], "s", notebooks_s=notebooks,
+         floor_pass_s=round(floor_pass_s(ctx), 6),
+         floor_passes=round(run["seconds"] / floor_pass_s(ctx)),
+         peak_rss_mb=round(run["peak_rss_mb"], 1), tree_rss_mb=round(run["tree_rss_mb"], 1),
+         cores=_cores(), empty_cache=True, **ctx.info())  # fmt: skip
 
 
 def bench_fidelity(ctx: Context) -> None:
@@ -238,7 +343,11 @@ FIGURES = {
     "specs": bench_specs,
     "fidelity": bench_fidelity,
     "circuit": bench_circuit,
+    "reference_experiment": bench_reference_experiment,
+    "workbook_mnist": bench_workbook_mnist,
 }
+LONG = ("reference_experiment", "workbook_mnist")
+"""Figures that take minutes: run with ``--only NAME`` or ``--all`` (``make bench``)."""
 
 
 def main() -> int:
@@ -250,10 +359,13 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--only", choices=sorted(FIGURES), action="append")
     p.add_argument("--noise-kind", default="input", help="kind timed by noise_grid")
+    p.add_argument("--workers", default="auto", help="reference_experiment's sweep --workers")
+    p.add_argument("--all", action="store_true", help="the long figures too (LONG)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ctx = Context(args)
-    for name in args.only or list(FIGURES):
+    default = [name for name in FIGURES if args.all or name not in LONG]
+    for name in args.only or default:
         FIGURES[name](ctx)
     return 0
 
