@@ -381,8 +381,11 @@ def test_kill_9_of_a_sweep_leaves_no_worker():
     workers = [int(w) for w in reaper.stdout.readline().split()]
     time.sleep(1.0)  # the workers are in their task
     os.kill(command, signal.SIGKILL)
-    time.sleep(1.5)
-    alive = [w for w in workers if _alive(w)]
+    # A worker still starting (spawn imports take seconds on loaded cores) exits as soon as its
+    # initializer sees the parent gone; one in its task dies at once. Wait for either.
+    deadline = time.monotonic() + 30.0
+    while (alive := [w for w in workers if _alive(w)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
     for w in alive:
         os.kill(w, signal.SIGKILL)
     reaper.kill()
