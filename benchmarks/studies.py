@@ -79,6 +79,8 @@ class Context:
         self.device = torch.device(args.device)
         self._data = None
         self._model = None
+        self.floor_s: float | None = None
+        """Median seconds of the floor pass, measured once (:func:`floor_pass_s`)."""
 
     @property
     def data(self):
@@ -207,7 +209,7 @@ def floor_pass_s(ctx: Context) -> float:
 
     from aanntwin.model import Main
 
-    if getattr(ctx, "_floor", None) is None:
+    if ctx.floor_s is None:
         model = Main().to(ctx.device)
         model.reset_parameters(0)
         x = ctx.data.x_test
@@ -228,8 +230,8 @@ def floor_pass_s(ctx: Context) -> float:
             return time.perf_counter() - t0
 
         once()
-        ctx._floor = statistics.median(once() for _ in range(max(5, ctx.args.repeat)))
-    return ctx._floor
+        ctx.floor_s = statistics.median(once() for _ in range(max(5, ctx.args.repeat)))
+    return ctx.floor_s
 
 
 def _cores() -> int:
