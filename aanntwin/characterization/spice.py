@@ -208,7 +208,8 @@ class Netlist:
         return body + f"{_SELECTOR} aanntwin_sel 0 DC 0\n"
 
 
-def _deck(body: str, control: Sequence[str]) -> str:
+def deck(body: str, control: Sequence[str]) -> str:
+    """A netlist ``body`` closed by a ``.control`` block running ``control`` (wrdata settings)."""
     head = [".control", "set wr_singlescale", "set wr_vecnames"]
     return body + "\n".join([*head, *control, "quit", ".endc", ".end"]) + "\n"
 
@@ -222,22 +223,23 @@ def run_deck(
     last that many columns are kept). Returns the arrays (rows x vectors) and ngspice's wall time
     (s). Raises :class:`SpiceError` on an error line in the output or a missing result file.
     """
-    return _execute(netlist.name, _deck(netlist.body(), control), results, timeout)
+    return execute(netlist.name, deck(netlist.body(), control), results, timeout)
 
 
-def _execute(
+def execute(
     name: str, text: str, results: Mapping[str, int], timeout: float
 ) -> tuple[dict[str, np.ndarray], float]:
+    """Run a whole deck ``text`` (see :func:`deck`) in batch mode, as :func:`run_deck` does."""
     exe = ngspice_path()
     env = {**os.environ, "OMP_WAIT_POLICY": "passive"}
     with tempfile.TemporaryDirectory(prefix="aanntwin-spice-") as tmp:
-        deck = Path(tmp) / "deck.cir"
-        deck.write_text(text, encoding="utf-8")
+        path = Path(tmp) / "deck.cir"
+        path.write_text(text, encoding="utf-8")
         (Path(tmp) / ".spiceinit").write_text("set num_threads=1\n")
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(
-                [exe, "-b", deck.name], cwd=tmp, env=env, capture_output=True, text=True,
+                [exe, "-b", path.name], cwd=tmp, env=env, capture_output=True, text=True,
                 timeout=timeout, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
@@ -284,8 +286,8 @@ def _table_run(
     for prelude, fname in runs:
         control += [*prelude, sweep, f"wrdata {fname} {' '.join(outputs)}"]
     results = {fname: len(outputs) for _, fname in runs}
-    text = _deck(netlist.with_table(table), control)
-    arrays, seconds = _execute(netlist.name, text, results, timeout)
+    text = deck(netlist.with_table(table), control)
+    arrays, seconds = execute(netlist.name, text, results, timeout)
     for fname, data in arrays.items():
         if len(data) != len(table):
             raise SpiceError(f"{netlist.name}: {fname} has {len(data)} rows, expected {len(table)}")

@@ -164,8 +164,8 @@ def run_stage(
     k, m = len(np.atleast_2d(inputs)), index.shape[0]
     vectors = " ".join(f"i(vsp{i}) i(vsn{i})" for i in range(m))
     control = [*(prelude or []), f"dc {SELECTOR} 0 {max(k - 1, 1)} 1", f"wrdata out.txt {vectors}"]
-    text = spice._deck(body, control)
-    arrays, seconds = spice._execute(name, text, {"out.txt": 2 * m}, timeout)
+    text = spice.deck(body, control)
+    arrays, seconds = spice.execute(name, text, {"out.txt": 2 * m}, timeout)
     data = arrays["out.txt"][:k]
     if len(data) < k:
         raise spice.SpiceError(f"{name}: ngspice wrote {len(data)} rows, expected {k}")
