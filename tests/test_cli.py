@@ -119,3 +119,16 @@ def test_help_for_every_command():
         with pytest.raises(SystemExit) as done:
             main([cmd, "--help"])
         assert done.value.code == 0
+
+
+def test_the_command_line_loads_no_notebook_or_fit_machinery_until_a_command_needs_it():
+    """Every command (and every spawned sweep worker, which imports the ``aanntwin`` script)
+    parsed its arguments after importing papermill, nbconvert, scipy and matplotlib: 5-6 s and
+    ~100 MB per process before any work. They load inside the commands that use them."""
+    heavy = ("papermill", "nbformat", "nbconvert", "scipy", "matplotlib", "sklearn")
+    code = (
+        "import sys, aanntwin.cli as c; c.build_parser().parse_args(['sweep', 'noise', '--out', 'o']); "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "", f"imported at start-up: {proc.stdout.strip()}"

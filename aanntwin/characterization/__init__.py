@@ -8,3 +8,8 @@ the full scales' units), ``fit`` (the circuit models' fits),
 ``twin`` (mapping fits onto :class:`~aanntwin.config.Nonidealities`), ``plots`` and
 ``circuits/`` (the example netlists and their data).
 """
+
+TRANSFERS = ("auto", "polynomial", "table")
+"""How the multiplier's input and weight transfers are written (see
+:func:`~aanntwin.characterization.twin.choose_transfer`); here, free of the fit's imports, so
+the command line can offer them without loading scipy."""

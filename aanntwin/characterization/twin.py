@@ -34,6 +34,7 @@ import numpy as np
 
 from ..config import ModelParams, Nonidealities, RunConfig
 from ..runs import run_geometry
+from . import TRANSFERS
 from .fidelity import cell_fidelity, monotone
 from .fit import Fit, polynomial_fit
 from .separable import SeparableModel
@@ -113,8 +114,6 @@ def to_nonidealities(
     return Nonidealities(**fields), how, lacking
 
 
-TRANSFERS = ("auto", "polynomial", "table")
-"""How the multiplier's input and weight transfers are written (see :func:`choose_transfer`)."""
 INPUT_TABLE_POINTS, WEIGHT_TABLE_POINTS = 257, 129
 """Table sizes: equally spaced over +-input_clip and +-weight_range (straight lines between)."""
 TABLE_BETTER = 1.5

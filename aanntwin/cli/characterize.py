@@ -15,10 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..characterization import TRANSFERS
 from ..characterization.circuits import MULTIPLIERS
-from ..characterization.flow import acquire, fit_and_write
-from ..characterization.pipeline import SimOptions, summary
-from ..characterization.twin import TRANSFERS, fan_ins
 from ..config import load_config
 from ..errors import AanntwinError
 from ..io import check_output_path, output_dir
@@ -85,6 +83,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _fan_in(args: argparse.Namespace) -> dict[str, int]:
+    from ..characterization.twin import fan_ins  # scipy: imported by this command only
+
     if args.config:
         cfg = load_config(args.config)
         fan = fan_ins(cfg.dataset, cfg.model)
@@ -99,6 +99,11 @@ def _fan_in(args: argparse.Namespace) -> dict[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     """``aanntwin characterize``: fit, write the outputs, print a summary."""
+    # The fit's modules (scipy, matplotlib) load here, not when the command line is parsed:
+    # every other command, and every sweep worker, starts without them.
+    from ..characterization.flow import acquire, fit_and_write
+    from ..characterization.pipeline import SimOptions, summary
+
     out = check_output_path(args.out, replaces=("nonidealities.json", "fit_report.json"))
     fan = _fan_in(args)
     t0 = time.perf_counter()

@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from ..io import check_output_path
-from ..report.workbook import pages_of, run_parameter_files
 
 
 def add_parser(subparsers: Any) -> None:
@@ -43,6 +42,9 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run every variant; exit 1 naming the failed notebook and its error."""
+    # papermill and nbconvert load here (seconds), not when any command line is parsed.
+    from ..report.workbook import pages_of, run_parameter_files
+
     check_output_path(args.out)  # the reports folder is updated in place: validated up front
     runs = run_parameter_files(
         args.params, args.out, args.name, notebooks_dir=args.notebooks,
