@@ -71,18 +71,80 @@ def _recording(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def polynomial(x: Tensor, coeffs: Sequence[float]) -> Tensor:
-    """``p(x) = sum_k a_k x^k`` with ``coeffs = (a_0, a_1, ...)``, by Horner's rule."""
+def _horner(x: Tensor, coeffs: Sequence[float]) -> Tensor:
+    """``a_0 + a_1 x + ...`` (degree >= 1) by Horner's rule in one fresh buffer, updated in
+    place (callers hold no autograd record); zero coefficients add nothing."""
+    out = x * coeffs[-1]
+    for a in reversed(coeffs[1:-1]):
+        if a != 0:
+            out.add_(a)
+        out.mul_(x)
+    return out.add_(coeffs[0]) if coeffs[0] != 0 else out
+
+
+def _affine(x: Tensor, a0: float, a1: float) -> Tensor:
+    """``a_0 + a_1 x`` in one fresh buffer (one pass; two for a general ``a_0, a_1``)."""
+    if a1 == 0:
+        return torch.full_like(x, a0)
+    if a1 == 1:
+        return x + a0 if a0 != 0 else x.clone()
+    return _horner(x, (a0, a1))
+
+
+def _evaluate(x: Tensor, coeffs: Sequence[float]) -> Tensor:
+    """``p(x)`` in few passes over the tensor, into fresh buffers updated in place (never
+    ``x``; no autograd record here). ``x + x q(x)`` ends in one fused ``addcmul``: the common
+    ``(0, 1, a_2)`` is one pass (Horner: three), ``(0, 1, a_2, a_3)`` four (five); other degree-2
+    forms are ``a_0 + a_1 x`` then one ``addcmul``; the rest Horner (no split saves a pass)."""
     if len(coeffs) == 1:
         return torch.full_like(x, coeffs[0])
-    out = x * coeffs[-1]
-    if _recording(x):
-        for a in reversed(coeffs[1:-1]):
-            out = (out + a) * x
-        return out + coeffs[0] if coeffs[0] != 0 else out
-    for a in reversed(coeffs[1:-1]):  # same arithmetic, in the one fresh buffer
-        out.add_(a).mul_(x)
-    return out.add_(coeffs[0]) if coeffs[0] != 0 else out
+    a0, a1 = coeffs[0], coeffs[1]
+    if len(coeffs) == 2:
+        return _affine(x, a0, a1)
+    if a0 == 0 and a1 == 1:
+        if len(coeffs) == 3:
+            return torch.addcmul(x, x, x, value=coeffs[2])
+        t = _horner(x, (0, *coeffs[2:]))  # x (a_2 + a_3 x + ...)
+        return torch.addcmul(x, t, x, out=t)  # into t's buffer: one live buffer, not two
+    if len(coeffs) == 3:
+        return _affine(x, a0, a1).addcmul_(x, x, value=coeffs[2])
+    return _horner(x, coeffs)
+
+
+class _Polynomial(torch.autograd.Function):
+    """``p(x)`` recorded as one node: the forward is the no-grad evaluation itself (so both paths
+    agree bit for bit), the backward ``grad * p'(x)`` in as few passes (one for ``(0, 1, a_2)``),
+    itself differentiable (double backward records through :func:`polynomial`)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, coeffs: tuple[float, ...]) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.coeffs = coeffs
+        return _evaluate(x, coeffs)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        slope = tuple(k * a for k, a in enumerate(ctx.coeffs))[1:]  # p' = a_1 + 2 a_2 x + ...
+        if len(slope) == 1:
+            return grad * slope[0], None
+        if len(slope) == 2:  # grad (b_0 + b_1 x) = b_0 grad + b_1 grad x
+            base = grad if slope[0] == 1 else grad * slope[0]
+            return torch.addcmul(base, grad, x, value=slope[1]), None
+        return polynomial(x, slope) * grad, None
+
+
+def polynomial(x: Tensor, coeffs: Sequence[float]) -> Tensor:
+    """``p(x) = sum_k a_k x^k`` with ``coeffs = (a_0, a_1, ...)`` (Python numbers), a fresh
+    tensor (``x`` is never modified), in few passes over the tensor (see :func:`_evaluate`).
+
+    Recorded for autograd as one node whose forward is the no-grad evaluation, so the recording
+    and no-grad paths agree bit for bit; each element's value depends on that element alone (a
+    stack of tensors gives each one's result bit for bit).
+    """
+    if len(coeffs) > 1 and _recording(x):
+        return _Polynomial.apply(x, tuple(coeffs))
+    return _evaluate(x, coeffs)
 
 
 def table(x: Tensor, values: Tensor, span: float) -> Tensor:

@@ -1,0 +1,117 @@
+"""The functional core's transfer polynomial: its math, gradients, in-place hygiene and the bit
+for bit agreements the layers rely on (autograd and no-grad paths, stacked weight variants)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from aanntwin import functional as AF
+
+COEFFS = [
+    (0.3,),  # degree 0: a constant
+    (0.5, -2.0),  # degree 1, offset and gain
+    (0.0, 1.0),  # identity
+    (0.0, 1.0, 0.1),  # the reference input transfer
+    (0.2, -0.7, 0.1),  # degree 2, a_0 != 0, a_1 != 1
+    (-0.4, 1.0, -0.25),  # degree 2, a_1 == 1 with an offset
+    (0.0, 0.0, -0.4),  # pure square
+    (0.5, 0.0, 0.1),  # no linear term
+    (0.0, 1.0, 0.1, -0.02),  # the cubic weight transfer
+    (-0.1, 0.9, -0.05, 0.02),  # degree 3, every term
+    (0.0, 0.0, 0.0, 0.3),  # pure cube
+    (0.05, 1.2, -0.1, -0.03, 0.004, 0.002, -0.0003, -0.0001),  # degree 7 (characterized fit)
+]
+
+
+def horner64(x: torch.Tensor, coeffs: Sequence[float]) -> torch.Tensor:
+    """Reference: Horner's rule in float64 (plain, out of place)."""
+    out = torch.full_like(x, coeffs[-1], dtype=torch.float64)
+    for a in reversed(coeffs[:-1]):
+        out = out * x.double() + a
+    return out
+
+
+def sample(dtype: torch.dtype, shape: tuple[int, ...] = (4099,), seed: int = 0) -> torch.Tensor:
+    """Uniform on [-3, 3] V (past the input clip either side), from an explicit seed."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=g, dtype=torch.float64) * 6 - 3).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("coeffs", COEFFS)
+def test_polynomial_equals_the_math_to_float_rounding(coeffs, dtype):
+    x = sample(dtype)
+    p = AF.polynomial(x, coeffs)
+    assert p.dtype == dtype and p.shape == x.shape
+    torch.testing.assert_close(p, horner64(x, coeffs).to(dtype))
+
+
+@pytest.mark.parametrize("coeffs", [c for c in COEFFS if len(c) > 1])
+def test_polynomial_gradient_is_the_derivative(coeffs):
+    x = sample(torch.float64, (64,), seed=1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: AF.polynomial(t, coeffs), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: AF.polynomial(t, coeffs), (x,))
+    (got,) = torch.autograd.grad(AF.polynomial(x, coeffs).sum(), x)
+    (want,) = torch.autograd.grad(horner64(x, coeffs).sum(), x)
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("coeffs", COEFFS)
+def test_polynomial_recording_and_no_grad_paths_agree_bit_for_bit(coeffs, dtype):
+    x = sample(dtype, seed=2)
+    with torch.no_grad():
+        fast = AF.polynomial(x, coeffs)
+    recorded = AF.polynomial(x.clone().requires_grad_(), coeffs)
+    assert torch.equal(fast, recorded.detach())
+
+
+@pytest.mark.parametrize("coeffs", COEFFS)
+def test_polynomial_never_modifies_its_input_and_returns_a_fresh_tensor(coeffs):
+    x = sample(torch.float32, seed=3)
+    kept = x.clone()
+    with torch.no_grad():
+        p = AF.polynomial(x, coeffs)
+    assert torch.equal(x, kept)
+    assert p.data_ptr() != x.data_ptr()
+
+
+@pytest.mark.parametrize("coeffs", COEFFS)
+def test_polynomial_of_a_stack_equals_each_slice_bit_for_bit(coeffs):
+    """What ``mac_variants`` relies on: the weight transfer of P stacked variants is each
+    variant's own, whatever its size or position (vectorized body or tail), contiguous or not."""
+    stack = sample(torch.float32, (5, 7, 13), seed=4)
+    whole = AF.polynomial(stack, coeffs)
+    for p in range(len(stack)):
+        assert torch.equal(whole[p], AF.polynomial(stack[p], coeffs))
+    transposed = stack.transpose(1, 2)  # not contiguous
+    assert torch.equal(AF.polynomial(transposed, coeffs), whole.transpose(1, 2))
+
+
+class _CountOps(TorchFunctionMode):
+    """Counts the torch operations called (each one elementwise pass here)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls.append(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    ("coeffs", "passes"),
+    [((0.0, 1.0, 0.1), 1), ((0.2, -0.7, 0.1), 3), ((0.0, 1.0, 0.1, -0.02), 4)],
+)
+def test_polynomial_passes_over_the_tensor(coeffs, passes):
+    """Cost pin (not a timing): the reference ``(0, 1, a_2)`` input transfer, run on every
+    activation of every forward, is one elementwise operation (``x + a_2 x x``)."""
+    x = sample(torch.float32, (1000,), seed=5)
+    with torch.no_grad(), _CountOps() as ops:
+        AF.polynomial(x, coeffs)
+    assert len(ops.calls) == passes, ops.calls
