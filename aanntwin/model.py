@@ -247,7 +247,10 @@ class Main(nn.Module):
         return out
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._run(x, None, None)
+        for _, step in self._steps():  # _run without the taps: the training step's hot path
+            if step is not None:
+                x = step(x)
+        return x
 
     # ----------------------------------------------------------------- init and weights
     @torch.no_grad()

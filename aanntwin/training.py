@@ -277,6 +277,9 @@ def train(
     )
     chunk = max(1, steps_per_epoch // 50)
     sample_chips = model.has_mismatch() and tp.chips != "fixed"
+    # Settings do not change during training: clamp after each step only where a stage has a
+    # bound (the check per step cost more than the clamp-free step's Python overhead allows).
+    project = any(b is not None for b in model.weight_bounds().values())
     for epoch in range(start, end):
         model.train()
         model.reseed(derive_seed(tp.seed, "train-noise", epoch))
@@ -293,7 +296,8 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            model.project_weights()  # latent weights stay in the programmable range
+            if project:
+                model.project_weights()  # latent weights stay in the programmable range
             if sched is not None:
                 sched.step()
             loss_sum += loss.detach() * len(idx)

@@ -1,9 +1,12 @@
 """Core-twin benchmarks: one JSON object per line ({"figure", "value", "unit", ...context}).
 
 Figures (MNIST from --data-dir, default ../shared/data/mnist beside the checkout):
-- train_default_seconds / train_plain_torch_seconds / train_ratio: the twin's trainer with the
-  default TrainParams against a plain torch model of the same geometry on the same schedule,
-  alternated in one run (medians over --repeat);
+- train_default_seconds / train_plain_torch_seconds / train_ratio: the twin's trainer
+  (``train()``, the default TrainParams: model set-up, the steps, each epoch's training loss and
+  accuracy and its test-set loss and accuracy) against a plain torch loop doing the same on a
+  model of the same geometry, same optimizer, schedule and batches, alternated in one run
+  (medians over --repeat); train_steps_ratio: the optimizer steps alone (the twin's epoch
+  seconds against the plain loop's);
 - eval_reference_seconds / eval_floor_seconds / eval_ratio: a 10k-image test pass with all the
   reference nonidealities on, against its floor (plain conv-ReLU-linear over the same weights plus
   drawing the same number of normal samples);
@@ -57,8 +60,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def plain_train(data, tp: TrainParams, device: torch.device) -> tuple[float, float]:
-    """Plain torch, same geometry, optimizer, schedule, batches: (seconds, test accuracy)."""
+def plain_train(data, tp: TrainParams, device: torch.device) -> tuple[float, float, float]:
+    """Plain torch, same geometry, optimizer, schedule and batches, doing what the twin's trainer
+    does besides the steps: the epoch's training loss and accuracy, and the test set's loss and
+    accuracy after each epoch (its history). Returns (seconds, seconds of the steps alone, final
+    test accuracy)."""
     torch.manual_seed(tp.seed)
     model = nn.Sequential(nn.Conv2d(1, 4, 6, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(676, 10)).to(
         device
@@ -79,29 +85,46 @@ def plain_train(data, tp: TrainParams, device: torch.device) -> tuple[float, flo
     )
     sync(device)
     t0 = time.perf_counter()
+    step_seconds, acc, history = 0.0, 0.0, []
     for epoch in range(tp.epochs):
         gen = torch.Generator().manual_seed(derive_seed(tp.seed, "shuffle", epoch))
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        t_steps = time.perf_counter()
         for idx in batches(n, tp.batch_size, gen, device):
-            loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (out.detach().argmax(1) == yb).sum()
+        sync(device)
+        step_seconds += time.perf_counter() - t_steps
+        with torch.no_grad():  # the epoch's test loss and accuracy, in evaluate()'s slices
+            test_loss = torch.zeros((), dtype=torch.float64, device=device)
+            test_correct = torch.zeros((), dtype=torch.int64, device=device)
+            step = 1000 if device.type == "cpu" else 16384
+            for i in range(0, len(data.y_test), step):
+                out = model(data.x_test[i : i + step])
+                yb = data.y_test[i : i + step]
+                test_loss += F.cross_entropy(out, yb, reduction="sum").double()
+                test_correct += (out.argmax(1) == yb).sum()
+        acc = float(test_correct) / len(data.y_test)
+        history.append(
+            (float(loss_sum) / n, float(correct) / n, float(test_loss) / len(data.y_test))
+        )
     sync(device)
-    seconds = time.perf_counter() - t0
-    with torch.no_grad():
-        acc = sum(
-            (model(data.x_test[i : i + 1000]).argmax(1) == data.y_test[i : i + 1000]).sum().item()
-            for i in range(0, len(data.y_test), 1000)
-        ) / len(data.y_test)
-    return seconds, acc
+    return time.perf_counter() - t0, step_seconds, acc
 
 
 def bench_training(data, device, repeat: int, ctx: dict) -> None:
     cfg = RunConfig(dataset="mnist")
     tp = cfg.train
-    twin_s, plain_s, twin_acc, plain_acc, ratios = [], [], [], [], []
+    twin_s, plain_s, twin_acc, plain_acc, ratios, step_ratios = [], [], [], [], [], []
     for _ in range(repeat):
         sync(device)
         t0 = time.perf_counter()
@@ -109,11 +132,12 @@ def bench_training(data, device, repeat: int, ctx: dict) -> None:
         sync(device)
         twin = time.perf_counter() - t0
         twin_acc.append(evaluate(result.model, data.x_test, data.y_test).accuracy)
-        plain, acc = plain_train(data, tp, device)
+        plain, plain_steps, acc = plain_train(data, tp, device)
         plain_acc.append(acc)
         twin_s.append(twin)
         plain_s.append(plain)
         ratios.append(twin / plain)
+        step_ratios.append(sum(result.epoch_seconds) / plain_steps)
     sched = {
         "optimizer": tp.optimizer,
         "lr": tp.lr,
@@ -141,6 +165,7 @@ def bench_training(data, device, repeat: int, ctx: dict) -> None:
         **ctx,
     )
     emit("train_ratio", statistics.median(ratios), "twin/plain", **ctx)
+    emit("train_steps_ratio", statistics.median(step_ratios), "twin/plain", **ctx)
     emit("train_default_accuracy", twin_acc[0], "fraction", dataset="mnist", **ctx)
 
 
