@@ -208,19 +208,51 @@ def load_cifar10_arrays(
     files' digests), the folder, whether ``SHA256SUMS`` verified every file, and the record
     count of each file."""
     folder = locate(data_dir, download_ok)
-    parts = {name: read_batch(folder / name) for name in FILES}
-    x_train = np.concatenate([parts[n][0] for n in TRAIN_FILES])
-    y_train = np.concatenate([parts[n][1] for n in TRAIN_FILES])
+    x_train, y_train, digests, counts = _read_split(folder, TRAIN_FILES)
+    x_test, y_test, test_digests, test_counts = _read_split(folder, (TEST_FILE,))
+    digests.update(test_digests)
     present = np.count_nonzero(np.bincount(y_train, minlength=N_CLASSES))
     if present != N_CLASSES:
         raise DataError(
             f"{folder}: the training files hold {present} of the 10 classes; CIFAR-10 needs all"
         )
-    digests = {name: p[2] for name, p in parts.items()}
     h = hashlib.sha256()
     for name in FILES:
         h.update(digests[name].encode())
-    arrays = {"x_train": x_train, "y_train": y_train, "x_test": parts[TEST_FILE][0],
-              "y_test": parts[TEST_FILE][1]}  # fmt: skip
-    counts = [len(p[1]) for p in parts.values()]
-    return arrays, h.hexdigest()[:16], folder, _check_sums(folder, digests), counts
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    return arrays, h.hexdigest()[:16], folder, _check_sums(folder, digests), counts + test_counts
+
+
+def _read_split(
+    folder: Path, names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, dict[str, str], list[int]]:
+    """The batch files ``names`` read one at a time into one preallocated pixel array (sized from
+    the files' sizes; each file's bytes are freed before the next is read: the peak is the
+    result plus one file), their labels, each file's SHA-256 and record count. One file is
+    returned as read (views of its bytes): no copy, and no mid-sized buffer for glibc's heap to
+    keep after it is freed."""
+    if len(names) == 1:
+        pixels, y, digest = read_batch(folder / names[0])
+        return pixels, y, {names[0]: digest}, [len(y)]
+    sizes = [_size(folder / name) for name in names]
+    x = np.empty((sum(sizes) // RECORD, *SHAPE), np.uint8)
+    labels: list[np.ndarray] = []
+    digests: dict[str, str] = {}
+    start = 0
+    for name, size in zip(names, sizes, strict=True):
+        pixels, y, digests[name] = read_batch(folder / name)
+        if len(y) * RECORD != size:
+            raise DataError(f"{folder / name}: changed while it was read; load it again")
+        x[start : start + len(y)] = pixels
+        labels.append(y.copy())  # a copy: a view would keep the whole file's bytes alive
+        start += len(y)
+        del pixels, y
+    return x, np.concatenate(labels), digests, [len(y) for y in labels]
+
+
+def _size(path: Path) -> int:
+    """Bytes of ``path``; 0 when it cannot be read (:func:`read_batch` then says why)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

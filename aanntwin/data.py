@@ -31,7 +31,16 @@ import torch
 from torch import Tensor
 
 from .errors import DataError
-from .idx import SOURCES, SPECS, UnverifiedDataWarning, content_fingerprint, locate, read_checked
+from .idx import (
+    FILES,
+    SOURCES,
+    SPECS,
+    UnverifiedDataWarning,
+    content_fingerprint,
+    locate,
+    read_checked,
+    unit_float32,
+)
 from .registry import DATASETS, choices_text, info, is_npz
 
 DATASET_NAMES = DATASETS
@@ -145,25 +154,31 @@ def load_idx_dataset(
             UnverifiedDataWarning,
             stacklevel=3,
         )
+    fingerprint = content_fingerprint(files)
     arrays = {key: f.array for key, f in files.items()}
-
-    def images(a: np.ndarray) -> Tensor:
-        return torch.from_numpy(a.astype(np.float32) / 255.0)[:, None]
-
-    def labels(a: np.ndarray) -> Tensor:
-        return torch.from_numpy(a.astype(np.int64))
-
+    del files  # the uint8 arrays now live only in ``arrays``: each goes once it is converted
+    t = {key: _tensor(arrays, key) for key in FILES}
     return Dataset(
         name,
-        images(arrays["train_images"]),
-        labels(arrays["train_labels"]),
-        images(arrays["test_images"]),
-        labels(arrays["test_labels"]),
+        t["train_images"][:, None],
+        t["train_labels"],
+        t["test_images"][:, None],
+        t["test_labels"],
         SPECS[name].n_classes,
-        content_fingerprint(files),
+        fingerprint,
         str(folder),
         verified=not unverified,
     )
+
+
+def _tensor(arrays: dict[str, np.ndarray], key: str) -> Tensor:
+    """``arrays[key]`` taken out of ``arrays`` (so its uint8 bytes are freed as soon as it is
+    converted: a lower peak while loading) as a tensor: uint8 images float32 in [0, 1] (see
+    :func:`aanntwin.idx.unit_float32`), labels int64."""
+    a = arrays.pop(key)
+    if key.endswith("labels") or key.startswith("y_"):
+        return torch.from_numpy(a.astype(np.int64))
+    return torch.from_numpy(unit_float32(a))
 
 
 def load_cifar10(data_dir: str | os.PathLike[str] | None = None, download: bool = True) -> Dataset:
@@ -180,15 +195,13 @@ def load_cifar10(data_dir: str | os.PathLike[str] | None = None, download: bool 
             stacklevel=3,
         )
 
-    def images(a: np.ndarray) -> Tensor:
-        return torch.from_numpy(a.astype(np.float32) / np.float32(255.0))
-
+    t = {key: _tensor(arrays, key) for key in ("x_train", "y_train", "x_test", "y_test")}
     return Dataset(
         "cifar10",
-        images(arrays["x_train"]),
-        torch.from_numpy(arrays["y_train"].astype(np.int64)),
-        images(arrays["x_test"]),
-        torch.from_numpy(arrays["y_test"].astype(np.int64)),
+        t["x_train"],
+        t["y_train"],
+        t["x_test"],
+        t["y_test"],
         info("cifar10").n_classes,
         fingerprint,
         str(folder),

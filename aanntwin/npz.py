@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
+from .idx import unit_float32
 from .io import read_bytes
 
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
@@ -147,14 +148,14 @@ def _cached_info(key: tuple[str, int, int]) -> tuple[tuple[int, int, int], int]:
 def _images(path: Path, a: str, x: np.ndarray) -> np.ndarray:
     """float32 ``N x C x H x W`` in [0, 1]; NaN, infinities and values outside refused."""
     if x.dtype == np.uint8:
-        out = x.astype(np.float32) / np.float32(255.0)
+        out = unit_float32(x)
     else:
         if not np.isfinite(x).all():
             raise DataError(f"{path}: {a} has NaN or infinite values; allowed: {IMAGES}")
         lo, hi = float(x.min()), float(x.max())
         if lo < 0.0 or hi > 1.0:
             raise DataError(f"{path}: {a} has values in [{lo:g}, {hi:g}]; allowed: {IMAGES}")
-        out = x.astype(np.float32)
+        out = x.astype(np.float32, copy=False)  # float32 stays as read: no second copy
     return out[:, None] if out.ndim == 3 else out
 
 
@@ -174,9 +175,10 @@ def load_npz_arrays(
             arrays = {a: f[a] for a in ARRAYS}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{p}: cannot read the arrays ({exc})") from None
+    del raw  # the file's bytes go before the images are converted (a lower peak)
     k = _classes(p, arrays["y_train"], arrays["y_test"])
     out = {}
-    for split in ("train", "test"):
-        out[f"x_{split}"] = _images(p, f"x_{split}", arrays[f"x_{split}"])
-        out[f"y_{split}"] = arrays[f"y_{split}"].astype(np.int64)
+    for split in ("train", "test"):  # each array leaves ``arrays`` once converted: freed early
+        out[f"x_{split}"] = _images(p, f"x_{split}", arrays.pop(f"x_{split}"))
+        out[f"y_{split}"] = arrays.pop(f"y_{split}").astype(np.int64)
     return out, k, fingerprint

@@ -205,6 +205,19 @@ def test_the_fingerprint_covers_the_content(tmp_path):
     assert _load(a).fingerprint == _load(write_cifar(tmp_path / "c")).fingerprint
 
 
+def test_images_and_labels_equal_the_plain_decoding_of_the_records_bit_for_bit(tmp_path):
+    write_cifar(tmp_path, n=30, sub=None)
+    d = _load(tmp_path)
+    for split, names in (("train", CIFAR_FILES[:5]), ("test", CIFAR_FILES[5:])):
+        rec = np.concatenate([np.frombuffer((tmp_path / n).read_bytes(), np.uint8) for n in names])
+        rec = rec.reshape(-1, cifar.RECORD)
+        want = rec[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / np.float32(255.0)
+        x = getattr(d, f"x_{split}").numpy()
+        assert x.dtype == np.float32 and x.flags.c_contiguous
+        assert np.array_equal(x.view(np.uint32), want.view(np.uint32))  # every bit
+        assert getattr(d, f"y_{split}").tolist() == rec[:, 0].tolist()
+
+
 def test_hardware_counts_use_3_input_channels():
     g = run_geometry(
         RunConfig(dataset="cifar10", model=ModelParams(channels=4, kernel=6, stride=2))

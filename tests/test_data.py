@@ -1,6 +1,10 @@
 import gzip
 import hashlib
+import json
+import os
 import shutil
+import subprocess
+import sys
 import urllib.request
 import warnings
 
@@ -10,7 +14,8 @@ import torch
 
 from aanntwin.data import batches, load_dataset
 from aanntwin.errors import DataError
-from aanntwin.idx import FILES, SOURCES, UnverifiedDataWarning, read_idx
+from aanntwin.idx import FILES, SOURCES, UnverifiedDataWarning, read_idx, unit_float32
+from tests.conftest import REPO
 
 
 def _write_idx(path, array, gz=True):
@@ -206,3 +211,64 @@ def test_batches_are_a_seeded_permutation():
     assert not torch.equal(a, torch.arange(103))
     assert [len(i) for i in batches(25, 10)] == [10, 10, 5]
     assert np.array_equal(torch.cat(list(batches(25, 10))).numpy(), np.arange(25))
+
+
+def _reference_images(path):
+    """Straightforward decoding of a gzipped IDX image file: the payload after the 16-byte header
+    as uint8, then float32 / 255 (what every loader must reproduce bit for bit)."""
+    raw = gzip.decompress(path.read_bytes())
+    a = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 1, 28, 28)
+    return a.astype(np.float32) / np.float32(255.0)
+
+
+def test_idx_images_equal_the_plain_decoding_bit_for_bit(full_size):
+    with pytest.warns(UnverifiedDataWarning):
+        ds = load_dataset("fashion-mnist", full_size, download=False)
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        x = getattr(ds, f"x_{split}")
+        ref = _reference_images(full_size / f"{prefix}-images-idx3-ubyte.gz")
+        assert x.dtype == torch.float32 and x.is_contiguous()
+        assert np.array_equal(x.numpy().view(np.uint32), ref.view(np.uint32))  # every bit
+        labels = gzip.decompress((full_size / f"{prefix}-labels-idx1-ubyte.gz").read_bytes())
+        assert torch.equal(getattr(ds, f"y_{split}"), torch.tensor(list(labels[8:])))
+    assert len(np.unique(ds.x_train.numpy())) == 256  # every pixel value was compared
+
+
+def test_unit_float32_rounds_as_float32_division_by_255():
+    v = np.arange(256, dtype=np.uint8)
+    want = (v.astype(np.float32) / np.float32(255.0)).view(np.uint32)
+    assert np.array_equal(unit_float32(v).view(np.uint32), want)
+    records = np.tile(v, (4, 2))[:, 1:]  # strided, as CIFAR's pixels after the label byte
+    assert np.array_equal(unit_float32(records).view(np.uint32), np.tile(want, (4, 2))[:, 1:])
+    assert unit_float32(v.reshape(16, 16)).dtype == np.float32
+
+
+PEAK_SCRIPT = """
+import json, sys, warnings
+import torch
+from aanntwin.data import load_dataset
+def status_mb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+before = status_mb("VmRSS")
+warnings.simplefilter("ignore")
+ds = load_dataset("fashion-mnist", sys.argv[1], download=False)
+tensors = sum(t.numel() * t.element_size() for t in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
+print(json.dumps({"growth_mb": status_mb("VmHWM") - before, "tensors_mb": tensors / 2**20}))
+"""
+"""VmHWM (this process image's peak RSS), not ru_maxrss: a child spawned with vfork inherits the
+parent's peak in ru_maxrss, here pytest's after it loaded these same 60,000 images."""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and ru_maxrss (kB)")
+def test_loading_peaks_close_to_the_final_tensors(full_size):
+    """A study's worker loads the dataset once: its transient copies (uint8 bytes, float
+    temporaries) count against the memory budget. 60,000 + 10,000 images: 219 MB of float32;
+    a float temporary or a second float copy alone would push the peak growth past 1.6x."""
+    env = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(full_size)], check=True,
+                         capture_output=True, text=True, env=env, cwd=REPO)  # fmt: skip
+    m = json.loads(out.stdout)
+    assert m["tensors_mb"] > 200
+    assert m["growth_mb"] < 1.6 * m["tensors_mb"], m
