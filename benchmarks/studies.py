@@ -14,12 +14,13 @@ model is trained once through the checkpoint cache, later runs read it back):
 - reference_experiment_s: the whole reference noise experiment (``aanntwin sweep noise
   --train-levels reference --test-levels reference --kinds input,conv_out,relu_out,linear_out``
   on MNIST: 12 trainings, 4,896 points) as a subprocess with its own empty ``AANNTWIN_CACHE``
-  (minutes), with the peak RSS of its largest process and of its process tree, beside a plain
+  (minutes), with its memory (peak_rss_mb, tree_rss_mb, tree_pss_mb: see below), beside a plain
   torch floor measured in the same run: (12 plain trainings on the same schedule + 4,896 floor
   passes) / the worker processes it used (--workers: passed to the sweep, default auto);
 - workbook_mnist_s: ``aanntwin workbook --params examples/workbook-mnist.yaml`` (needs ../shared
   beside the checkout) as a subprocess with an empty cache into a temporary folder (minutes),
-  with the peak RSS and each notebook's seconds (papermill's), beside the floor pass;
+  with its memory (as reference_experiment_s) and each notebook's seconds (papermill's), beside
+  the floor pass;
 - fidelity_rms_pct_fs / fidelity_max_pct_fs (per shipped multiplier): the twin as written against
   ngspice on 200 held-out 8-input MAC conditions (needs ngspice; skipped with a note otherwise),
   beside the fitted cells summed, with the simulation time; cell_twin_rms_pct_fs: one cell of
@@ -32,6 +33,13 @@ model is trained once through the checkpoint cache, later runs read it back):
   (``aanntwin validate-circuit``): images whose class decision the circuit and the characterized
   twin share (the ideal twin's beside it), per-stage RMS error in % of the stage's full scale for
   both twins, and ngspice wall time per image (needs ngspice; skipped with a note otherwise).
+
+Memory of the subprocess figures (``benchmarks/measure.py``, sampled every 0.2 s, MB):
+peak_rss_mb, the peak RSS of the largest process (its VmHWM); tree_rss_mb, the peak summed RSS of
+the process tree (shared library pages counted once per process: the torch libraries every
+spawned worker maps count several times); tree_pss_mb, the peak summed PSS of the tree
+(``/proc/PID/smaps_rollup``: a page shared by n processes counts 1/n in each, so the sum is what
+the tree costs the machine; 0 off Linux).
 
 The floor pass (floor_pass_s, every figure that has one): a plain torch conv-ReLU-linear pass
 over the 10k test images in 1,000-image slices plus one normal draw per input pixel (the work of
@@ -262,7 +270,8 @@ def bench_reference_experiment(ctx: Context) -> None:
          trainings=len(REFERENCE_TRAIN_LEVELS), floor_s=round(floor, 3),
          ratio=round(run["seconds"] / floor, 3), plain_train_s=round(plain_s, 3),
          floor_pass_s=round(floor_pass_s(ctx), 6), peak_rss_mb=round(run["peak_rss_mb"], 1),
-         tree_rss_mb=round(run["tree_rss_mb"], 1), workers=workers, worker_processes=used,
+         tree_rss_mb=round(run["tree_rss_mb"], 1), tree_pss_mb=round(run["tree_pss_mb"], 1),
+         workers=workers, worker_processes=used,
          cores=_cores(), empty_cache=True, **ctx.info())  # fmt: skip
 
 
@@ -282,7 +291,8 @@ def bench_workbook_mnist(ctx: Context) -> None:
          floor_pass_s=round(floor_pass_s(ctx), 6),
          floor_passes=round(run["seconds"] / floor_pass_s(ctx)),
          peak_rss_mb=round(run["peak_rss_mb"], 1), tree_rss_mb=round(run["tree_rss_mb"], 1),
-         cores=_cores(), empty_cache=True, **ctx.info())  # fmt: skip
+         tree_pss_mb=round(run["tree_pss_mb"], 1), cores=_cores(), empty_cache=True,
+         **ctx.info())  # fmt: skip
 
 
 def bench_fidelity(ctx: Context) -> None:
