@@ -33,7 +33,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..cache import CheckpointCache
@@ -41,7 +40,7 @@ from ..config import MISMATCH_FIELDS, Nonidealities, RunConfig
 from ..functional import injectable, injectable_kind
 from ..model import NOISE_AFTER, Main
 from ..seeds import NoiseSource, derive_seed
-from ..training import eval_batch_size, noise_seed, train
+from ..training import eval_batch_size, noise_seed, summed_cross_entropy, train
 from .common import cached_dataset, training_threads
 from .normalize import apply, normalize, tightest
 
@@ -133,8 +132,9 @@ class _Scores:
         self.loss = torch.zeros(settings, runs, dtype=torch.float64, device=device)
 
     def add(self, i: int, r: int, out: Tensor, y: Tensor) -> None:
-        self.loss[i, r] += F.cross_entropy(out, y, reduction="sum").double()
-        self.correct[i, r] += (out.argmax(1) == y).sum()
+        top, pred = out.max(1)  # the first maximal index, as argmax
+        self.loss[i, r] += summed_cross_entropy(out, y, top)
+        self.correct[i, r] += (pred == y).sum()
 
     def result(self, n: int) -> tuple[Tensor, Tensor]:
         """Accuracy and mean loss [setting, run], float64 on the CPU."""

@@ -52,7 +52,7 @@ from ..config import load_config
 from ..errors import AanntwinError
 from ..model import Main
 from ..runs import load_run, weights_sha256
-from ..training import eval_batch_size, noise_seed
+from ..training import eval_batch_size, noise_seed, summed_cross_entropy
 from .common import cached_dataset, resolve_device
 from .runner import ResultStore, Task, run_tasks
 
@@ -119,15 +119,12 @@ def _variants(w: Tensor, refs: list[float], bits: list[int], zeros: list[bool]) 
 def _score(z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Correct counts and summed cross-entropy (float64) per point of class scores ``(P, N, C)``.
 
-    The predictions are evaluate's exactly (``max`` returns the first maximal index, as
-    ``argmax``); the loss agrees with evaluate's to float32 rounding (one log-sum-exp pass over
-    all points: a per-point ``F.cross_entropy`` would match bit for bit but costs about 0.3 ms
-    per slice and point, more than the matrix product).
+    The predictions and the loss are evaluate's exactly (``max`` returns the first maximal
+    index, as ``argmax``; :func:`~aanntwin.training.summed_cross_entropy`, one log-sum-exp pass
+    over all points).
     """
     top, pred = z.max(-1)
-    lse = (z - top[..., None]).exp_().sum(-1).log_().add_(top)
-    zy = z.gather(-1, y[None, :, None].expand(z.shape[0], -1, 1)).squeeze(-1)
-    return (pred == y).sum(1), (lse - zy).double().sum(1)
+    return (pred == y).sum(1), summed_cross_entropy(z, y, top)
 
 
 def _split(work: Main, layer: str) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
