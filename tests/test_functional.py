@@ -1,5 +1,6 @@
-"""The functional core's transfer polynomial: its math, gradients, in-place hygiene and the bit
-for bit agreements the layers rely on (autograd and no-grad paths, stacked weight variants)."""
+"""The functional core: the transfer polynomial (its math, gradients, in-place hygiene and the bit
+for bit agreements the layers rely on: autograd and no-grad paths, stacked weight variants) and
+the temporal noise's independence of memory layout."""
 
 from __future__ import annotations
 
@@ -115,3 +116,24 @@ def test_polynomial_passes_over_the_tensor(coeffs, passes):
     with torch.no_grad(), _CountOps() as ops:
         AF.polynomial(x, coeffs)
     assert len(ops.calls) == passes, ops.calls
+
+
+def test_noise_is_drawn_in_logical_order_whatever_the_layout_of_its_input():
+    """A per-position convolution (conv gain mismatch) returned a permuted view; the noise after
+    it was drawn into a buffer with those strides, through PyTorch's scalar normal (other
+    numbers than for the same values laid out contiguously, and ~6x slower)."""
+    x = torch.rand(8, 13, 13, 4).permute(0, 3, 1, 2)  # (N, C, H, W) values, channels-last memory
+    assert not x.is_contiguous()
+    gen = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+    noisy = AF.gaussian_noise(x, 0.1, gen())
+    assert torch.equal(noisy, AF.gaussian_noise(x.contiguous(), 0.1, gen()))
+    assert noisy.is_contiguous()
+
+
+def test_a_per_position_convolution_hands_back_the_usual_layout():
+    x, w = torch.rand(3, 2, 12, 12), torch.rand(4, 2, 3, 3)
+    gain = 1 + 0.05 * torch.randn(4, 6, 6, 2, 3, 3, generator=torch.Generator().manual_seed(1))
+    y = AF.conv2d_per_position(x, w, torch.rand(4), gain, 2, 1)
+    assert y.shape == (3, 4, 6, 6) and y.is_contiguous()
+    ones = AF.conv2d_per_position(x, w, None, torch.ones_like(gain), 2, 1)
+    torch.testing.assert_close(ones, torch.nn.functional.conv2d(x, w, None, 2, 1))
