@@ -9,8 +9,10 @@ model is trained once through the checkpoint cache, later runs read it back):
   nothing before the noise can be reused);
 - clean_pass_s: a plain torch conv-ReLU-linear pass over the 10k test images, for scale;
 - spec_table_s: ``aanntwin specs`` on the default MNIST model normalized to 1 V (all eight kinds,
-  20 samples per evaluation, target 1 point at 95 %), with its joint accuracy, in this process
-  (peak_rss_mb: this process's peak, earlier figures included), beside the floor pass;
+  20 samples per evaluation, target 1 point at 95 %), with its joint accuracy, its searches on
+  local worker processes as the command runs them (``--workers auto``: worker_processes), the
+  joint check in this process (peak_rss_mb: this process's peak, earlier figures included),
+  beside the floor pass;
 - reference_experiment_s: the whole reference noise experiment (``aanntwin sweep noise
   --train-levels reference --test-levels reference --kinds input,conv_out,relu_out,linear_out``
   on MNIST: 12 trainings, 4,896 points) as a subprocess with its own empty ``AANNTWIN_CACHE``
@@ -189,26 +191,30 @@ def bench_clean_pass(ctx: Context) -> None:
 
 
 def bench_specs(ctx: Context) -> None:
-    from aanntwin.studies.noise import KINDS
     from aanntwin.studies.normalize import apply, normalize
-    from aanntwin.studies.specs import SpecSearch, Target
+    from aanntwin.studies.runner import LocalPool
+    from aanntwin.studies.specs import Target, derive_specs
 
     data = ctx.data
     model = apply(ctx.model, normalize(ctx.model, data.x_train[:10_000], 1.0))
+    pool = LocalPool()  # as `aanntwin specs` runs by default (--workers auto)
     t0 = time.perf_counter()
-    search = SpecSearch(model, data.x_test, data.y_test, Target(0.01, 0.95, runs=20))
-    tolerances = [search.tolerance(k) for k in KINDS]
-    joint, check, _ = search.joint({t.kind: t.limit for t in tolerances if t.limit})
-    bits = {st: search.fewest_bits(st) for st in ("conv2d", "linear")}
+    try:
+        res = derive_specs(model, data.x_test, data.y_test, Target(0.01, 0.95, runs=20),
+                           executor=pool)  # fmt: skip
+    finally:
+        pool.shutdown()
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)
     seconds = time.perf_counter() - t0
+    search, check, joint, bits = res.search, res.joint_check, res.joint, res.bits
+    workers = min(pool.max_workers, len(res.tolerances) + len(bits))  # LocalPool's sizing
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     emit("spec_table_s", seconds, "s", evaluations=search.evaluations,
          ideal_accuracy=search.ideal, joint_accuracy_q=check.quantile, joint_met=check.passed,
          limits=joint, weight_bits=bits, floor_pass_s=round(floor_pass_s(ctx), 6),
          floor_passes=round(seconds / floor_pass_s(ctx)), peak_rss_mb=round(rss, 1),
-         **ctx.info())  # fmt: skip
+         worker_processes=workers, **ctx.info())  # fmt: skip
 
 
 def floor_pass_s(ctx: Context) -> float:
@@ -264,7 +270,7 @@ def bench_reference_experiment(ctx: Context) -> None:
                 "--device", str(ctx.device), "--workers", workers]  # fmt: skip
         run = measured(argv, isolated_env(tmp), Path(tmp))
     points = tasks * len(REFERENCE_TEST_LEVELS)
-    plain_s, _ = plain_train(ctx.data, RunConfig(dataset="mnist").train, ctx.device)
+    plain_s, _, _ = plain_train(ctx.data, RunConfig(dataset="mnist").train, ctx.device)
     floor = (len(REFERENCE_TRAIN_LEVELS) * plain_s + points * floor_pass_s(ctx)) / used
     emit("reference_experiment_s", run["seconds"], "s", points=points,
          trainings=len(REFERENCE_TRAIN_LEVELS), floor_s=round(floor, 3),

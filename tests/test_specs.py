@@ -160,3 +160,24 @@ def test_specs_and_yield_commands(trained_run, tmp_path, capsys):
     assert main(["yield", str(run), "--nonidealities", str(nl), "--instances", "5"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["instances"] == 5 and 0 <= report["yield_"] <= 1
+
+
+def test_the_searches_on_worker_processes_give_the_same_table_and_count(model, digits):
+    """Each kind's search and each stage's weight bits run as tasks on local workers by default
+    (``aanntwin specs --workers auto``, notebook 04): the table, the joint check and the number
+    of evaluations must be those of the in-process sequence."""
+    from aanntwin.studies.runner import LocalPool
+
+    target, kinds = Target(0.03, 0.9, runs=4), ["input", "linear_out", "conv_gain"]
+    here = derive_specs(model, digits.x_test, digits.y_test, target, kinds=kinds, seed=5)
+    pool = LocalPool(2)
+    try:
+        there = derive_specs(model, digits.x_test, digits.y_test, target, kinds=kinds, seed=5,
+                             executor=pool)  # fmt: skip
+        assert pool.pool is not None  # the searches did run on worker processes
+    finally:
+        pool.shutdown()
+    assert there.table.equals(here.table)
+    assert (there.joint, there.joint_check, there.bits) == (here.joint, here.joint_check, here.bits)
+    assert [t.trace for t in there.tolerances] == [t.trace for t in here.tolerances]
+    assert there.search.evaluations == here.search.evaluations

@@ -18,7 +18,16 @@ from ..studies.noise import KINDS
 from ..studies.spec_report import cost, derive_and_write, summary
 from ..studies.specs import Target, chip_yield
 from ..training import evaluate
-from .common import DATA_DIR_HELP, add_device, number, runs_int, seed_int, torch_device
+from .common import (
+    DATA_DIR_HELP,
+    add_device,
+    number,
+    runs_int,
+    seed_int,
+    torch_device,
+    workers_arg,
+)
+from .studies import executor
 
 _drop = number(float, lambda v: 0 <= v < 1, "in [0, 1)")
 _confidence = number(float, lambda v: 0 < v < 1, "in (0, 1)")
@@ -54,6 +63,14 @@ def add_parsers(sub: Any) -> None:
     )
     s.add_argument("--runs", type=runs_int, default=20, help="noise draws / chips per evaluation")
     s.add_argument("--out", required=True, help="folder for spec_table.csv/.html and spec.json")
+    s.add_argument(
+        "--workers",
+        type=workers_arg,
+        default="auto",
+        help="local processes for the independent searches (one per kind and per weight-bits "
+        "stage): auto (default: one per core) or N (1: in this process); the table is the same",
+    )
+    s.add_argument("--dask-scheduler", help="address of a Dask scheduler, e.g. tcp://host:8786")
     s.set_defaults(run=run_specs)
     y = sub.add_parser("yield", help="chip-instance Monte Carlo: accuracy spread and yield")
     _common(y)
@@ -75,10 +92,15 @@ def run_specs(args: argparse.Namespace) -> int:
     kinds = parse_choices(args.kinds, "--kinds", list(KINDS))
     out = check_output_path(args.out, replaces=SPEC_FILES)
     cfg, model, data = _load(args)
-    with output_dir(out, replaces=SPEC_FILES) as tmp:
-        res = derive_and_write(model, data.x_test, data.y_test, target, tmp, kinds=kinds,
-                               seed=args.seed, progress=True, run=str(args.run_dir),
-                               config_hash=cfg.content_hash())  # fmt: skip
+    pool = executor(args)
+    try:
+        with output_dir(out, replaces=SPEC_FILES) as tmp:
+            res = derive_and_write(model, data.x_test, data.y_test, target, tmp, kinds=kinds,
+                                   seed=args.seed, progress=True, run=str(args.run_dir),
+                                   config_hash=cfg.content_hash(), executor=pool)  # fmt: skip
+    finally:
+        if pool is not None:
+            pool.shutdown()
     print(summary(res))
     shown = res.table[["stage", "quantity", "limit", "unit", "limit_alone"]]
     print(shown.to_string(index=False, na_rep=""))

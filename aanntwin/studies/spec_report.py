@@ -8,6 +8,7 @@ of :data:`~aanntwin.studies.specs.UNITS` (V std for noise and offsets, relative 
 from __future__ import annotations
 
 import os
+from concurrent.futures import Executor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from ..config import Nonidealities
 from ..io import write_json_atomic, write_text_atomic
 from ..model import Main
 from .noise import KINDS, TEMPORAL
+from .runner import LocalPool
 from .specs import SpecResult, Target, YieldResult, chip_yield, derive_specs
 
 SHOWN = ["stage", "quantity", "limit", "unit", "limit_alone", "alone_accuracy_q"]
@@ -48,9 +50,18 @@ def write_spec(res: SpecResult, out: str | os.PathLike[str], run: str | None = N
 
 def derive_and_write(model: Main, x: Tensor, y: Tensor, target: Target, out: str | os.PathLike[str],
                      *, kinds: list[str] | None = None, seed: int = 0, progress: bool = False,
-                     run: str | None = None, config_hash: str | None = None) -> SpecResult:  # fmt: skip
-    """:func:`~aanntwin.studies.specs.derive_specs` on ``(x, y)``, then :func:`write_spec`."""
-    res = derive_specs(model, x, y, target, kinds=kinds, seed=seed, progress=progress)
+                     run: str | None = None, config_hash: str | None = None,
+                     executor: Executor | str | None = "auto") -> SpecResult:  # fmt: skip
+    """:func:`~aanntwin.studies.specs.derive_specs` on ``(x, y)``, then :func:`write_spec`.
+    ``executor``: where the independent searches run; ``"auto"`` (default): one local process
+    per core, started here and stopped at the end (None: in this process)."""
+    pool = LocalPool() if executor == "auto" else executor
+    try:
+        res = derive_specs(model, x, y, target, kinds=kinds, seed=seed, progress=progress,
+                           executor=pool)  # fmt: skip
+    finally:
+        if executor == "auto":
+            pool.shutdown()  # type: ignore[union-attr]
     write_spec(res, out, run, config_hash)
     return res
 

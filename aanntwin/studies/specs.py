@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import Executor, as_completed
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -31,6 +32,7 @@ from ..model import Main
 from ..seeds import derive_seed
 from ..training import evaluate
 from .noise import KINDS, MISMATCH, evaluate_levels, evaluate_settings
+from .runner import sized
 
 UNITS = {kind: f"{unit(field)} (std)" for kind, field in KINDS.items()}
 """Unit of each kind's limit: its field's (:func:`aanntwin.config.unit`), a standard deviation."""
@@ -272,19 +274,58 @@ class SpecResult:
     seconds: float
 
 
+BIT_STAGES = ("conv2d", "linear")
+"""The stages whose fewest weight bits the sign-off reports."""
+
+
+def _tolerance_task(model: Main, x: Tensor, y: Tensor, target: Target, seed: int,
+                    base: Nonidealities | None, kind: str) -> Tolerance:  # fmt: skip
+    """One kind's :meth:`SpecSearch.tolerance` in a worker (its own search on a copy)."""
+    return SpecSearch(model, x, y, target, seed=seed, base=base).tolerance(kind)
+
+
+def _bits_task(model: Main, x: Tensor, y: Tensor, target: Target, seed: int,
+               base: Nonidealities | None, stage: str) -> tuple[int | None, int]:  # fmt: skip
+    """One stage's :meth:`SpecSearch.fewest_bits` in a worker, with its evaluation count."""
+    search = SpecSearch(model, x, y, target, seed=seed, base=base)
+    return search.fewest_bits(stage), search.evaluations
+
+
+def _searched(search: SpecSearch, kinds: list[str], executor: Executor | None,
+              progress: bool) -> tuple[list[Tolerance], dict[str, int | None]]:  # fmt: skip
+    """Each kind's tolerance and each stage's fewest bits: independent searches, run as tasks
+    on ``executor`` (a :class:`~aanntwin.studies.runner.LocalPool` sizes itself; None: here, one
+    after another). A search's result does not depend on where it runs (evaluation is
+    thread-count independent; every draw is seeded), so the table is the same either way."""
+    pool = sized(executor, len(kinds) + len(BIT_STAGES))
+    if pool is None or search.x.device.type != "cpu":  # one GPU: its own stream of work
+        bar = tqdm(kinds, desc="tolerances", leave=False, disable=not progress)
+        tolerances = [search.tolerance(k) for k in bar]
+        return tolerances, {st: search.fewest_bits(st) for st in BIT_STAGES}
+    args = (search.model, search.x, search.y, search.target, search.seed, search.base)
+    tol_futures = [pool.submit(_tolerance_task, *args, kind) for kind in kinds]
+    bit_futures = [pool.submit(_bits_task, *args, stage) for stage in BIT_STAGES]
+    bar = tqdm(total=len(kinds), desc="tolerances", leave=False, disable=not progress)
+    for _ in as_completed(tol_futures):
+        bar.update()
+    bar.close()
+    tolerances = [f.result() for f in tol_futures]
+    bits = dict(zip(BIT_STAGES, (f.result() for f in bit_futures), strict=True))
+    search.evaluations += sum(t.evaluations for t in tolerances) + sum(n for _, n in bits.values())
+    return tolerances, {stage: b for stage, (b, _) in bits.items()}
+
+
 def derive_specs(model: Main, x: Tensor, y: Tensor, target: Target, *,
                  kinds: list[str] | None = None, seed: int = 0, base: Nonidealities | None = None,
-                 progress: bool = False) -> SpecResult:  # fmt: skip
+                 progress: bool = False, executor: Executor | None = None) -> SpecResult:  # fmt: skip
     """The sign-off: each kind's tolerance alone, the joint limits, the fewest weight bits per
-    stage and the table (``kinds``: default all of ``KINDS``)."""
+    stage and the table (``kinds``: default all of ``KINDS``). ``executor``: where the
+    independent searches run (see :func:`_searched`; the joint check follows them here)."""
     t0 = time.perf_counter()
     search = SpecSearch(model, x, y, target, seed=seed, base=base)
     kinds = list(KINDS) if kinds is None else list(kinds)
-    if progress:
-        kinds = tqdm(kinds, desc="tolerances", leave=False)
-    tolerances = [search.tolerance(k) for k in kinds]
+    tolerances, bits = _searched(search, kinds, executor, progress)
     joint, joint_check, shrinks = search.joint({t.kind: t.limit for t in tolerances if t.limit})
-    bits = {stage: search.fewest_bits(stage) for stage in ("conv2d", "linear")}
     table = spec_table(search, tolerances, joint, joint_check, bits)
     return SpecResult(search, tolerances, joint, joint_check, shrinks, bits, table,
                       time.perf_counter() - t0)  # fmt: skip
