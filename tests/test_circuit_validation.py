@@ -174,3 +174,21 @@ def test_five_images_through_the_cli_then_resume(trained_run, tmp_path, capsys):
     assert 0 < summary2["timing"]["images_simulated_now"] < 5
     again = pd.read_csv(out / "results.csv")
     pd.testing.assert_frame_equal(again, full, check_exact=False, atol=1e-9)
+
+
+def test_a_dataset_found_through_data_dir_is_simulated(mnist_dir, tmp_path, monkeypatch, capsys):
+    """``validate-circuit`` (and notebook 06 under the workbook) loaded the run's dataset without
+    its folder: on MNIST outside the cache it tried to download and failed."""
+    _need_ngspice()
+    monkeypatch.delenv("AANNTWIN_DATA_DIR", raising=False)
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"dataset": "mnist", "train": {"epochs": 1}}))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data-dir", str(mnist_dir), "--out", str(run),
+                 "--no-progress", "--no-cache"]) == 0  # fmt: skip
+    out = tmp_path / "cv"
+    argv = ["validate-circuit", str(run), "--images", "2", "--batch", "2", "--out", str(out),
+            "--data-dir", str(mnist_dir)]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 2 and summary["twin"]["agreement"] >= 1

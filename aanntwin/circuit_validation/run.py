@@ -180,10 +180,12 @@ def validate(
     twin_chips: int = 50,
     resume: bool = True,
     progress: bool = False,
+    data_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Simulate ``images`` test images of a run at transistor level; compare with the
     characterized and the ideal twin; with ``chips``, also that many mismatch chips. Writes the
-    outputs listed in the module docstring; returns the summary."""
+    outputs listed in the module docstring; returns the summary. ``data_dir``: the dataset's
+    folder (None: ``$AANNTWIN_DATA_DIR`` or the cache, as every command)."""
     spice.ngspice_path()  # fail early with the install hint
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,7 +199,7 @@ def validate(
     top = topology(multiplier)
     circuit = Circuit(CellBench.from_mac(spice.Netlist.load(top.mac)), spice.Netlist.load(RELU))
     circuit.check(report.get("normalization"))
-    data = load_dataset(cfg.dataset)
+    data = load_dataset(cfg.dataset, data_dir)
     if not 1 <= images <= len(data.x_test):
         raise DataError(f"--images {images}: choose 1..{len(data.x_test)} (test images)")
     ident = stable_hash({"weights": weights_sha256(run_dir), "nl": nl.to_dict(),

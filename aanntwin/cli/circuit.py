@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from ..characterization.circuits import MULTIPLIERS
-from .common import bounded_int, number, positive_int
+from .common import DATA_DIR_HELP, bounded_int, number, positive_int
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -42,6 +42,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="ngspice processes at once (2)")  # fmt: skip
     p.add_argument("--no-resume", action="store_true", help="discard earlier results in OUT")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.set_defaults(run=run)
     return p
 
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     summary = validate(args.run_dir, args.out, args.images, args.characterization, args.chips,
                        args.multiplier, args.batch, args.workers, args.a_vt,
-                       resume=not args.no_resume, progress=args.progress)  # fmt: skip
+                       resume=not args.no_resume, progress=args.progress,
+                       data_dir=args.data_dir)  # fmt: skip
     for line in print_lines(summary):
         print(line)
     print(f"wrote {args.out}/ (results.csv, summary.json, decisions.csv)")

@@ -64,7 +64,7 @@ def load(ctx: Context, images: int = 100, chips: int = 0, characterization: str 
         char = ensure_characterization(out, None, model, multiplier)
     run = ensure_model(ctx.out_dir, ctx.dataset, ctx.data_dir, ctx.epochs, ctx.seed,
                        str(char / "nonidealities.json"), MODEL, ctx.quick, ctx.device)  # fmt: skip
-    summary = validate(run, out, n, char, k, multiplier)
+    summary = validate(run, out, n, char, k, multiplier, data_dir=ctx.data_dir)
     frame = pd.read_csv(out / "results.csv")
     data = ctx.data
     pics = data.x_test[:n].detach().cpu().numpy()
