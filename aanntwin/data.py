@@ -39,8 +39,8 @@ from .idx import (
     content_fingerprint,
     locate,
     read_checked,
-    unit_float32,
 )
+from .pixels import unit_float32
 from .registry import DATASETS, choices_text, info, is_npz
 
 DATASET_NAMES = DATASETS
@@ -174,7 +174,7 @@ def load_idx_dataset(
 def _tensor(arrays: dict[str, np.ndarray], key: str) -> Tensor:
     """``arrays[key]`` taken out of ``arrays`` (so its uint8 bytes are freed as soon as it is
     converted: a lower peak while loading) as a tensor: uint8 images float32 in [0, 1] (see
-    :func:`aanntwin.idx.unit_float32`), labels int64."""
+    :func:`aanntwin.pixels.unit_float32`), labels int64."""
     a = arrays.pop(key)
     if key.endswith("labels") or key.startswith("y_"):
         return torch.from_numpy(a.astype(np.int64))

@@ -128,15 +128,6 @@ def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def unit_float32(pixels: np.ndarray) -> np.ndarray:
-    """uint8 pixels (0..255) as float32 in [0, 1]: ``float32(x) / float32(255)``, rounded as
-    ``x.astype(np.float32) / 255`` rounds, written straight into the result (the ufunc casts in
-    small buffers), so the peak is the result plus the input, with no full float temporary."""
-    out = np.empty(pixels.shape, np.float32)
-    np.divide(pixels, np.float32(255.0), out=out, dtype=np.float32)
-    return out
-
-
 def read_idx_file(path: str | os.PathLike[str]) -> IdxFile:
     """Read an IDX file (gzipped if it ends in .gz), hashing each byte once; errors name the file."""
     path = Path(path)

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
-from .idx import unit_float32
 from .io import read_bytes
+from .pixels import unit_float32
 
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 """The arrays a ``.npz`` dataset holds."""

@@ -14,7 +14,8 @@ import torch
 
 from aanntwin.data import batches, load_dataset
 from aanntwin.errors import DataError
-from aanntwin.idx import FILES, SOURCES, UnverifiedDataWarning, read_idx, unit_float32
+from aanntwin.idx import FILES, SOURCES, UnverifiedDataWarning, read_idx
+from aanntwin.pixels import unit_float32
 from tests.conftest import REPO
 
 
