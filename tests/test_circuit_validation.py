@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,13 @@ from aanntwin.characterization import spice
 from aanntwin.characterization.circuits import MAC, RELU, topology
 from aanntwin.circuit_validation.chips import offsets
 from aanntwin.circuit_validation.compare import summarize
-from aanntwin.circuit_validation.netlist import CellBench, conv_index, run_stage, stage_netlist
+from aanntwin.circuit_validation.netlist import (
+    CellBench,
+    conv_index,
+    mac_chunks,
+    run_stage,
+    stage_netlist,
+)
 from aanntwin.circuit_validation.run import ensure_characterization, full_scales
 from aanntwin.circuit_validation.simulate import Circuit, check_geometry
 from aanntwin.cli import main
@@ -192,3 +199,36 @@ def test_a_dataset_found_through_data_dir_is_simulated(mnist_dir, tmp_path, monk
     assert main(argv) == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 2 and summary["twin"]["agreement"] >= 1
+
+
+def test_a_large_stage_splits_into_netlists_covering_every_mac_once_in_order(bench):
+    """A stage above ``max_cells`` runs as several netlists (an MNIST conv stage of 24,336 cells
+    took 55 s in one); their MACs, in order, are the stage's, none twice, each within the size."""
+    parts = mac_chunks(676, 36, 400)
+    assert len(parts) > 1 and all(len(p) * 36 <= 400 for p in parts)
+    assert [m for p in parts for m in p] == list(range(676))
+    assert [len(p) for p in mac_chunks(10, 676, 400)] == [1] * 10  # a MAC is never cut
+    assert mac_chunks(36, 36, None) == [range(36)] == mac_chunks(36, 36, 5000)
+    # a part keeps the whole stage's names (chip alter lines address cells by them)
+    text = stage_netlist(bench, np.ones((1, 2)), np.array([[0, 1]]), np.ones((1, 2)), None,
+                         first=7)  # fmt: skip
+    assert "VSP7 sp7 0 DC {VSUM}" in text and "X7_1 xp1 xn1 wp7_1 wn7_1 sp7 sn7 nbias" in text
+
+
+def test_split_stage_simulates_as_the_whole_netlist_with_and_without_chip_offsets(bench):
+    """Parts on a pool give the one-netlist outputs in MAC order, chip offsets included."""
+    _need_ngspice()
+    rng = np.random.default_rng(0)
+    macs, cells = 6, 4
+    x = rng.uniform(-1, 1, (3, 5))
+    index = rng.integers(-1, 5, (macs, cells))
+    w, b = rng.uniform(-1, 1, (macs, cells)), rng.uniform(-0.5, 0.5, macs)
+    alter = offsets(bench, macs, cells, 20.0, seed=3, stage="conv")
+    with ThreadPoolExecutor(2) as pool:
+        for prelude in (None, alter):
+            whole, _ = run_stage(bench, x, index, w, b, prelude=prelude, max_cells=None)
+            split, _ = run_stage(bench, x, index, w, b, prelude=prelude, max_cells=8, pool=pool)
+            assert split.shape == (3, macs)
+            np.testing.assert_allclose(split, whole, rtol=0, atol=1e-5)
+    nominal_y, _ = run_stage(bench, x, index, w, b, max_cells=8)
+    assert (np.abs(split - nominal_y).min(axis=0) > 1e-4).all()  # offsets reached every MAC

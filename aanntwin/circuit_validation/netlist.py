@@ -20,11 +20,19 @@ images run in one ngspice call: each input is a piecewise-linear function of a s
 swept ``0..K-1`` (the technique of :func:`aanntwin.characterization.spice.table_sweep`), so point
 ``k`` of the DC sweep is image ``k``. An input that is 0 for every image (zero padding) is a DC
 source at the common mode (a real input of value 0).
+
+The MACs of a stage do not interact (each sums into its own ideal readout; the shared inputs,
+weights and tail-bias gate line draw no DC current), so a large stage runs as several smaller
+netlists (:func:`mac_chunks`, at most :data:`MAX_CELLS` cells each) whose outputs are stitched
+back in MAC order: ngspice's sparse solve grows superlinearly with the netlist, so many small
+runs are much faster than one big one, and they run in parallel on ``pool``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +43,9 @@ from ..errors import DataError
 
 SELECTOR = "vcv_sel"
 """The swept source whose value ``k`` selects image ``k``."""
+MAX_CELLS = 400
+"""Default largest number of multiplier cells per ngspice netlist (see :func:`mac_chunks`)."""
+_ALTER_MAC = re.compile(r"@m\.x(\d+)_", re.I)
 _CELL_LINE = re.compile(r"^(VX|VW|EXP|EXN|EWP|EWN|X|VSP|VSN|HP|HN|EY)\S*\s", re.I)
 
 
@@ -102,13 +113,16 @@ def stage_netlist(
     weights: np.ndarray,
     bias: np.ndarray | None,
     weight_range: float | None = 1.0,
+    first: int = 0,
 ) -> str:
     """The netlist body of one MAC stage for K images (no ``.control``, no ``.end``).
 
     ``inputs``: (K, J) normalized input values (twin volts) of the J input signals; ``index``:
     (M, N) which input signal feeds cell ``n`` of MAC ``m`` (-1: a padding input, value 0);
     ``weights``: (M, N) programmed weights (twin weight units); ``bias``: (M,) twin volts or
-    None. Readout sources ``VSP{m}``, ``VSN{m}``; selector :data:`SELECTOR` picks the image.
+    None. Readout sources ``VSP{m}``, ``VSN{m}``, cells ``X{m}_{n}`` with ``m`` counted from
+    ``first`` (a part of a stage keeps the whole stage's names, so its ``alter`` lines apply);
+    selector :data:`SELECTOR` picks the image. Only the inputs the MACs read get a source.
     """
     inputs = np.atleast_2d(np.asarray(inputs, float))
     index, weights = np.asarray(index, int), np.asarray(weights, float)
@@ -131,13 +145,14 @@ def stage_netlist(
             out.append(f"BX{s} x{s} 0 V = {_pwl(col)}")
         out.append(f"EXP{s} xp{s} 0 VOL={{XCM + {x_half:.9g}*v(x{s})}}")
         out.append(f"EXN{s} xn{s} 0 VOL={{XCM - {x_half:.9g}*v(x{s})}}")
-    for m in range(index.shape[0]):
+    for r in range(index.shape[0]):
+        m = first + r
         out.append(f"VSP{m} sp{m} 0 DC {{VSUM}}")
         out.append(f"VSN{m} sn{m} 0 DC {{VSUM}}")
-        if bias is not None and bias[m] != 0:
-            out.append(f"IB{m} sp{m} 0 DC {bias[m] * bench.yfs:.9g}")
+        if bias is not None and bias[r] != 0:
+            out.append(f"IB{m} sp{m} 0 DC {bias[r] * bench.yfs:.9g}")
         for n in range(index.shape[1]):
-            s, w = int(index[m, n]), float(weights[m, n])
+            s, w = int(index[r, n]), float(weights[r, n])
             xp, xn = ("xpz", "xnz") if s < 0 else (f"xp{s}", f"xn{s}")
             out.append(f"VWP{m}_{n} wp{m}_{n} 0 DC {{WCM + {w_half * w:.9g}}}")
             out.append(f"VWN{m}_{n} wn{m}_{n} 0 DC {{WCM - {w_half * w:.9g}}}")
@@ -156,14 +171,69 @@ def run_stage(
     name: str = "stage",
     timeout: float = 600.0,
     prelude: list[str] | None = None,
+    max_cells: int | None = MAX_CELLS,
+    pool: Executor | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Simulate one stage for K images in one DC sweep: MAC outputs (K, M) in twin volts
-    (``(I(VSN) - I(VSP)) / YFS``) and ngspice's wall time (s). ``prelude``: ``.control`` lines
-    run before the sweep (``alter`` of device parameters: a chip instance)."""
-    body = stage_netlist(bench, inputs, index, weights, bias, weight_range)
+    """Simulate one stage for K images in DC sweeps: MAC outputs (K, M) in twin volts
+    (``(I(VSN) - I(VSP)) / YFS``) and ngspice's wall time (s, summed over its runs).
+
+    ``prelude``: ``.control`` lines run before the sweep (``alter`` of device parameters: a chip
+    instance; a line naming cell ``x{m}_...`` goes to the run holding MAC ``m``). The stage runs
+    as one ngspice netlist per :func:`mac_chunks` part of at most ``max_cells`` cells (None: one
+    netlist), on ``pool`` when given (the parts are independent), else one after another."""
+    index, weights = np.asarray(index, int), np.asarray(weights, float)
+    parts = mac_chunks(*index.shape, max_cells)
+    lines = _split_prelude(prelude or [], parts)
+    jobs = [(bench, inputs, index[p], weights[p], None if bias is None else np.asarray(bias)[p],
+             weight_range, p.start, _part_name(name, p, len(parts)), timeout, lines[i])
+            for i, p in enumerate(parts)]  # fmt: skip
+    results = list((pool.map if pool else map)(_run_job, jobs))
+    y = np.concatenate([r[0] for r in results], axis=1)
+    return y, float(sum(r[1] for r in results))
+
+
+def mac_chunks(macs: int, cells: int, max_cells: int | None = MAX_CELLS) -> list[range]:
+    """Contiguous, near-equal groups of a stage's ``macs`` MACs (``cells`` cells each), in order,
+    of at most ``max_cells`` cells (at least one MAC per group); one group when None."""
+    per = macs if max_cells is None else max(1, max_cells // max(cells, 1))
+    n = -(-macs // per) if macs else 1
+    edges = np.linspace(0, macs, n + 1).round().astype(int)
+    return [range(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _split_prelude(prelude: Sequence[str], parts: list[range]) -> list[list[str]]:
+    """Per part, the ``.control`` lines for it: those naming a cell of one of its MACs
+    (``@m.x{m}_...``) and every line naming none."""
+    macs = np.array([int(g.group(1)) if (g := _ALTER_MAC.search(ln)) else -1 for ln in prelude])
+    lines = np.asarray(prelude, dtype=object)
+    return [lines[(macs < 0) | ((macs >= p.start) & (macs < p.stop))].tolist() for p in parts]
+
+
+def _part_name(name: str, part: range, parts: int) -> str:
+    return name if parts == 1 else f"{name} MACs {part.start}-{part.stop - 1}"
+
+
+def _run_job(job: tuple) -> tuple[np.ndarray, float]:
+    return _run_part(*job)
+
+
+def _run_part(
+    bench: CellBench,
+    inputs: np.ndarray,
+    index: np.ndarray,
+    weights: np.ndarray,
+    bias: np.ndarray | None,
+    weight_range: float | None,
+    first: int,
+    name: str,
+    timeout: float,
+    prelude: list[str],
+) -> tuple[np.ndarray, float]:
+    """One ngspice run of MACs ``first..first+M-1``: outputs (K, M) and ngspice's seconds."""
+    body = stage_netlist(bench, inputs, index, weights, bias, weight_range, first)
     k, m = len(np.atleast_2d(inputs)), index.shape[0]
-    vectors = " ".join(f"i(vsp{i}) i(vsn{i})" for i in range(m))
-    control = [*(prelude or []), f"dc {SELECTOR} 0 {max(k - 1, 1)} 1", f"wrdata out.txt {vectors}"]
+    vectors = " ".join(f"i(vsp{i}) i(vsn{i})" for i in range(first, first + m))
+    control = [*prelude, f"dc {SELECTOR} 0 {max(k - 1, 1)} 1", f"wrdata out.txt {vectors}"]
     text = spice.deck(body, control)
     arrays, seconds = spice.execute(name, text, {"out.txt": 2 * m}, timeout)
     data = arrays["out.txt"][:k]

@@ -4,7 +4,9 @@ Images go in batches (``batch`` images = one task: three ngspice runs, conv MACs
 MACs); a task's rows are appended to ``OUT/results.csv`` when it finishes (flushed, fsynced; the
 sweep engine's :class:`~aanntwin.studies.runner.ResultStore`), so an interrupted run restarts
 with the batches it lacks, and ends with the same file as an uninterrupted one. Batches run in
-``workers`` threads (each drives its own ngspice process). Task keys include a hash of the
+``workers`` threads; their ngspice runs (a large MAC stage is several netlists of at most
+``max_cells`` cells, :func:`~.netlist.run_stage`) share ``workers`` more threads, so at most
+``workers`` MAC netlists simulate at once. Task keys include a hash of the
 weights, the characterization and the cells, so a changed input never reuses old rows.
 
 Outputs: ``results.csv`` (image, label, stage, unit, circuit, twin, ideal, twin_local,
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ from ..schema import stable_hash
 from ..studies.runner import ResultStore, Task, run_tasks
 from . import chips as C
 from .compare import decisions, lines, summarize
-from .netlist import CellBench
+from .netlist import MAX_CELLS, CellBench
 from .simulate import (
     Circuit,
     check_geometry,
@@ -69,6 +71,10 @@ class Setup:
     nl: Nonidealities
     a_vt: float
     ident: str
+    pool: Executor | None = None
+    """Where a batch's MAC netlists run (shared by all batches: bounds the ngspice processes)."""
+    max_cells: int | None = MAX_CELLS
+    """Largest MAC netlist (cells); a larger stage runs as several."""
 
 
 def ensure_characterization(
@@ -127,7 +133,8 @@ def nominal_batch(setup: Setup, first: int, last: int, timing: list) -> list[dic
     """Images ``first..last-1`` through the nominal circuit; rows beside both twins."""
     idx = np.arange(first, last)
     x_in = input_volts(setup.twin, setup.images[idx])
-    out, seconds = circuit_stages(setup.circuit, setup.twin, x_in, f"images {first}-{last - 1}")
+    out, seconds = circuit_stages(setup.circuit, setup.twin, x_in, f"images {first}-{last - 1}",
+                                  executor=setup.pool, max_cells=setup.max_cells)  # fmt: skip
     timing.append({"images": len(idx), **seconds})
     return _rows(setup, idx, out)
 
@@ -144,7 +151,8 @@ def chip_batch(
     alter = (C.offsets(bench, conv_macs, conv_cells, setup.a_vt, chip, "conv"),
              C.offsets(bench, lin_macs, lin_cells, setup.a_vt, chip, "linear"))  # fmt: skip
     x_in = input_volts(m, setup.images[idx])
-    out, seconds = circuit_stages(setup.circuit, m, x_in, f"chip {chip}", alter=alter)
+    out, seconds = circuit_stages(setup.circuit, m, x_in, f"chip {chip}", alter=alter,
+                                  executor=setup.pool, max_cells=setup.max_cells)  # fmt: skip
     timing.append({"images": len(idx), **seconds})
     twin_chip = _twin_chip(setup, chip)
     tw = twin_stages(twin_chip, setup.images[idx])
@@ -181,11 +189,13 @@ def validate(
     resume: bool = True,
     progress: bool = False,
     data_dir: str | os.PathLike[str] | None = None,
+    max_cells: int | None = MAX_CELLS,
 ) -> dict[str, Any]:
     """Simulate ``images`` test images of a run at transistor level; compare with the
     characterized and the ideal twin; with ``chips``, also that many mismatch chips. Writes the
     outputs listed in the module docstring; returns the summary. ``data_dir``: the dataset's
-    folder (None: ``$AANNTWIN_DATA_DIR`` or the cache, as every command)."""
+    folder (None: ``$AANNTWIN_DATA_DIR`` or the cache, as every command). ``max_cells``: the
+    largest MAC netlist (cells; None: one netlist per stage), the same results either way."""
     spice.ngspice_path()  # fail early with the install hint
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,36 +215,38 @@ def validate(
     ident = stable_hash({"weights": weights_sha256(run_dir), "nl": nl.to_dict(),
                          "cell": circuit.bench.header, "relu": circuit.relu.text,
                          "dataset": data.fingerprint})[:10]  # fmt: skip
+    netlists = ThreadPoolExecutor(max(1, workers), thread_name_prefix="ngspice")
     setup = Setup(circuit, twin, ideal, data.x_test[:images].double(),
-                  data.y_test[:images].numpy(), nl, a_vt, ident)  # fmt: skip
-    fs = full_scales(report, twin)
-    units = sum(s.macs for s in twin.geometry.stages) + twin.geometry.stages[0].macs
-    bounds = [(a, min(a + batch, images)) for a in range(0, images, batch)]
-    timing: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    tasks = [Task(nominal_batch, {"setup": setup, "first": a, "last": b, "timing": timing},
-                  points=(b - a) * units, key=f"{ident}:{a}-{b}") for a, b in bounds]  # fmt: skip
-    store = ResultStore(out, COLUMNS, {"run": str(run_dir), "images": images,
-                                       "characterization": str(folder), "ident": ident})  # fmt: skip
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        frame = run_tasks(tasks, store, pool if workers > 1 else None, resume=resume,
-                          progress=progress, desc="circuit")  # fmt: skip
-    wall = time.perf_counter() - t0
-    summary = summarize(frame, fs)
-    done = sum(t["images"] for t in timing)
-    summary["timing"] = {
-        "images_simulated_now": done, "wall_s": wall,
-        "seconds_per_image": wall / done if done else None,
-        "ngspice_s": {k: float(sum(t[k] for t in timing)) for k in ("conv", "relu", "linear")},
-        "workers": workers,
-    }  # fmt: skip
-    summary["final_stage_inputs_beyond_clip"] = _beyond(frame, nl)
-    summary["characterization"] = str(folder)
-    summary["run"] = str(run_dir)
-    decisions(frame).to_csv(out / "decisions.csv", index=False)
-    if chips:
-        summary["chips"] = run_chips(setup, out, chips, bounds, workers, resume, progress,
-                                     frame, twin_chips)  # fmt: skip
+                  data.y_test[:images].numpy(), nl, a_vt, ident, netlists, max_cells)  # fmt: skip
+    with netlists:
+        fs = full_scales(report, twin)
+        units = sum(s.macs for s in twin.geometry.stages) + twin.geometry.stages[0].macs
+        bounds = [(a, min(a + batch, images)) for a in range(0, images, batch)]
+        timing: list[dict[str, float]] = []
+        t0 = time.perf_counter()
+        tasks = [Task(nominal_batch, {"setup": setup, "first": a, "last": b, "timing": timing},
+                      points=(b - a) * units, key=f"{ident}:{a}-{b}") for a, b in bounds]  # fmt: skip
+        store = ResultStore(out, COLUMNS, {"run": str(run_dir), "images": images,
+                                           "characterization": str(folder), "ident": ident})  # fmt: skip
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            frame = run_tasks(tasks, store, pool if workers > 1 else None, resume=resume,
+                              progress=progress, desc="circuit")  # fmt: skip
+        wall = time.perf_counter() - t0
+        summary = summarize(frame, fs)
+        done = sum(t["images"] for t in timing)
+        summary["timing"] = {
+            "images_simulated_now": done, "wall_s": wall,
+            "seconds_per_image": wall / done if done else None,
+            "ngspice_s": {k: float(sum(t[k] for t in timing)) for k in ("conv", "relu", "linear")},
+            "workers": workers,
+        }  # fmt: skip
+        summary["final_stage_inputs_beyond_clip"] = _beyond(frame, nl)
+        summary["characterization"] = str(folder)
+        summary["run"] = str(run_dir)
+        decisions(frame).to_csv(out / "decisions.csv", index=False)
+        if chips:
+            summary["chips"] = run_chips(setup, out, chips, bounds, workers, resume, progress,
+                                         frame, twin_chips)  # fmt: skip
     write_json_atomic(out / "summary.json", json.loads(json.dumps(summary, default=float)))
     return summary
 

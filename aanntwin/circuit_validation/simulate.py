@@ -18,6 +18,7 @@ testbench's ``XFS``/``WFS``/``YFS`` and the ReLU's ``XFS``/``YFS``); nothing dep
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ from ..characterization import spice
 from ..config import MISMATCH_FIELDS, TEMPORAL_NOISE, Nonidealities
 from ..errors import DataError
 from ..model import Main
-from .netlist import CellBench, conv_index, run_stage
+from .netlist import MAX_CELLS, CellBench, conv_index, run_stage
 
 STAGES = ("conv", "relu", "linear")
 """Stage names of the tidy results (the default geometry: no hidden stages)."""
@@ -126,10 +127,15 @@ def circuit_stages(
     x_in: np.ndarray,
     name: str = "batch",
     alter: tuple[list[str], list[str]] | None = None,
+    executor: Executor | None = None,
+    max_cells: int | None = MAX_CELLS,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Simulate the conv MACs, ReLUs and final MACs for K images; ``x_in``: (K, C*H*W) twin
     input volts. Outputs in twin units per stage and ngspice seconds per stage. ``alter``: extra
-    ``.control`` lines (device offsets) for the conv and final stage runs (chip instances)."""
+    ``.control`` lines (device offsets) for the conv and final stage runs (chip instances).
+    A MAC stage of more than ``max_cells`` cells runs as several netlists, on ``executor`` if given
+    (:func:`~.netlist.run_stage`)."""
+    split = {"max_cells": max_cells, "pool": executor}
     p = model.params
     index, _ = conv_index(model.in_shape, p.kernel, p.stride, p.padding, p.channels)
     oh_ow = index.shape[0] // p.channels
@@ -138,7 +144,8 @@ def circuit_stages(
     bias = None if b is None else np.repeat(b, oh_ow)
     extra = alter or ([], [])
     conv, s1 = run_stage(circuit.bench, x_in, index, np.repeat(w, oh_ow, axis=0), bias,
-                         weight_range(model, "conv"), f"{name} conv", prelude=extra[0])  # fmt: skip
+                         weight_range(model, "conv"), f"{name} conv", prelude=extra[0],
+                         **split)  # fmt: skip
     relu_in = conv.ravel() * circuit.relu_in_per_y
     table = spice.table_sweep(circuit.relu, _frame(relu_in))
     relu = table["y"].to_numpy().reshape(conv.shape)
@@ -147,7 +154,7 @@ def circuit_stages(
     bl = model.linear.bias.detach().double().numpy() if model.linear.bias is not None else None
     lin_index = np.tile(np.arange(wl.shape[1]), (wl.shape[0], 1))
     lin, s3 = run_stage(circuit.bench, feats, lin_index, wl, bl, weight_range(model, "linear"),
-                        f"{name} linear", prelude=extra[1])  # fmt: skip
+                        f"{name} linear", prelude=extra[1], **split)  # fmt: skip
     seconds = {"conv": s1, "relu": float(table.attrs["seconds"]), "linear": s3}
     return {"conv": conv, "relu": relu, "linear": lin}, seconds
 
