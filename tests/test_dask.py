@@ -24,7 +24,7 @@ def _run(tmp_path, monkeypatch, name, executor=None):
     try:
         df = run_noise_sweep(SWEEP, str(tmp_path / name), executor=executor, progress=False)
     finally:
-        if executor is not None:
+        if executor not in (None, "auto"):
             executor.shutdown()
     return df, (tmp_path / name / "results.csv").read_bytes()
 
@@ -41,6 +41,7 @@ def test_noise_sweep_is_the_same_in_process_on_local_workers_and_on_dask(tmp_pat
         "one": runner.executor_from_args(1, None),  # None: in-process
         "two": runner.executor_from_args(2, None),
         "auto": runner.LocalPool(2),  # the CLI default on two cores
+        "own": "auto",  # the sweep starts and stops its own pool (notebook 04)
     }
     for name, pool in pools.items():
         df, data = _run(tmp_path, monkeypatch, name, pool)
