@@ -45,6 +45,29 @@ def test_ensure_model_writes_a_trained_folder_once(tiny, tmp_path):
     assert nb.load_metrics(quick)["epochs"] == nb.QUICK_EPOCHS
 
 
+def test_notebook_models_are_the_sweeps_models(tmp_path, monkeypatch):
+    """A notebook's model trains on the studies' thread count whatever the kernel's (its own
+    default was every core), so the noise sweep of notebook 04 reads notebook 02's ideal model
+    from the checkpoint cache instead of training it again (and two threads trained these small
+    models 2-3x slower than one on two shared cores)."""
+    from aanntwin.studies.common import TRAIN_THREADS
+    from aanntwin.studies.noise import trained_model
+
+    monkeypatch.setenv("AANNTWIN_CACHE", str(tmp_path / "cache"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS + 1)
+    try:
+        folder = nb.ensure_model(tmp_path / "out", "digits", epochs=1, seed=0)
+        assert torch.get_num_threads() == TRAIN_THREADS + 1  # the kernel's setting is restored
+    finally:
+        torch.set_num_threads(before)
+    assert nb.load_metrics(folder)["provenance"]["threads"] == TRAIN_THREADS
+    sweep_model = trained_model(nb.run_config("digits", 1, 0, None).to_dict(), None, "cpu")
+    _, notebook_model = load_run(folder)
+    for name, value in notebook_model.state_dict().items():
+        assert torch.equal(value, sweep_model.state_dict()[name]), name
+
+
 REFERENCE = load_nonidealities(str(nb.default_nonidealities_path()))
 
 

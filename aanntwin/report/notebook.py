@@ -34,7 +34,7 @@ from ..runs import (
     load_run,
     write_run,
 )
-from ..studies.common import cached_dataset
+from ..studies.common import cached_dataset, training_threads
 from ..studies.noise import TEMPORAL
 from ..studies.noise_sweep import NoiseSweep
 from ..training import determinism, evaluate, train
@@ -122,16 +122,20 @@ def ensure_model(
     folder = resolve_path(out_dir, output=True) / name
     device = resolve_device(device, "device")
     data = _dataset(dataset, data_dir)
-    key = cfg.cache_key(f"{data.fingerprint}:{torch.float32}", determinism(device))
-    try:
-        if load_metrics(folder)["cache_key"] == key and is_run(folder):
-            return folder
-    except (OSError, KeyError, ValueError):
-        pass
-    result = train(cfg, data, device=device, cache=CheckpointCache(), progress=False)
-    on_device = data.to(device)
-    test = evaluate(result.model, on_device.x_test, on_device.y_test)
-    write_run(folder, cfg, data, result, test, device.type)
+    # On the studies' thread count (TRAIN_THREADS): the sweeps and spec searches of the other
+    # notebooks find this very model in the checkpoint cache instead of training it again, and
+    # on shared CPU cores one thread trains these small models fastest (two: 2-3x slower).
+    with training_threads():
+        key = cfg.cache_key(f"{data.fingerprint}:{torch.float32}", determinism(device))
+        try:
+            if load_metrics(folder)["cache_key"] == key and is_run(folder):
+                return folder
+        except (OSError, KeyError, ValueError):
+            pass
+        result = train(cfg, data, device=device, cache=CheckpointCache(), progress=False)
+        on_device = data.to(device)
+        test = evaluate(result.model, on_device.x_test, on_device.y_test)
+        write_run(folder, cfg, data, result, test, device.type)  # provenance: these threads
     return folder
 
 
