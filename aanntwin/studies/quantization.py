@@ -188,16 +188,22 @@ def _points(
             z = None
             if layer == "linear":  # all points' MAC outputs of this slice
                 z = stage.mac_variants(h, **{"weights" if param == "weight" else "biases": stack})
-            outs = []
+            # Every point's class scores of this slice, in one buffer: a list of small tensors
+            # left between each point's temporaries kept the heap fragmented (MNIST conv grid:
+            # 2.3 GB peak, 1.2 GB still held after the study).
+            outs: Tensor | None = None
             for p in range(len(stack)):
                 if gen is not None:
                     gen.set_state(state)
                 if z is not None:
-                    outs.append(stage.finish(z[p]))
+                    out = stage.finish(z[p])
                 else:
                     target.copy_(stack[p])
-                    outs.append(rest(h))
-            c, ls = _score(torch.stack(outs), yb)
+                    out = rest(h)
+                if outs is None:
+                    outs = out.new_empty((len(stack), *out.shape))
+                outs[p] = out
+            c, ls = _score(outs, yb)  # type: ignore[arg-type]
             correct += c
             loss += ls
         results += zip(fields, correct[inverse].tolist(), loss[inverse].tolist(), strict=True)
