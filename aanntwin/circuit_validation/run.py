@@ -34,12 +34,12 @@ from ..characterization.circuits import RELU, example_files, topology
 from ..characterization.curves import read_all
 from ..characterization.pipeline import characterize, write_outputs
 from ..config import Nonidealities, load_nonidealities
-from ..data import load_dataset
 from ..errors import DataError
 from ..io import read_json_file, write_json_atomic
 from ..model import Main
 from ..runs import load_run, weights_sha256
 from ..schema import stable_hash
+from ..studies.common import cached_dataset
 from ..studies.runner import ResultStore, Task, run_tasks
 from . import chips as C
 from .compare import decisions, lines, summarize
@@ -209,7 +209,8 @@ def validate(
     top = topology(multiplier)
     circuit = Circuit(CellBench.from_mac(spice.Netlist.load(top.mac)), spice.Netlist.load(RELU))
     circuit.check(report.get("normalization"))
-    data = load_dataset(cfg.dataset, data_dir)
+    dataset_dir = None if data_dir is None else os.fspath(data_dir)
+    data = cached_dataset(cfg.dataset, dataset_dir, "cpu")  # the copy notebook 06 already holds
     if not 1 <= images <= len(data.x_test):
         raise DataError(f"--images {images}: choose 1..{len(data.x_test)} (test images)")
     ident = stable_hash({"weights": weights_sha256(run_dir), "nl": nl.to_dict(),
