@@ -184,7 +184,8 @@ class Main(nn.Module):
 
     def _run(self, h: Tensor, start: str | None, stop: str | None) -> Tensor:
         steps = self._steps()
-        names = [t for t, _ in steps if t]
+        named = start is not None or stop is not None
+        names = [t for t, _ in steps if t] if named else []  # checked only when a tap is named
         for tap in (start, stop):
             if tap is not None and tap not in names:
                 raise ValueError(f"unknown tap {tap!r}; taps: {', '.join(names)}")
@@ -247,10 +248,7 @@ class Main(nn.Module):
         return out
 
     def forward(self, x: Tensor) -> Tensor:
-        for _, step in self._steps():  # _run without the taps: the training step's hot path
-            if step is not None:
-                x = step(x)
-        return x
+        return self._run(x, None, None)
 
     # ----------------------------------------------------------------- init and weights
     @torch.no_grad()
