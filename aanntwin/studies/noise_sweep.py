@@ -11,14 +11,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
-
 from ..config import Nonidealities, RunConfig
 from ..errors import AanntwinError
 from . import noise
 from .grid import parse_choices, parse_levels
 from .noise import KINDS, TEMPORAL, trained_model, training_config
-from .runner import LocalPool, ResultStore, Task, run_tasks, sized
+from .runner import ResultStore, Task, owned, run_tasks, sized
 
 COLUMNS = [
     "dataset", "train_level", "train_kinds", "kind", "test_level", "accuracy_mean",
@@ -109,27 +107,20 @@ def run_noise_sweep(
     """Train every level (phase 1), then evaluate every point (phase 2); returns the DataFrame.
 
     Results go to ``out/results.csv`` (appended as tasks finish) next to ``out/config.json``.
-    ``executor``: where the tasks run (None: here); ``"auto"``: one local process per core
-    (a :class:`~aanntwin.studies.runner.LocalPool` on the CPU, started and stopped here; on a
-    GPU the tasks stay in this process). The results are the same wherever they ran.
+    ``executor``: where the tasks run (None: here; ``"auto"``: one local process per core,
+    started and stopped here, :func:`~aanntwin.studies.runner.owned`). The results are the same
+    wherever they ran.
     """
-    if executor == "auto":
-        pool = LocalPool() if torch.device(device).type == "cpu" else None
-        try:
-            return run_noise_sweep(sweep, out, data_dir=data_dir, device=device, executor=pool,
-                                   resume=resume, progress=progress)  # fmt: skip
-        finally:
-            if pool is not None:
-                pool.shutdown()
     configs = [training_config(sweep.config, lv, sweep.train_kinds).to_dict()
                for lv in sweep.train_levels]  # fmt: skip
-    trainer = sized(executor, len(configs))  # one level: trained in this process
-    if trainer is None:
-        for cfg in configs:
-            trained_model(cfg, data_dir, device, progress=progress)
-    else:  # each level once, in parallel, before the evaluation tasks ask for it
-        for fut in [trainer.submit(_train_level, cfg, data_dir, device) for cfg in configs]:
-            fut.result()
-    store = ResultStore(out, COLUMNS, sweep.to_dict())
-    return run_tasks(sweep.tasks(data_dir, device), store, executor, resume=resume,
-                     progress=progress, desc="noise sweep")  # fmt: skip
+    with owned(executor, device) as pool:
+        trainer = sized(pool, len(configs))  # one level: trained in this process
+        if trainer is None:
+            for cfg in configs:
+                trained_model(cfg, data_dir, device, progress=progress)
+        else:  # each level once, in parallel, before the evaluation tasks ask for it
+            for fut in [trainer.submit(_train_level, cfg, data_dir, device) for cfg in configs]:
+                fut.result()
+        store = ResultStore(out, COLUMNS, sweep.to_dict())
+        return run_tasks(sweep.tasks(data_dir, device), store, pool, resume=resume,
+                         progress=progress, desc="noise sweep")  # fmt: skip

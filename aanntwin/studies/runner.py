@@ -16,6 +16,7 @@ with a fixed thread count (:data:`aanntwin.studies.common.TRAIN_THREADS`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import ctypes
 import io
@@ -24,7 +25,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,6 +303,21 @@ class LocalPool(Executor):
         if self.pool is not None:
             self.pool.shutdown(wait, cancel_futures=cancel_futures)
             self.pool = None
+
+
+@contextlib.contextmanager
+def owned(executor: Executor | str | None, device: str = "cpu") -> Iterator[Executor | None]:
+    """``executor`` as given, except ``"auto"``: a :class:`LocalPool` (one process per core) on
+    the CPU, stopped when the block ends; on a GPU (None) the work stays in this process."""
+    if executor != "auto":
+        yield executor  # type: ignore[misc]
+        return
+    pool = LocalPool() if device.split(":")[0] == "cpu" else None
+    try:
+        yield pool
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 def sized(executor: Executor | None, tasks: int) -> Executor | None:

@@ -19,7 +19,7 @@ from ..config import Nonidealities
 from ..io import write_json_atomic, write_text_atomic
 from ..model import Main
 from .noise import KINDS, TEMPORAL
-from .runner import LocalPool
+from .runner import owned
 from .specs import SpecResult, Target, YieldResult, chip_yield, derive_specs
 
 SHOWN = ["stage", "quantity", "limit", "unit", "limit_alone", "alone_accuracy_q"]
@@ -55,13 +55,9 @@ def derive_and_write(model: Main, x: Tensor, y: Tensor, target: Target, out: str
     """:func:`~aanntwin.studies.specs.derive_specs` on ``(x, y)``, then :func:`write_spec`.
     ``executor``: where the independent searches run; ``"auto"`` (default): one local process
     per core, started here and stopped at the end (None: in this process)."""
-    pool = LocalPool() if executor == "auto" else executor
-    try:
+    with owned(executor, str(x.device)) as pool:
         res = derive_specs(model, x, y, target, kinds=kinds, seed=seed, progress=progress,
                            executor=pool)  # fmt: skip
-    finally:
-        if executor == "auto":
-            pool.shutdown()  # type: ignore[union-attr]
     write_spec(res, out, run, config_hash)
     return res
 

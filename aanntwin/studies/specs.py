@@ -297,8 +297,9 @@ def _searched(search: SpecSearch, kinds: list[str], executor: Executor | None,
     on ``executor`` (a :class:`~aanntwin.studies.runner.LocalPool` sizes itself; None: here, one
     after another). A search's result does not depend on where it runs (evaluation is
     thread-count independent; every draw is seeded), so the table is the same either way."""
-    pool = sized(executor, len(kinds) + len(BIT_STAGES))
-    if pool is None or search.x.device.type != "cpu":  # one GPU: its own stream of work
+    on_cpu = search.x.device.type == "cpu"  # a GPU: its own stream of work, no workers
+    pool = sized(executor, len(kinds) + len(BIT_STAGES)) if on_cpu else None
+    if pool is None:
         bar = tqdm(kinds, desc="tolerances", leave=False, disable=not progress)
         tolerances = [search.tolerance(k) for k in bar]
         return tolerances, {st: search.fewest_bits(st) for st in BIT_STAGES}
