@@ -135,6 +135,18 @@ def add_device(p: Any, help: str = DEVICE_HELP) -> None:
     p.add_argument("--device", default="auto", help=help)
 
 
+def add_workers(p: Any, what: str) -> None:
+    """``--workers`` (default ``auto``) and ``--dask-scheduler``: where ``what`` runs."""
+    p.add_argument(
+        "--workers",
+        type=workers_arg,
+        default="auto",
+        help=f"local processes for {what}: auto (default: one per core, at most one per task, "
+        "each with cores/workers torch threads) or N (1: in this process)",
+    )
+    p.add_argument("--dask-scheduler", help="address of a Dask scheduler, e.g. tcp://host:8786")
+
+
 def add_threads(p: Any) -> None:
     p.add_argument("--threads", type=threads_int, help=f"CPU threads for torch (1..{MAX_THREADS})")
 

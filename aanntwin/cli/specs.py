@@ -18,15 +18,7 @@ from ..studies.noise import KINDS
 from ..studies.spec_report import cost, derive_and_write, summary
 from ..studies.specs import Target, chip_yield
 from ..training import evaluate
-from .common import (
-    DATA_DIR_HELP,
-    add_device,
-    number,
-    runs_int,
-    seed_int,
-    torch_device,
-    workers_arg,
-)
+from .common import DATA_DIR_HELP, add_device, add_workers, number, runs_int, seed_int, torch_device
 from .studies import executor
 
 _drop = number(float, lambda v: 0 <= v < 1, "in [0, 1)")
@@ -63,14 +55,10 @@ def add_parsers(sub: Any) -> None:
     )
     s.add_argument("--runs", type=runs_int, default=20, help="noise draws / chips per evaluation")
     s.add_argument("--out", required=True, help="folder for spec_table.csv/.html and spec.json")
-    s.add_argument(
-        "--workers",
-        type=workers_arg,
-        default="auto",
-        help="local processes for the independent searches (one per kind and per weight-bits "
-        "stage): auto (default: one per core) or N (1: in this process); the table is the same",
+    add_workers(
+        s,
+        "the independent searches (one per kind and per weight-bits stage; the table is the same)",
     )
-    s.add_argument("--dask-scheduler", help="address of a Dask scheduler, e.g. tcp://host:8786")
     s.set_defaults(run=run_specs)
     y = sub.add_parser("yield", help="chip-instance Monte Carlo: accuracy spread and yield")
     _common(y)

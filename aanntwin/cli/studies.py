@@ -40,6 +40,7 @@ from .common import (
     add_dataset,
     add_device,
     add_threads,
+    add_workers,
     bounded_int,
     epochs_int,
     number,
@@ -47,7 +48,6 @@ from .common import (
     runs_int,
     seed_int,
     torch_device,
-    workers_arg,
 )
 
 CALIBRATION = bounded_int(1, 10_000_000)
@@ -65,14 +65,7 @@ def add_execution_args(p: argparse.ArgumentParser, out_required: bool = True) ->
         default=True,
         help="reuse finished points in --out (default: on)",
     )
-    g.add_argument(
-        "--workers",
-        type=workers_arg,
-        default="auto",
-        help="local worker processes: auto (default: one per core, at most one per task, each "
-        "with cores/workers torch threads) or N (1: in this process)",
-    )
-    g.add_argument("--dask-scheduler", help="address of a Dask scheduler, e.g. tcp://host:8786")
+    add_workers(g, "the sweep's tasks")
     g.add_argument("--data-dir", help=DATA_DIR_HELP)
     add_device(g, help="cpu, cuda or auto (default)")
     add_threads(g)
