@@ -34,6 +34,7 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from itertools import starmap
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +188,8 @@ def run_stage(
     jobs = [(bench, inputs, index[p], weights[p], None if bias is None else np.asarray(bias)[p],
              weight_range, p.start, _part_name(name, p, len(parts)), timeout, lines[i])
             for i, p in enumerate(parts)]  # fmt: skip
-    results = list((pool.map if pool else map)(_run_job, jobs))
+    columns = zip(*jobs, strict=True)  # one argument list per parameter, for Executor.map
+    results = list(pool.map(_run_part, *columns) if pool else starmap(_run_part, jobs))
     y = np.concatenate([r[0] for r in results], axis=1)
     return y, float(sum(r[1] for r in results))
 
@@ -211,10 +213,6 @@ def _split_prelude(prelude: Sequence[str], parts: list[range]) -> list[list[str]
 
 def _part_name(name: str, part: range, parts: int) -> str:
     return name if parts == 1 else f"{name} MACs {part.start}-{part.stop - 1}"
-
-
-def _run_job(job: tuple) -> tuple[np.ndarray, float]:
-    return _run_part(*job)
 
 
 def _run_part(
