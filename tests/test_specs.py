@@ -181,3 +181,18 @@ def test_the_searches_on_worker_processes_give_the_same_table_and_count(model, d
     assert (there.joint, there.joint_check, there.bits) == (here.joint, here.joint_check, here.bits)
     assert [t.trace for t in there.tolerances] == [t.trace for t in here.tolerances]
     assert there.search.evaluations == here.search.evaluations
+
+
+def test_conflicting_executors_are_named_before_any_data_is_read(
+    trained_run, tmp_path, capsys, monkeypatch
+):
+    folder = trained_run(SMALL).folder
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the dataset was read before the options were checked")
+
+    monkeypatch.setattr("aanntwin.cli.specs.cached_dataset", no_data)
+    argv = ["specs", str(folder), "--out", str(tmp_path / "s"), "--workers", "2",
+            "--dask-scheduler", "tcp://127.0.0.1:9"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--workers and --dask-scheduler exclude each other" in capsys.readouterr().err

@@ -79,9 +79,9 @@ def run_specs(args: argparse.Namespace) -> int:
     target = Target(args.target_drop, args.confidence, args.runs)
     kinds = parse_choices(args.kinds, "--kinds", list(KINDS))
     out = check_output_path(args.out, replaces=SPEC_FILES)
-    cfg, model, data = _load(args)
-    pool = executor(args)
+    pool = executor(args)  # --workers / --dask-scheduler checked before the data is loaded
     try:
+        cfg, model, data = _load(args)
         with output_dir(out, replaces=SPEC_FILES) as tmp:
             res = derive_and_write(model, data.x_test, data.y_test, target, tmp, kinds=kinds,
                                    seed=args.seed, progress=True, run=str(args.run_dir),
