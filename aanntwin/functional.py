@@ -69,9 +69,20 @@ def injectable(xs: Sequence[Tensor]) -> bool:
     )
 
 
-def clip(x: Tensor, limit: float) -> Tensor:
-    """Symmetric input range of a multiplier: ``clamp(x, -limit, +limit)`` (volts)."""
+def clip(x: Tensor, limit: float, reuse: bool = False) -> Tensor:
+    """Symmetric input range of a multiplier: ``clamp(x, -limit, +limit)`` (volts).
+
+    ``reuse``: the caller hands ``x`` over (a buffer nobody else reads), so the result may be
+    written into it; done only where autograd records nothing (:func:`reusable`)."""
+    if reuse and reusable(x):
+        return x.clamp_(-limit, limit)
     return x.clamp(-limit, limit)
+
+
+def reusable(x: Tensor) -> bool:
+    """Whether an elementwise result may overwrite ``x`` (handed over by its caller): autograd
+    records nothing on it (an in-place op on a recorded tensor breaks its backward)."""
+    return not _recording(x)
 
 
 def _recording(*tensors: Tensor) -> bool:
@@ -99,11 +110,12 @@ def _affine(x: Tensor, a0: float, a1: float) -> Tensor:
     return _horner(x, (a0, a1))
 
 
-def _evaluate(x: Tensor, coeffs: Sequence[float]) -> Tensor:
-    """``p(x)`` in few passes over the tensor, into fresh buffers updated in place (never
-    ``x``; no autograd record here). ``x + x q(x)`` ends in one fused ``addcmul``: the common
-    ``(0, 1, a_2)`` is one pass (Horner: three), ``(0, 1, a_2, a_3)`` four (five); other degree-2
-    forms are ``a_0 + a_1 x`` then one ``addcmul``; the rest Horner (no split saves a pass)."""
+def _evaluate(x: Tensor, coeffs: Sequence[float], reuse: bool = False) -> Tensor:
+    """``p(x)`` in few passes over the tensor, into fresh buffers updated in place (``x`` itself
+    only with ``reuse``, for the one-pass ``(0, 1, a_2)``; no autograd record here).
+    ``x + x q(x)`` ends in one fused ``addcmul``: the common ``(0, 1, a_2)`` is one pass
+    (Horner: three), ``(0, 1, a_2, a_3)`` four (five); other degree-2 forms are
+    ``a_0 + a_1 x`` then one ``addcmul``; the rest Horner (no split saves a pass)."""
     if len(coeffs) == 1:
         return torch.full_like(x, coeffs[0])
     a0, a1 = coeffs[0], coeffs[1]
@@ -111,6 +123,8 @@ def _evaluate(x: Tensor, coeffs: Sequence[float]) -> Tensor:
         return _affine(x, a0, a1)
     if a0 == 0 and a1 == 1:
         if len(coeffs) == 3:
+            if reuse:  # the same kernel writing into x: the same numbers
+                return x.addcmul_(x, x, value=coeffs[2])
             return torch.addcmul(x, x, x, value=coeffs[2])
         t = _horner(x, (0, *coeffs[2:]))  # x (a_2 + a_3 x + ...)
         return torch.addcmul(x, t, x, out=t)  # into t's buffer: one live buffer, not two
@@ -142,9 +156,12 @@ class _Polynomial(torch.autograd.Function):
         return polynomial(x, slope) * grad, None
 
 
-def polynomial(x: Tensor, coeffs: Sequence[float]) -> Tensor:
+def polynomial(x: Tensor, coeffs: Sequence[float], reuse: bool = False) -> Tensor:
     """``p(x) = sum_k a_k x^k`` with ``coeffs = (a_0, a_1, ...)`` (Python numbers), a fresh
-    tensor (``x`` is never modified), in few passes over the tensor (see :func:`_evaluate`).
+    tensor (``x`` is modified only with ``reuse``), in few passes over the tensor (see
+    :func:`_evaluate`).
+    ``reuse``: as :func:`clip` (``x`` handed over; the one-pass ``(0, 1, a_2)`` then writes
+    into it).
 
     Recorded for autograd as one node whose forward is the no-grad evaluation, so the recording
     and no-grad paths agree bit for bit; each element's value depends on that element alone (a
@@ -152,7 +169,7 @@ def polynomial(x: Tensor, coeffs: Sequence[float]) -> Tensor:
     """
     if len(coeffs) > 1 and _recording(x):
         return _Polynomial.apply(x, tuple(coeffs))
-    return _evaluate(x, coeffs)
+    return _evaluate(x, coeffs, reuse)
 
 
 def table(x: Tensor, values: Tensor, span: float) -> Tensor:
@@ -182,11 +199,13 @@ def saturate(y: Tensor, full_scale: float, mode: str = "hard") -> Tensor:
     raise ValueError(f"saturation mode must be 'hard' or 'tanh', got {mode!r}")
 
 
-def analog_relu(y: Tensor, cutoff: float | None = None) -> Tensor:
-    """ReLU circuit: ``max(cutoff, y)``; ``cutoff=None`` is the ideal ``max(0, y)``."""
+def analog_relu(y: Tensor, cutoff: float | None = None, reuse: bool = False) -> Tensor:
+    """ReLU circuit: ``max(cutoff, y)``; ``cutoff=None`` is the ideal ``max(0, y)``.
+    ``reuse``: as :func:`clip` (``y`` handed over and written into where nothing records)."""
+    inplace = reuse and reusable(y)
     if cutoff is None or cutoff == 0:
-        return F.relu(y)
-    return y.clamp(min=cutoff)
+        return F.relu(y, inplace=inplace)
+    return y.clamp_(min=cutoff) if inplace else y.clamp(min=cutoff)
 
 
 def soft_relu(

@@ -111,11 +111,13 @@ class AnalogReLU(nn.Module):
         self.noise = Noise(out_noise, rng)
         self.adc = Quantize(out_bits, 0.0, out_full_scale or 1.0)
 
-    def core(self, y: Tensor) -> Tensor:
-        """The noiseless circuit: ``max(cutoff, y)`` (or the soft ReLU, see the class)."""
+    def core(self, y: Tensor, reuse: bool = False) -> Tensor:
+        """The noiseless circuit: ``max(cutoff, y)`` (or the soft ReLU, see the class).
+        ``reuse``: ``y`` is handed over and may hold the result
+        (see :func:`~aanntwin.functional.clip`)."""
         plain = self.threshold is None or self.threshold == (self.cutoff or 0.0)
         if plain and self.gain in (None, 1.0) and self.softness is None:  # max(cutoff, y) exactly
-            return AF.analog_relu(y, self.cutoff)
+            return AF.analog_relu(y, self.cutoff, reuse)
         return AF.soft_relu(y, self.cutoff, self.gain, self.threshold, self.softness)
 
     def finish(self, r: Tensor) -> Tensor:
@@ -187,14 +189,16 @@ class _AnalogMAC:
         self.gain_error = torch.randn(gain_shape, generator=gen).to(**like)
         self.offset_error = torch.randn(offset_shape, generator=gen).to(**like)
 
-    def input_transfer(self, x: Tensor) -> Tensor:
+    def input_transfer(self, x: Tensor, reuse: bool = False) -> Tensor:
         """The stage's elementwise input path (V -> V): clip to ``+-input_clip``, then the input
-        polynomial ``input_nonlin`` or table ``input_table``; what every multiplier input sees."""
+        polynomial ``input_nonlin`` or table ``input_table``; what every multiplier input sees.
+        ``reuse``: ``x`` is handed over and may hold the result (see
+        :func:`~aanntwin.functional.clip`); each step's own fresh buffer is reused by the next."""
         s = self.settings
         if s.input_clip is not None:
-            x = AF.clip(x, s.input_clip)
+            x, reuse = AF.clip(x, s.input_clip, reuse), True
         if s.input_nonlin is not None:
-            x = AF.polynomial(x, s.input_nonlin)
+            x, reuse = AF.polynomial(x, s.input_nonlin, reuse), True
         if self._input_table is not None:  # the table spans +-input_clip (checked in config)
             x = AF.table(x, self._input_table, s.input_clip)
         return x
@@ -249,10 +253,10 @@ class _AnalogMAC:
     def _weighted_sum(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def mac(self, x: Tensor) -> Tensor:
+    def mac(self, x: Tensor, reuse: bool = False) -> Tensor:
         """The noiseless MAC output (V): input range and polynomial, weighted sum, offset,
-        saturation. ``forward(x) == finish(mac(x))``."""
-        return self.output_transfer(self._weighted_sum(self.input_transfer(x)))
+        saturation. ``forward(x) == finish(mac(x))``. ``reuse``: as :meth:`input_transfer`."""
+        return self.output_transfer(self._weighted_sum(self.input_transfer(x, reuse)))
 
     def finish(self, y: Tensor) -> Tensor:
         """Temporal output noise, then the ADC (final stage only)."""

@@ -182,7 +182,15 @@ class Main(nn.Module):
         steps += [("linear_in", None), ("linear_out", self.linear.mac), (None, self.linear.finish)]
         return steps
 
-    def _run(self, h: Tensor, start: str | None, stop: str | None) -> Tensor:
+    def _reusing(self) -> set[Callable[..., Tensor]]:
+        """The steps taking ``reuse=True``: those that may write into a handed-over input."""
+        return {self.conv.mac, self.relu.core, self.linear.mac}
+
+    def _run(self, h: Tensor, start: str | None, stop: str | None, owned: bool = False) -> Tensor:
+        """The steps from tap ``start`` to tap ``stop`` (None: the ends). ``owned``: ``h`` is a
+        buffer of this pass (else the caller's, never written). A step's fresh output belongs to
+        the pass, and the steps that can (:meth:`_reusing`) write into such a buffer: fewer
+        buffers, the same numbers."""
         steps = self._steps()
         named = start is not None or stop is not None
         names = [t for t, _ in steps if t] if named else []  # checked only when a tap is named
@@ -190,9 +198,14 @@ class Main(nn.Module):
             if tap is not None and tap not in names:
                 raise ValueError(f"unknown tap {tap!r}; taps: {', '.join(names)}")
         running = start is None
+        reusing = self._reusing()
         for tap, step in steps:
             if running and step is not None:
-                h = step(h)
+                reuse = owned and step in reusing
+                out = step(h, reuse=True) if reuse else step(h)  # type: ignore[call-arg]
+                # A step returns its input, a view of it, or a fresh tensor (then the pass's).
+                owned = owned or out.untyped_storage().data_ptr() != h.untyped_storage().data_ptr()
+                h = out
             if tap is not None and tap == stop:
                 return h
             if tap is not None and tap == start:
@@ -226,7 +239,8 @@ class Main(nn.Module):
             if field is None or getattr(self.nonidealities, field):
                 why = "has no noise site" if field is None else f"draws its own {field}"
                 raise ValueError(f"cannot inject noise after tap {tap!r}: the model {why}")
-            h = AF.inject_noise(h, unit_noise, sigma)
+            injected = AF.inject_noise(h, unit_noise, sigma)
+            return self._run(injected, tap, None, owned=injected is not h)
         return self._run(h, tap, None)
 
     def mac_outputs(self, x: Tensor) -> dict[str, Tensor]:

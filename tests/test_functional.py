@@ -137,3 +137,34 @@ def test_a_per_position_convolution_hands_back_the_usual_layout():
     assert y.shape == (3, 4, 6, 6) and y.is_contiguous()
     ones = AF.conv2d_per_position(x, w, None, torch.ones_like(gain), 2, 1)
     torch.testing.assert_close(ones, torch.nn.functional.conv2d(x, w, None, 2, 1))
+
+
+# ---------------------------------------------------------------- reusing a handed-over buffer
+REUSE_CASES = [
+    ("clip", lambda x, reuse: AF.clip(x, 1.5, reuse)),
+    ("polynomial", lambda x, reuse: AF.polynomial(x, (0.0, 1.0, 0.1), reuse)),
+    ("relu", lambda x, reuse: AF.analog_relu(x, None, reuse)),
+    ("relu cutoff", lambda x, reuse: AF.analog_relu(x, 0.05, reuse)),
+]
+
+
+@pytest.mark.parametrize("name,fn", REUSE_CASES, ids=[c[0] for c in REUSE_CASES])
+def test_reuse_writes_the_same_numbers_into_the_handed_over_buffer(name, fn):
+    x = sample(torch.float32)
+    expected = fn(x, False)
+    assert torch.equal(x, sample(torch.float32)), "without reuse the input is never written"
+    handed = x.clone()
+    got = fn(handed, True)
+    assert torch.equal(got, expected)
+    assert got.data_ptr() == handed.data_ptr(), "the handed-over buffer holds the result"
+
+
+@pytest.mark.parametrize("name,fn", REUSE_CASES, ids=[c[0] for c in REUSE_CASES])
+def test_reuse_never_writes_a_tensor_autograd_records(name, fn):
+    x = sample(torch.float64).requires_grad_()
+    kept = x.detach().clone()
+    y = fn(x, True)
+    assert torch.equal(x.detach(), kept)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    (g_plain,) = torch.autograd.grad(fn(x, False).sum(), x)
+    assert torch.equal(g, g_plain)

@@ -115,3 +115,64 @@ def test_forward_splits_at_every_tap():
     assert model.forward_until(x, "linear_in").shape == (5, 6)
     with pytest.raises(ValueError, match="unknown tap 'nowhere'"):
         model.forward_until(x, "nowhere")
+
+
+REUSING = Nonidealities(
+    input_noise=0.1,
+    conv2d_out_noise=0.05,
+    relu_out_noise=0.05,
+    linear_out_noise=0.05,
+    conv2d_input_clip=1.0,
+    linear_input_clip=1.0,
+    conv2d_input_nonlin=(0.0, 1.0, 0.1),
+    linear_input_nonlin=(0.0, 1.0, 0.1),
+    relu_cutoff=0.01,
+)
+
+
+@pytest.mark.parametrize("hidden", [(), (6,)])
+def test_no_grad_forward_writes_into_its_own_buffers_only(hidden):
+    """The no-grad pass clips, transfers and rectifies in buffers it made itself: the numbers
+    equal the recording pass bit for bit, and the caller's tensors (input, a cached prefix handed
+    to forward_from) are never written."""
+    model = Main(ModelParams(hidden=hidden), (1, 8, 8), nonidealities=REUSING)
+    model.reset_parameters(0)
+    x = torch.rand(7, 1, 8, 8) * 3 - 1  # past the clip either side
+    x0 = x.clone()
+    model.reseed(3)
+    recorded = model(x)  # weights require grad: nothing is reused
+    assert recorded.requires_grad
+    with torch.no_grad():
+        model.reseed(3)
+        assert torch.equal(model(x), recorded.detach())
+        assert torch.equal(x, x0)
+        for tap in ("input", "conv_out", "relu_out", "features", "linear_in"):
+            model.reseed(5)
+            prefix = model.forward_until(x, tap)
+            kept = prefix.clone()
+            first = model.forward_from(prefix, tap)
+            assert torch.equal(prefix, kept), tap
+            model.reseed(5)
+            model.forward_until(x, tap)
+            assert torch.equal(model.forward_from(prefix, tap), first), tap
+
+
+def test_injected_noise_is_reused_but_the_prefix_is_kept():
+    quiet = Main(ModelParams(), (1, 8, 8), nonidealities=REUSING.replace(conv2d_out_noise=None))
+    quiet.reset_parameters(1)
+    x = torch.rand(9, 1, 8, 8)
+    with torch.no_grad():
+        prefix = quiet.forward_until(x, "conv_out")
+        kept = prefix.clone()
+        unit = torch.randn(prefix.shape, generator=torch.Generator().manual_seed(0))
+        quiet.reseed(2)
+        out = quiet.forward_from(prefix, "conv_out", unit_noise=unit, sigma=0.05)
+        assert torch.equal(prefix, kept)
+        quiet.reseed(2)
+        plain = quiet.forward_from(prefix + unit * 0.05, "conv_out")
+        assert torch.equal(out, plain)
+        quiet.reseed(2)
+        off = quiet.forward_from(prefix, "conv_out", unit_noise=unit, sigma=0)
+        quiet.reseed(2)
+        assert torch.equal(off, quiet.forward_from(prefix, "conv_out"))
+        assert torch.equal(prefix, kept)
