@@ -131,3 +131,26 @@ def test_sweeps_default_to_local_workers():
     with pytest.raises(AanntwinError, match="exclude each other"):
         executor(parse(["sweep", "noise", "--out", "o", "--workers", "2",
                         "--dask-scheduler", "tcp://x:1"]))  # fmt: skip
+
+
+def _environment_and_threads(name: str) -> tuple[str | None, int]:
+    import os
+
+    import torch
+
+    return os.environ.get(name), torch.get_num_threads()
+
+
+def test_workers_see_the_environment_of_the_command_as_the_pool_starts(monkeypatch):
+    """Workers are forked from a server started once per process; each pool's workers still see
+    the command's environment when that pool starts (a cache folder, a data folder), not the
+    one the server started with."""
+    monkeypatch.setenv("AANNTWIN_TEST_PROBE", "first")
+    with runner.process_pool(1, threads=1) as pool:
+        assert pool.submit(_environment_and_threads, "AANNTWIN_TEST_PROBE").result() == ("first", 1)
+    monkeypatch.setenv("AANNTWIN_TEST_PROBE", "second")
+    with runner.process_pool(2, threads=1) as pool:
+        seen = {
+            pool.submit(_environment_and_threads, "AANNTWIN_TEST_PROBE").result() for _ in range(4)
+        }
+    assert seen == {("second", 1)}
