@@ -192,7 +192,7 @@ def bench_clean_pass(ctx: Context) -> None:
 
 def bench_specs(ctx: Context) -> None:
     from aanntwin.studies.normalize import apply, normalize
-    from aanntwin.studies.runner import LocalPool
+    from aanntwin.studies.pools import LocalPool
     from aanntwin.studies.specs import Target, derive_specs
 
     data = ctx.data
@@ -249,7 +249,7 @@ def floor_pass_s(ctx: Context) -> float:
 
 
 def _cores() -> int:
-    from aanntwin.studies.runner import cpu_cores
+    from aanntwin.studies.pools import cpu_cores
 
     return cpu_cores()
 

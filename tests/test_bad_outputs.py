@@ -364,7 +364,7 @@ def test_a_failed_replace_keeps_the_earlier_output(run_dir, tmp_path, capsys, mo
 
 
 POOL = """import os, sys, time
-from aanntwin.studies.runner import executor_from_args
+from aanntwin.studies.pools import executor_from_args
 pool = executor_from_args(2, None)
 futures = [pool.submit(time.sleep, 120) for _ in range(2)]
 while len(pool._processes) < 2:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from aanntwin.config import RunConfig, TrainParams
-from aanntwin.studies import runner
+from aanntwin.studies import pools
 from aanntwin.studies.noise_sweep import NoiseSweep, run_noise_sweep
 
 SWEEP = NoiseSweep(
@@ -37,13 +37,13 @@ def test_noise_sweep_is_the_same_in_process_on_local_workers_and_on_dask(tmp_pat
     finally:
         torch.set_num_threads(before)
     assert len(local) == 2 * 3 * 2
-    pools = {
-        "one": runner.executor_from_args(1, None),  # None: in-process
-        "two": runner.executor_from_args(2, None),
-        "auto": runner.LocalPool(2),  # the CLI default on two cores
+    executors = {
+        "one": pools.executor_from_args(1, None),  # None: in-process
+        "two": pools.executor_from_args(2, None),
+        "auto": pools.LocalPool(2),  # the CLI default on two cores
         "own": "auto",  # the sweep starts and stops its own pool (notebook 04)
     }
-    for name, pool in pools.items():
+    for name, pool in executors.items():
         df, data = _run(tmp_path, monkeypatch, name, pool)
         assert df.equals(local), name
         assert data == csv, name

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from aanntwin.errors import AanntwinError
-from aanntwin.studies import runner
+from aanntwin.studies import pools
 from aanntwin.studies.runner import ResultStore, Task, run_tasks
 
 CALLS: list[int] = []
@@ -63,9 +63,9 @@ def test_task_keys_depend_on_arguments_not_on_wrappers():
 
 
 def test_executor_from_args():
-    assert runner.executor_from_args(None, None) is None
-    assert runner.executor_from_args(1, None) is None
-    pool = runner.executor_from_args(2, None)
+    assert pools.executor_from_args(None, None) is None
+    assert pools.executor_from_args(1, None) is None
+    pool = pools.executor_from_args(2, None)
     try:
         assert pool.submit(square_task, 3).result()[0]["sq"] == 9
     finally:
@@ -83,9 +83,9 @@ def torch_threads(i: int) -> list[dict]:
 def test_local_pool_runs_one_task_here_and_sizes_itself_by_the_work(tmp_path, monkeypatch):
     import os
 
-    monkeypatch.setattr(runner, "cpu_cores", lambda: 4)
-    pool = runner.executor_from_args("auto", None)
-    assert isinstance(pool, runner.LocalPool) and pool.max_workers == 4
+    monkeypatch.setattr(pools, "cpu_cores", lambda: 4)
+    pool = pools.executor_from_args("auto", None)
+    assert isinstance(pool, pools.LocalPool) and pool.max_workers == 4
     try:
         store = ResultStore(tmp_path / "one", ["i", "threads", "pid"], {})
         one = run_tasks([Task(torch_threads, {"i": 0})], store, pool, progress=False)
@@ -102,15 +102,15 @@ def test_local_pool_runs_one_task_here_and_sizes_itself_by_the_work(tmp_path, mo
 
 
 def test_explicit_workers_get_their_share_of_the_cores_or_threads(monkeypatch):
-    monkeypatch.setattr(runner, "cpu_cores", lambda: 6)
+    monkeypatch.setattr(pools, "cpu_cores", lambda: 6)
     for workers, threads, expected in ((3, None, 2), (2, 1, 1), (8, None, 1)):
-        pool = runner.executor_from_args(workers, None, threads)
+        pool = pools.executor_from_args(workers, None, threads)
         try:
             assert pool.submit(torch_threads, 0).result()[0]["threads"] == expected
         finally:
             pool.shutdown()
-    monkeypatch.setattr(runner, "cpu_cores", lambda: 1)
-    assert runner.executor_from_args("auto", None) is None  # one core: in this process
+    monkeypatch.setattr(pools, "cpu_cores", lambda: 1)
+    assert pools.executor_from_args("auto", None) is None  # one core: in this process
 
 
 def test_sweeps_default_to_local_workers():
@@ -124,7 +124,7 @@ def test_sweeps_default_to_local_workers():
     assert parse(["sweep", "noise", "--out", "o", "--workers", "1"]).workers == 1
     pool = executor(args)
     try:
-        assert pool is None if runner.cpu_cores() == 1 else isinstance(pool, runner.LocalPool)
+        assert pool is None if pools.cpu_cores() == 1 else isinstance(pool, pools.LocalPool)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -146,10 +146,10 @@ def test_workers_see_the_environment_of_the_command_as_the_pool_starts(monkeypat
     the command's environment when that pool starts (a cache folder, a data folder), not the
     one the server started with."""
     monkeypatch.setenv("AANNTWIN_TEST_PROBE", "first")
-    with runner.process_pool(1, threads=1) as pool:
+    with pools.process_pool(1, threads=1) as pool:
         assert pool.submit(_environment_and_threads, "AANNTWIN_TEST_PROBE").result() == ("first", 1)
     monkeypatch.setenv("AANNTWIN_TEST_PROBE", "second")
-    with runner.process_pool(2, threads=1) as pool:
+    with pools.process_pool(2, threads=1) as pool:
         seen = {
             pool.submit(_environment_and_threads, "AANNTWIN_TEST_PROBE").result() for _ in range(4)
         }

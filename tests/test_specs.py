@@ -166,7 +166,7 @@ def test_the_searches_on_worker_processes_give_the_same_table_and_count(model, d
     """Each kind's search and each stage's weight bits run as tasks on local workers by default
     (``aanntwin specs --workers auto``, notebook 04): the table, the joint check and the number
     of evaluations must be those of the in-process sequence."""
-    from aanntwin.studies.runner import LocalPool
+    from aanntwin.studies.pools import LocalPool
 
     target, kinds = Target(0.03, 0.9, runs=4), ["input", "linear_out", "conv_gain"]
     here = derive_specs(model, digits.x_test, digits.y_test, target, kinds=kinds, seed=5)

@@ -30,8 +30,8 @@ from ..studies.grid import (
 )
 from ..studies.noise_sweep import NoiseSweep, run_noise_sweep
 from ..studies.normalize import normalize_run
+from ..studies.pools import executor_from_args
 from ..studies.quantization import MAX_BITS, recommend, run_quantization
-from ..studies.runner import executor_from_args
 from ..studies.weight_bits import baseline
 from ..studies.weights import weights_run
 from .common import (
@@ -89,7 +89,7 @@ def base_config(args: argparse.Namespace) -> RunConfig:
 
 
 def executor(args: argparse.Namespace) -> Any:
-    """The sweep's executor: a :class:`~aanntwin.studies.runner.LocalPool` (``--workers auto``),
+    """The sweep's executor: a :class:`~aanntwin.studies.pools.LocalPool` (``--workers auto``),
     N processes, this process (``--workers 1``) or Dask; ``--threads``: torch threads per worker."""
     check_output_path(args.out)  # a sweep resumes in its folder: validated, not replaced
     workers = args.workers

@@ -16,7 +16,8 @@ from ..errors import AanntwinError
 from . import noise
 from .grid import parse_choices, parse_levels
 from .noise import KINDS, TEMPORAL, trained_model, training_config
-from .runner import ResultStore, Task, owned, run_tasks, sized
+from .pools import owned, sized
+from .runner import ResultStore, Task, run_tasks
 
 COLUMNS = [
     "dataset", "train_level", "train_kinds", "kind", "test_level", "accuracy_mean",
@@ -108,7 +109,7 @@ def run_noise_sweep(
 
     Results go to ``out/results.csv`` (appended as tasks finish) next to ``out/config.json``.
     ``executor``: where the tasks run (None: here; ``"auto"``: one local process per core,
-    started and stopped here, :func:`~aanntwin.studies.runner.owned`). The results are the same
+    started and stopped here, :func:`~aanntwin.studies.pools.owned`). The results are the same
     wherever they ran.
     """
     configs = [training_config(sweep.config, lv, sweep.train_kinds).to_dict()

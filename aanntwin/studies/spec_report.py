@@ -19,7 +19,7 @@ from ..config import Nonidealities
 from ..io import write_json_atomic, write_text_atomic
 from ..model import Main
 from .noise import KINDS, TEMPORAL
-from .runner import owned
+from .pools import owned
 from .specs import SpecResult, Target, YieldResult, chip_yield, derive_specs
 
 SHOWN = ["stage", "quantity", "limit", "unit", "limit_alone", "alone_accuracy_q"]

@@ -32,7 +32,7 @@ from ..model import Main
 from ..seeds import derive_seed
 from ..training import evaluate
 from .noise import KINDS, MISMATCH, evaluate_levels, evaluate_settings
-from .runner import sized
+from .pools import sized
 
 UNITS = {kind: f"{unit(field)} (std)" for kind, field in KINDS.items()}
 """Unit of each kind's limit: its field's (:func:`aanntwin.config.unit`), a standard deviation."""
@@ -294,7 +294,7 @@ def _bits_task(model: Main, x: Tensor, y: Tensor, target: Target, seed: int,
 def _searched(search: SpecSearch, kinds: list[str], executor: Executor | None,
               progress: bool) -> tuple[list[Tolerance], dict[str, int | None]]:  # fmt: skip
     """Each kind's tolerance and each stage's fewest bits: independent searches, run as tasks
-    on ``executor`` (a :class:`~aanntwin.studies.runner.LocalPool` sizes itself; None: here, one
+    on ``executor`` (a :class:`~aanntwin.studies.pools.LocalPool` sizes itself; None: here, one
     after another). A search's result does not depend on where it runs (evaluation is
     thread-count independent; every draw is seeded), so the table is the same either way."""
     on_cpu = search.x.device.type == "cpu"  # a GPU: its own stream of work, no workers
