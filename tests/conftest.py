@@ -38,9 +38,18 @@ HIDDEN16 = RunConfig(model=ModelParams(hidden=(16,)), train=TrainParams(epochs=2
 """A quicker run with one hidden stage of 16 neurons (2 epochs of 64-image batches)."""
 
 
+@pytest.fixture(scope="session")
+def _dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One decoded-dataset cache for the session: its entries are content-keyed and immutable."""
+    return tmp_path_factory.mktemp("datasets")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, _dataset_cache: Path
+):
     monkeypatch.setenv("AANNTWIN_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("AANNTWIN_DATASET_CACHE", str(_dataset_cache))
     monkeypatch.delenv("AANNTWIN_DATA_DIR", raising=False)
 
 

@@ -11,13 +11,16 @@ from collections.abc import Iterator
 import torch
 
 from ..data import Dataset, load_dataset
+from ..dataset_cache import mapped
 from ..device import resolve_device as checked_device
 from ..registry import is_npz
 
 
 def cached_dataset(name: str, data_dir: str | None, device: str = "cpu") -> Dataset:
     """The dataset on ``device``, loaded once per process (tasks of a sweep share it); a
-    ``.npz`` file is loaded again when it changed (modification time or size)."""
+    ``.npz`` file is loaded again when it changed (modification time or size). On the CPU its
+    tensors are mapped from the dataset cache (:func:`aanntwin.dataset_cache.mapped`), so the
+    processes of a sweep share one copy of the decoded images."""
     stamp = None
     if is_npz(name):
         try:
@@ -30,6 +33,8 @@ def cached_dataset(name: str, data_dir: str | None, device: str = "cpu") -> Data
 
 @functools.lru_cache(maxsize=4)
 def _cached(name: str, data_dir: str | None, device: str, stamp: object) -> Dataset:
+    if torch.device(device).type == "cpu":  # one copy in the page cache for every process
+        return mapped(load_dataset(name, data_dir))
     return load_dataset(name, data_dir).to(device)
 
 

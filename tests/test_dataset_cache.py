@@ -1,0 +1,196 @@
+"""The decoded-dataset cache: mapped datasets equal the loaded ones bit for bit, entries are
+written once and atomically, in-place writes stay private, and a study process holding MNIST
+through ``cached_dataset`` keeps it in shared page-cache pages, not anonymous memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aanntwin.data import Dataset
+from aanntwin.dataset_cache import MANIFEST, MIN_BYTES, TENSORS, entry_key, mapped
+
+
+def synthetic(n_train: int = 4500, n_test: int = 500, seed: int = 0) -> Dataset:
+    """A random dataset of 1x32x32 float32 images just above :data:`MIN_BYTES` (20 MB)."""
+    g = torch.Generator().manual_seed(seed)
+    return Dataset(
+        "synthetic",
+        torch.rand(n_train, 1, 32, 32, generator=g),
+        torch.randint(0, 10, (n_train,), generator=g),
+        torch.rand(n_test, 1, 32, 32, generator=g),
+        torch.randint(0, 10, (n_test,), generator=g),
+        10,
+        f"synthetic-{seed}-{n_train}-{n_test}",
+        "test",
+        verified=False,
+    )
+
+
+def assert_same(a: Dataset, b: Dataset) -> None:
+    """Every field equal; tensors bit for bit (dtype, shape and bytes)."""
+    for field in dataclasses.fields(Dataset):
+        x, y = getattr(a, field.name), getattr(b, field.name)
+        if isinstance(x, torch.Tensor):
+            assert x.dtype == y.dtype and x.shape == y.shape, field.name
+            assert torch.equal(x.view(-1).view(torch.uint8), y.view(-1).view(torch.uint8))
+        else:
+            assert x == y, field.name
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+def test_a_mapped_dataset_equals_the_loaded_one_and_is_written_once(tmp_path):
+    ds = synthetic()
+    m = mapped(ds, tmp_path)
+    assert_same(m, ds)
+    assert m.x_train.data_ptr() != ds.x_train.data_ptr()  # its own (mapped) storage
+    folder = tmp_path / entry_key(ds)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["tensors"]["x_train"] == {
+        "dtype": "float32", "shape": [4500, 1, 32, 32], "bytes": 4500 * 32 * 32 * 4,
+        "file": "x_train",
+    }  # fmt: skip
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+    before = mtimes(folder)
+    again = mapped(ds, tmp_path)
+    assert mtimes(folder) == before  # the existing entry is mapped, not rewritten
+    assert_same(again, ds)
+
+
+def test_the_environment_variable_names_the_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("AANNTWIN_DATASET_CACHE", str(tmp_path / "ds"))
+    ds = synthetic(seed=1)
+    mapped(ds)
+    assert (tmp_path / "ds" / entry_key(ds) / MANIFEST).is_file()
+
+
+def test_other_content_or_shape_is_another_entry():
+    a, b = synthetic(seed=0), synthetic(seed=2)
+    assert entry_key(a) != entry_key(b)
+    assert entry_key(a) != entry_key(dataclasses.replace(a, x_train=a.x_train.double()))
+    assert entry_key(a).startswith("synthetic-")
+
+
+def test_an_in_place_write_stays_private(tmp_path):
+    ds = synthetic()
+    m = mapped(ds, tmp_path)
+    m.x_train[0] += 1.0  # the user's own copy of this page, never the file
+    m.y_train.zero_()
+    file = tmp_path / entry_key(ds) / "x_train"
+    on_disk = np.fromfile(file, dtype=np.float32).reshape(ds.x_train.shape)
+    assert np.array_equal(on_disk, ds.x_train.numpy())
+    assert_same(mapped(ds, tmp_path), ds)  # another mapping sees the file as written
+    code = (
+        "import sys, torch; from aanntwin.dataset_cache import mapped; "
+        "sys.path.insert(0, sys.argv[1]); from test_dataset_cache import synthetic; "
+        "ds = synthetic(); m = mapped(ds, sys.argv[2]); "
+        "assert torch.equal(m.x_train, ds.x_train) and torch.equal(m.y_train, ds.y_train)"
+    )
+    here = str(Path(__file__).parent)
+    subprocess.run([sys.executable, "-c", code, here, str(tmp_path)], check=True)
+
+
+def test_a_half_written_entry_is_rewritten_not_trusted(tmp_path):
+    ds = synthetic()
+    folder = tmp_path / entry_key(ds)
+    folder.mkdir()
+    (folder / "x_train").write_bytes(b"\0" * 100)  # a crash before the manifest
+    assert_same(mapped(ds, tmp_path), ds)
+    assert (folder / MANIFEST).is_file()
+    assert (folder / "x_train").stat().st_size == ds.x_train.numel() * 4
+    # a manifest whose file is short (damaged later) is not trusted either
+    with open(folder / "x_test", "r+b") as fh:
+        fh.truncate(10)
+    assert_same(mapped(ds, tmp_path), ds)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_an_unwritable_cache_keeps_the_dataset_in_memory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")  # unwritable even for root: a file in the path
+    ds = synthetic()
+    with pytest.warns(UserWarning, match=r"dataset cache .*file.*keeping it in memory"):
+        m = mapped(ds, blocker / "cache")
+    assert m is ds
+
+
+def test_small_datasets_stay_in_memory(tmp_path, digits):
+    assert sum(getattr(digits, f).nbytes for f in TENSORS) < MIN_BYTES
+    assert mapped(digits, tmp_path) is digits
+    assert not any(tmp_path.iterdir())
+
+
+def test_real_mnist_maps_bit_for_bit(mnist):
+    assert_same(mapped(mnist), mnist)
+
+
+# Run in a fresh interpreter: anonymous memory (kB, /proc/self/smaps_rollup) before and after
+# holding MNIST through cached_dataset, then the tensors' SHA-256 digests.
+_MEMORY = """
+import hashlib, json, sys
+from aanntwin.studies.common import cached_dataset
+
+def anon_kb():
+    with open("/proc/self/smaps_rollup") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("Anonymous:"))
+
+before = anon_kb()
+ds = cached_dataset("mnist", sys.argv[1])
+touched = float(ds.x_train.sum()) + float(ds.x_test.sum())  # every page read
+grown = anon_kb() - before
+digests = {f: hashlib.sha256(getattr(ds, f).numpy()).hexdigest()
+           for f in ("x_train", "y_train", "x_test", "y_test")}
+print(json.dumps({"grown_kb": grown, "digests": digests}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc")
+def test_a_study_process_holds_mnist_in_shared_pages(mnist, mnist_dir):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY, str(mnist_dir)],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = {f: hashlib.sha256(getattr(mnist, f).numpy()).hexdigest() for f in TENSORS}
+    assert result["digests"] == expected
+    size_mb = sum(getattr(mnist, f).nbytes for f in TENSORS) / 2**20  # about 210 MiB
+    grown_mb = result["grown_kb"] / 1024
+    assert grown_mb < 60, f"anonymous memory grew {grown_mb:.0f} MiB for {size_mb:.0f} MiB"
+
+
+def test_a_killed_writers_leftovers_are_removed(tmp_path):
+    ds = synthetic()
+    key = entry_key(ds)
+    stale, fresh = tmp_path / f".{key}.tmp-old", tmp_path / f".{key}.tmp-new"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "x_train").write_bytes(b"\0" * 10)
+    os.utime(stale, (0, 0))  # long ago
+    mapped(ds, tmp_path)
+    assert not stale.exists() and fresh.exists()  # a fresh one may be another process's
+
+
+def test_processes_starting_together_share_one_whole_entry(tmp_path):
+    code = (
+        "import sys, warnings; from aanntwin.dataset_cache import mapped; "
+        "sys.path.insert(0, sys.argv[1]); from test_dataset_cache import synthetic, assert_same; "
+        "ds = synthetic(); warnings.filterwarnings('error', 'dataset cache'); "
+        "m = mapped(ds, sys.argv[2]); assert m is not ds; assert_same(m, ds)"
+    )  # an error, not a warning, if a process fell back to memory
+    argv = [sys.executable, "-c", code, str(Path(__file__).parent), str(tmp_path)]
+    procs = [subprocess.Popen(argv) for _ in range(3)]
+    assert [p.wait() for p in procs] == [0, 0, 0]
+    assert [p.name for p in tmp_path.iterdir()] == [entry_key(synthetic())]
