@@ -154,3 +154,20 @@ def test_workers_see_the_environment_of_the_command_as_the_pool_starts(monkeypat
             pool.submit(_environment_and_threads, "AANNTWIN_TEST_PROBE").result() for _ in range(4)
         }
     assert seen == {("second", 1)}
+
+
+def _preloaded() -> tuple[bool, bool]:
+    import gc
+    import sys
+
+    return "aanntwin.studies.noise_sweep" in sys.modules, gc.get_freeze_count() > 0
+
+
+@pytest.mark.skipif("forkserver" not in __import__("multiprocessing").get_all_start_methods(),
+                    reason="no fork server on this platform")  # fmt: skip
+def test_workers_start_with_the_study_modules_loaded_and_frozen():
+    """Workers fork from a server that imported torch and the study modules and froze their
+    objects (shared pages stay shared): a broken preload would silently cost each worker its
+    imports again and ~100 MB."""
+    with pools.process_pool(1, threads=1) as pool:
+        assert pool.submit(_preloaded).result() == (True, True)

@@ -87,14 +87,9 @@ def _init_worker(parent: int, threads: int, environ: dict[str, str]) -> None:
     torch.set_num_threads(threads)
 
 
-PRELOAD = (
-    "aanntwin.studies.noise_sweep",
-    "aanntwin.studies.specs",
-    "aanntwin.studies.quantization",
-    "aanntwin.studies.architecture",
-)
-"""What the fork server imports once (torch and the study tasks' modules): its workers start
-without importing them again, and share those pages with it (~100 MB less per worker)."""
+PRELOAD = ("aanntwin.studies.preload",)
+"""What the fork server imports once (:mod:`aanntwin.studies.preload`: torch and the study
+tasks' modules): its workers start without importing them again and share those pages with it."""
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
