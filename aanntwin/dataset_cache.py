@@ -4,7 +4,7 @@ Every study process decodes its dataset into float32 tensors (MNIST: about 220 M
 parent and workers would each hold their own copy. :func:`mapped` writes the tensors once as raw
 files under ``<root>/<key>/`` (root: ``$AANNTWIN_DATASET_CACHE``, else
 ``<cache_root()>/datasets``) and returns the dataset with tensors mapped from them
-(``MAP_PRIVATE``): the pages live once in the page cache whatever the number of processes, and
+(copy-on-write, ``MAP_PRIVATE``): the pages live once in the page cache whatever the number of processes, and
 an in-place write to a tensor gets a private copy, never reaching the file.
 
 ``key`` hashes the dataset's name, content fingerprint, tensor dtypes and shapes and
@@ -29,6 +29,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -165,9 +166,11 @@ def _map(folder: Path, ds: Dataset) -> Dataset:
         if numel == 0:  # an empty file cannot be mapped
             tensors[field] = torch.empty(shape, dtype=dtype)
             continue
-        path = folder / str(spec["file"])
-        flat = torch.from_file(str(path), shared=False, size=numel, dtype=dtype)
-        tensors[field] = flat.view(shape)
+        # Copy-on-write bytes through numpy, reinterpreted: torch.from_file's storage keeps no
+        # file descriptor, so pickling it for a worker (torch's fd sharing) failed with EBADF;
+        # this one is copied into shared memory when it is sent, as any tensor.
+        raw = np.memmap(folder / str(spec["file"]), dtype=np.uint8, mode="c")
+        tensors[field] = torch.from_numpy(raw).view(dtype).view(shape)
     return dataclasses.replace(ds, **tensors)
 
 
@@ -187,7 +190,7 @@ def mapped(ds: Dataset, root: str | os.PathLike[str] | None = None) -> Dataset:
         if not _complete(folder, ds):
             _write_entry(folder, ds)
         return _map(folder, ds)
-    except (OSError, RuntimeError) as exc:  # RuntimeError: torch.from_file's mapping errors
+    except (OSError, ValueError) as exc:  # ValueError: numpy.memmap of a bad file
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         warnings.warn(
             f"dataset cache {folder}: cannot write or map {ds.name} ({reason}); "

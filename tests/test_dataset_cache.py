@@ -194,3 +194,21 @@ def test_processes_starting_together_share_one_whole_entry(tmp_path):
     procs = [subprocess.Popen(argv) for _ in range(3)]
     assert [p.wait() for p in procs] == [0, 0, 0]
     assert [p.name for p in tmp_path.iterdir()] == [entry_key(synthetic())]
+
+
+def _sum_and_first(x: torch.Tensor) -> tuple[float, list[float]]:
+    return float(x.double().sum()), x.reshape(-1)[:5].tolist()
+
+
+def test_mapped_tensors_can_be_sent_to_worker_processes(tmp_path):
+    """Regression: tensors mapped with torch.from_file kept no file descriptor, and torch's
+    pickling for a worker process (shared by descriptor) failed with EBADF: ``aanntwin specs``
+    on MNIST stopped with "cannot write OUT (Bad file descriptor)"."""
+    from aanntwin.studies.pools import process_pool
+
+    ds = synthetic()
+    m = mapped(ds, tmp_path)
+    with process_pool(1, threads=1) as pool:
+        got = pool.submit(_sum_and_first, m.x_test[:200]).result()
+    assert got == _sum_and_first(ds.x_test[:200])
+    assert_same(m, ds)  # sending it changed nothing the parent sees
