@@ -4,8 +4,8 @@ Every study process decodes its dataset into float32 tensors (MNIST: about 220 M
 parent and workers would each hold their own copy. :func:`mapped` writes the tensors once as raw
 files under ``<root>/<key>/`` (root: ``$AANNTWIN_DATASET_CACHE``, else
 ``<cache_root()>/datasets``) and returns the dataset with tensors mapped from them
-(copy-on-write, ``MAP_PRIVATE``): the pages live once in the page cache whatever the number of processes, and
-an in-place write to a tensor gets a private copy, never reaching the file.
+(copy-on-write, ``MAP_PRIVATE``): the pages live once in the page cache whatever the number of
+processes, and an in-place write to a tensor gets a private copy, never reaching the file.
 
 ``key`` hashes the dataset's name, content fingerprint, tensor dtypes and shapes and
 :data:`FORMAT_VERSION`: an entry is immutable. It is written into a temporary sibling folder
