@@ -174,20 +174,65 @@ def polynomial(x: Tensor, coeffs: Sequence[float], reuse: bool = False) -> Tenso
 
 def table(x: Tensor, values: Tensor, span: float) -> Tensor:
     """Piecewise-linear transfer through the points ``(x_i, values[i])``, ``x_i = -span + i h``,
-    ``h = 2 span / (n - 1)`` (n = len(values); ``x`` and ``span`` in the table's input units).
+    ``h = 2 span / (n - 1)`` (n = len(values); ``x`` and ``span`` in the table's input units):
+    ``values[i] + f (values[i+1] - values[i])`` with ``u = (x + span) / h``,
+    ``i = clamp(floor(u), 0, n - 2)``, ``f = u - i``.
 
-    Elementwise, differentiable in ``x`` (slope of the segment) and in ``values``; ``values``
-    must be on ``x``'s device. Beyond ``+-span`` the end segments continue (clip first where
-    the circuit clips).
+    Elementwise, differentiable in ``x`` (slope of the segment, ``/ h``) and in ``values``;
+    ``values`` must be on ``x``'s device. Beyond ``+-span`` the end segments continue (clip first
+    where the circuit clips). Where ``values`` needs no gradient (the layers' tables) it is one
+    autograd node keeping one tensor (the slopes), not the dozen of the formula; the numbers
+    are the formula's bit for bit.
     """
+    if values.requires_grad and torch.is_grad_enabled():
+        return _table_recorded(x, values, span)
+    if _recording(x):
+        return _Table.apply(x, values, span)
+    return _table(x, values, span)[0]
+
+
+def _locate(x: Tensor, n: int, span: float) -> tuple[Tensor, Tensor]:
+    """Segment index ``i`` (int64) and position ``f`` in it, for a table of ``n`` points."""
+    u = torch.add(x, span).div_(2.0 * span / (n - 1))
+    i = u.floor().clamp_(0, n - 2)
+    return i.long(), u.sub_(i)
+
+
+def _table(x: Tensor, values: Tensor, span: float) -> tuple[Tensor, Tensor]:
+    """The table's output and each element's segment slope (no autograd record)."""
+    with torch.no_grad():
+        idx, frac = _locate(x, values.numel(), span)
+        slopes = values[1:] - values[:-1]  # = values[i + 1] - values[i], element by element
+        lo, slope = values[idx], slopes[idx]
+        return frac.mul_(slope).add_(lo), slope  # frac * slope + lo == lo + frac * slope
+
+
+def _table_recorded(x: Tensor, values: Tensor, span: float) -> Tensor:
+    """The formula recorded op by op (gradients reach ``values`` too)."""
     n = values.numel()
-    step = 2.0 * span / (n - 1)
-    u = (x + span) / step
+    u = (x + span) / (2.0 * span / (n - 1))
     i = u.detach().floor().clamp_(0, n - 2)
-    frac = u - i
     idx = i.long()
     lo = values[idx]
-    return lo + frac * (values[idx + 1] - lo)
+    return lo + (u - i) * (values[idx + 1] - lo)
+
+
+class _Table(torch.autograd.Function):
+    """:func:`table` in ``x`` alone: forward from :func:`_table`, backward
+    ``grad * slope / h`` (what autograd gives the formula: the same two roundings)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, values: Tensor, span: float) -> Tensor:  # type: ignore[override]
+        out, slope = _table(x, values, span)
+        ctx.save_for_backward(slope)
+        ctx.step = 2.0 * span / (values.numel() - 1)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (slope,) = ctx.saved_tensors
+        return grad * slope / ctx.step, None, None
 
 
 def saturate(y: Tensor, full_scale: float, mode: str = "hard") -> Tensor:

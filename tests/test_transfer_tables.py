@@ -27,6 +27,34 @@ def test_table_interpolates_between_equally_spaced_points():
     assert AF.table(torch.tensor([1.5]), values.float(), 1.0).item() == pytest.approx(12.75)
 
 
+def formula(x: torch.Tensor, values: torch.Tensor, span: float) -> torch.Tensor:
+    """The table's formula recorded op by op (how it was computed before it became one node)."""
+    n = values.numel()
+    u = (x + span) / (2.0 * span / (n - 1))
+    i = u.detach().floor().clamp_(0, n - 2)
+    idx = i.long()
+    lo = values[idx]
+    return lo + (u - i) * (values[idx + 1] - lo)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_table_is_the_formula_bit_for_bit_in_value_and_gradient(dtype):
+    """One autograd node with the slopes saved: the values and the input gradient of the
+    formula, to the last bit, inside and beyond the span, recorded or not."""
+    g = torch.Generator().manual_seed(3)
+    values = torch.cumsum(torch.rand(257, generator=g, dtype=torch.float64), 0).to(dtype) - 60
+    x = ((torch.rand(4099, generator=g, dtype=torch.float64) * 3.4 - 1.7) * 1.5).to(dtype)
+    x.requires_grad_()
+    out, ref = AF.table(x, values, 1.5), formula(x, values, 1.5)
+    assert torch.equal(out, ref)
+    w = torch.randn(x.shape, generator=g, dtype=torch.float64).to(dtype)
+    (got,) = torch.autograd.grad((out * w).sum(), x)
+    (want,) = torch.autograd.grad((ref * w).sum(), x)
+    assert torch.equal(got, want)
+    with torch.no_grad():
+        assert torch.equal(AF.table(x, values, 1.5), ref)
+
+
 def test_table_gradient_is_the_segment_slope_and_reaches_the_values():
     values = torch.tensor([0.0, 1.0, 4.0, 9.0], requires_grad=True)
     x = torch.tensor([-0.9, 0.1, 0.8], requires_grad=True)
