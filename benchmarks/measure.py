@@ -70,36 +70,57 @@ def largest_hwm_mb(tree: set[int]) -> float:
     return kb / 1024
 
 
+class TreePeaks:
+    """Samples the process tree of ``root`` while the ``with`` block runs: peak summed RSS
+    (``rss``) and the largest ``VmHWM`` (``hwm``) every ``interval`` s, peak summed PSS
+    (``pss``) every ``pss_every`` samples, MB. A PSS sample walks every process's page tables
+    (~12 ms for a 650 MB process): at every 0.2 s over a study's five processes that took ~20 %
+    of a core from the command measured on two cores. A process or peak that lasts less than
+    an interval can be missed."""
+
+    def __init__(self, root: int, interval: float = 0.2, pss_every: int = 5) -> None:
+        self.root, self.interval, self.pss_every = root, interval, pss_every
+        self.rss = self.pss = self.hwm = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        n = 0
+        while not self._done.wait(self.interval):
+            tree = _tree(self.root)
+            self.rss = max(self.rss, tree_rss_mb(self.root, tree))
+            self.hwm = max(self.hwm, largest_hwm_mb(tree))
+            if n % self.pss_every == 0:
+                self.pss = max(self.pss, tree_pss_mb(self.root, tree))
+            n += 1
+
+    def __enter__(self) -> TreePeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def measured(argv: list[str], env: dict[str, str], cwd: Path) -> dict[str, float]:
     """Run ``argv``: wall seconds, the peak RSS of its largest process (``peak_rss_mb``: the
     largest ``VmHWM`` seen), the peak summed RSS of its tree (``tree_rss_mb``) and the peak summed
-    PSS of its tree (``tree_pss_mb``: shared pages counted once), all MB, sampled every 0.2 s
-    (a process that lives less than that can be missed). Not ``wait4``'s ru_maxrss: a child
-    spawned with vfork starts from this process's peak there (this benchmark's own MNIST copy);
-    it is the fallback off Linux. The command's output goes to stderr; a failure raises with its
-    exit code."""
+    PSS of its tree (``tree_pss_mb``: shared pages counted once, sampled each second), all MB
+    (:class:`TreePeaks`).
+    Not ``wait4``'s ru_maxrss: a child spawned with vfork starts from this process's peak there
+    (this benchmark's own MNIST copy); it is the fallback off Linux. The command's output goes to
+    stderr; a failure raises with its exit code."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=sys.stderr)
-    peak, done = {"rss": 0.0, "pss": 0.0, "hwm": 0.0}, threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.2):
-            tree = _tree(proc.pid)
-            peak["rss"] = max(peak["rss"], tree_rss_mb(proc.pid, tree))
-            peak["pss"] = max(peak["pss"], tree_pss_mb(proc.pid, tree))
-            peak["hwm"] = max(peak["hwm"], largest_hwm_mb(tree))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    done.set()
-    sampler.join()
+    with TreePeaks(proc.pid) as peak:
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)}: exit {proc.returncode}")
-    return {"seconds": seconds, "peak_rss_mb": peak["hwm"] or usage.ru_maxrss / 1024,
-            "tree_rss_mb": peak["rss"], "tree_pss_mb": peak["pss"]}  # fmt: skip
+    return {"seconds": seconds, "peak_rss_mb": peak.hwm or usage.ru_maxrss / 1024,
+            "tree_rss_mb": peak.rss, "tree_pss_mb": peak.pss}  # fmt: skip
 
 
 def isolated_env(tmp: str) -> dict[str, str]:

@@ -12,7 +12,9 @@ model is trained once through the checkpoint cache, later runs read it back):
   20 samples per evaluation, target 1 point at 95 %), with its joint accuracy, its searches on
   local worker processes as the command runs them (``--workers auto``: worker_processes), the
   joint check in this process (peak_rss_mb: this process's peak, earlier figures included),
-  beside the floor pass;
+  beside the floor pass; then the same table by ``aanntwin normalize`` + ``aanntwin specs`` as
+  subprocesses (command_s, with start-up and data load; command_peak_rss_mb and
+  command_tree_pss_mb: the memory of the command's process tree, as below);
 - reference_experiment_s: the whole reference noise experiment (``aanntwin sweep noise
   --train-levels reference --test-levels reference --kinds input,conv_out,relu_out,linear_out``
   on MNIST: 12 trainings, 4,896 points) as a subprocess with its own empty ``AANNTWIN_CACHE``
@@ -36,7 +38,7 @@ model is trained once through the checkpoint cache, later runs read it back):
   twin share (the ideal twin's beside it), per-stage RMS error in % of the stage's full scale for
   both twins, and ngspice wall time per image (needs ngspice; skipped with a note otherwise).
 
-Memory of the subprocess figures (``benchmarks/measure.py``, sampled every 0.2 s, MB):
+Memory of the subprocess figures (``benchmarks/measure.py``, RSS sampled every 0.2 s, PSS every second, MB):
 peak_rss_mb, the peak RSS of the largest process (its VmHWM); tree_rss_mb, the peak summed RSS of
 the process tree (shared library pages counted once per process: the torch libraries every
 spawned worker maps count several times); tree_pss_mb, the peak summed PSS of the tree
@@ -60,6 +62,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -214,7 +217,32 @@ def bench_specs(ctx: Context) -> None:
          ideal_accuracy=search.ideal, joint_accuracy_q=check.quantile, joint_met=check.passed,
          limits=joint, weight_bits=bits, floor_pass_s=round(floor_pass_s(ctx), 6),
          floor_passes=round(seconds / floor_pass_s(ctx)), peak_rss_mb=round(rss, 1),
-         worker_processes=workers, **ctx.info())  # fmt: skip
+         worker_processes=workers, **_specs_command(ctx), **ctx.info())  # fmt: skip
+
+
+def _specs_command(ctx: Context) -> dict[str, float]:
+    """The same table by the command (``aanntwin normalize``, then ``aanntwin specs``, as
+    subprocesses on the model written to a folder): its wall seconds (start-up and data load
+    included) and memory (see :func:`measure.measured`), as a user runs it."""
+    from aanntwin import RunConfig
+    from aanntwin.runs import write_model
+
+    with tempfile.TemporaryDirectory(prefix="aanntwin-specs-") as tmp:
+        write_model(f"{tmp}/run", RunConfig(dataset="mnist"), ctx.model)
+        aanntwin = [sys.executable, "-m", "aanntwin"]
+        data_dir = ["--data-dir", ctx.args.data_dir, "--device", str(ctx.device)]
+        normalize = [*aanntwin, "normalize", f"{tmp}/run", "--out", f"{tmp}/norm",
+                     "--target", "1.0", "--calibration-images", "10000", *data_dir]  # fmt: skip
+        specs = [*aanntwin, "specs", f"{tmp}/norm", "--out", f"{tmp}/specs", "--target-drop",
+                 "0.01", "--confidence", "0.95", "--runs", "20", *data_dir]  # fmt: skip
+        env = isolated_env(tmp)
+        subprocess.run(normalize, check=True, env=env, stdout=subprocess.DEVNULL)
+        run = measured(specs, env, Path(tmp))
+    return {
+        "command_s": round(run["seconds"], 3),
+        "command_peak_rss_mb": round(run["peak_rss_mb"], 1),
+        "command_tree_pss_mb": round(run["tree_pss_mb"], 1),
+    }
 
 
 def floor_pass_s(ctx: Context) -> float:

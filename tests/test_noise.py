@@ -244,3 +244,17 @@ def test_reference_kind_names_are_accepted():
     """A study ported from the reference tool names the conv output noise ``conv2d_out``."""
     sweep = NoiseSweep(kinds="conv2d_out,input", train_kinds=["conv2d_out"])
     assert sweep.kinds == ["conv_out", "input"] and sweep.train_kinds == ["conv_out"]
+
+
+def test_blocks_of_runs_put_together_equal_all_runs(hidden_model, digits):
+    """Runs are independent (each its own noise seed and chip): blocks computed apart, as the
+    spec derivation's joint check hands them to workers, equal the whole, run by run."""
+    nl = Nonidealities(input_noise=0.05, relu_out_noise=0.1, conv2d_gain_mismatch=0.1,
+                       linear_offset_mismatch=0.05)  # fmt: skip
+    x, y = digits.x_test[:N], digits.y_test[:N]
+    acc, loss = noise.evaluate_settings(hidden_model, x, y, [nl], runs=5, seed=4, chips=True)
+    parts = [noise.evaluate_settings(hidden_model, x, y, [nl], runs=n, seed=4, chips=True,
+                                     first_run=first) for first, n in ((0, 2), (2, 3))]  # fmt: skip
+    assert torch.equal(torch.cat([a for a, _ in parts], 1), acc)
+    assert torch.equal(torch.cat([l_ for _, l_ in parts], 1), loss)
+    assert len(set(acc[0].tolist())) > 1  # the runs do differ

@@ -196,3 +196,20 @@ def test_conflicting_executors_are_named_before_any_data_is_read(
             "--dask-scheduler", "tcp://127.0.0.1:9"]  # fmt: skip
     assert main(argv) == 2
     assert "--workers and --dask-scheduler exclude each other" in capsys.readouterr().err
+
+
+def test_the_joint_check_in_blocks_on_workers_gives_the_same_samples(model, digits):
+    from aanntwin.studies.pools import LocalPool
+    from aanntwin.studies.specs import SpecSearch, _blocks
+
+    assert _blocks(5, 2) == [(0, 3), (3, 2)] and _blocks(3, 8) == [(0, 1), (1, 1), (2, 1)]
+    nl = Nonidealities(input_noise=0.05, conv2d_gain_mismatch=0.1)
+    search = SpecSearch(model, digits.x_test, digits.y_test, Target(0.03, 0.9, runs=5), seed=2)
+    here = search.check_joint(nl, seed=7)
+    pool = LocalPool(2)
+    try:
+        there = search.check_joint(nl, seed=7, executor=pool)
+        assert pool.pool is not None
+    finally:
+        pool.shutdown()
+    assert there == here

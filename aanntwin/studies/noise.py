@@ -153,12 +153,15 @@ def evaluate_settings(
     chips: bool = False,
     level_seeds: Sequence[int] | None = None,
     batch_size: int | None = None,
+    first_run: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Accuracy and loss [setting, run] of ``model`` under each setting, run ``r`` of setting
     ``i`` being exactly run ``r`` of ``evaluate(model, x, y, runs=runs, seed=s)`` with
     ``s = level_seeds[i]`` (default ``seed``) on the model set to ``settings[i]``, on chip
     :func:`run_chip_seed` ``(seed, r)`` when ``chips``. The prefix no setting or run changes is
-    computed once; the model draws its own noise."""
+    computed once; the model draws its own noise. ``first_run``: the runs are
+    ``first_run .. first_run + runs - 1`` (a block of a larger set: runs are independent, so
+    blocks computed apart and put together equal the whole)."""
     batch = batch_size or eval_batch_size(x.device)
     slices = _slices(len(y), batch)
     entry, was_training = model.nonidealities, model.training
@@ -167,7 +170,8 @@ def evaluate_settings(
     model.set_nonidealities(settings[0])
     hs = _prefix(model, x, tap, slices)
     scores = _Scores(len(settings), runs, x.device)
-    for r in range(runs):
+    for k in range(runs):
+        r = first_run + k
         for i, nl in enumerate(settings):
             if chips:
                 nl = nl.replace(chip_seed=run_chip_seed(seed, r))
@@ -175,7 +179,7 @@ def evaluate_settings(
             model.reseed(noise_seed(seed if level_seeds is None else level_seeds[i], r))
             for s, h in zip(slices, hs, strict=True):
                 out = model(h) if tap is None else model.forward_from(h, tap)
-                scores.add(i, r, out, y[s])
+                scores.add(i, k, out, y[s])
     model.set_nonidealities(entry)
     model.train(was_training)
     return scores.result(len(y))

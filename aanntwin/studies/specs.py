@@ -109,13 +109,20 @@ class SpecSearch:
         q = lower_quantile(row["accuracies"], self.target.confidence)
         return Check(value, q, row["accuracy_mean"], q >= self.threshold)
 
-    def check_joint(self, nl: Nonidealities, seed: int) -> Check:
+    def check_joint(self, nl: Nonidealities, seed: int, executor: Executor | None = None) -> Check:
         """Several nonidealities together: sample ``r`` is run ``r`` of ``evaluate`` at ``seed``
-        on its own chip instance ``chip_seed = seed + r``."""
-        acc, _ = evaluate_settings(self.model, self.x, self.y, [nl], runs=self.target.runs,
-                                   seed=seed, chips=True)  # fmt: skip
-        accs = acc[0].tolist()
-        self.evaluations += self.target.runs
+        on its own chip instance ``chip_seed = seed + r``. ``executor``: blocks of runs go to
+        its workers (:func:`_joint_runs`; the samples are the same, in the same order)."""
+        runs = self.target.runs
+        pool = sized(executor, runs) if self.x.device.type == "cpu" else None
+        if pool is None:
+            accs = _joint_runs(self.model, self.x, self.y, nl, seed, 0, runs)
+        else:
+            blocks = _blocks(runs, getattr(executor, "max_workers", None) or 4)
+            futures = [pool.submit(_joint_runs, self.model, self.x, self.y, nl, seed, first, n)
+                       for first, n in blocks]  # fmt: skip
+            accs = [a for f in futures for a in f.result()]
+        self.evaluations += runs
         self.model.set_nonidealities(Nonidealities())
         q = lower_quantile(accs, self.target.confidence)
         return Check(None, q, sum(accs) / len(accs), q >= self.threshold)
@@ -173,13 +180,15 @@ class SpecSearch:
         self.model.set_nonidealities(Nonidealities())
         return None
 
-    def joint(self, limits: dict[str, float], *, shrink: float = 0.8,
-              max_steps: int = 10) -> tuple[dict[str, float], Check, int]:  # fmt: skip
-        """All limits together; scale every one by ``shrink`` until the target is met."""
+    def joint(self, limits: dict[str, float], *, shrink: float = 0.8, max_steps: int = 10,
+              executor: Executor | None = None) -> tuple[dict[str, float], Check, int]:  # fmt: skip
+        """All limits together; scale every one by ``shrink`` until the target is met
+        (``executor``: see :meth:`check_joint`)."""
         scale = 1.0
         for step in range(max_steps + 1):
             fields = {KINDS[k]: _round(v * scale) for k, v in limits.items()}
-            check = self.check_joint(self.base.replace(**fields), derive_seed(self.seed, "joint"))
+            check = self.check_joint(self.base.replace(**fields), derive_seed(self.seed, "joint"),
+                                     executor)  # fmt: skip
             if check.passed:
                 return {k: _round(v * scale) for k, v in limits.items()}, check, step
             scale *= shrink
@@ -278,6 +287,21 @@ BIT_STAGES = ("conv2d", "linear")
 """The stages whose fewest weight bits the sign-off reports."""
 
 
+def _joint_runs(model: Main, x: Tensor, y: Tensor, nl: Nonidealities, seed: int, first: int,
+                runs: int) -> list[float]:  # fmt: skip
+    """Accuracies of runs ``first .. first + runs - 1`` of a joint check (each on its chip)."""
+    acc, _ = evaluate_settings(model, x, y, [nl], runs=runs, seed=seed, chips=True,
+                               first_run=first)  # fmt: skip
+    return acc[0].tolist()
+
+
+def _blocks(runs: int, parts: int) -> list[tuple[int, int]]:
+    """``runs`` split into at most ``parts`` consecutive blocks ``(first, count)``."""
+    parts = max(1, min(parts, runs))
+    sizes = [runs // parts + (i < runs % parts) for i in range(parts)]
+    return [(sum(sizes[:i]), n) for i, n in enumerate(sizes)]
+
+
 def _tolerance_task(model: Main, x: Tensor, y: Tensor, target: Target, seed: int,
                     base: Nonidealities | None, kind: str) -> Tolerance:  # fmt: skip
     """One kind's :meth:`SpecSearch.tolerance` in a worker (its own search on a copy)."""
@@ -289,6 +313,12 @@ def _bits_task(model: Main, x: Tensor, y: Tensor, target: Target, seed: int,
     """One stage's :meth:`SpecSearch.fewest_bits` in a worker, with its evaluation count."""
     search = SpecSearch(model, x, y, target, seed=seed, base=base)
     return search.fewest_bits(stage), search.evaluations
+
+
+_SEARCH_COST = {"conv_gain": 4, "input": 2, "conv_out": 2, "relu_out": 2}
+"""Relative cost of a kind's search on the default model (MNIST, seconds of one worker:
+conv_gain 22, input 11, relu_out 10, conv_out 9, linear_out and conv_offset 5, the linear
+mismatches 2): the order the searches are handed to workers in."""
 
 
 def _searched(search: SpecSearch, kinds: list[str], executor: Executor | None,
@@ -304,7 +334,11 @@ def _searched(search: SpecSearch, kinds: list[str], executor: Executor | None,
         tolerances = [search.tolerance(k) for k in bar]
         return tolerances, {st: search.fewest_bits(st) for st in BIT_STAGES}
     args = (search.model, search.x, search.y, search.target, search.seed, search.base)
-    tol_futures = [pool.submit(_tolerance_task, *args, kind) for kind in kinds]
+    # Longest first (a conv gain search evaluates the per-position convolution: ~2x the others),
+    # so the last task to end does not start last; results are collected in the kinds' order.
+    order = sorted(kinds, key=lambda k: -_SEARCH_COST.get(k, 1))
+    submitted = {kind: pool.submit(_tolerance_task, *args, kind) for kind in order}
+    tol_futures = [submitted[kind] for kind in kinds]
     bit_futures = [pool.submit(_bits_task, *args, stage) for stage in BIT_STAGES]
     bar = tqdm(total=len(kinds), desc="tolerances", leave=False, disable=not progress)
     for _ in as_completed(tol_futures):
@@ -321,12 +355,13 @@ def derive_specs(model: Main, x: Tensor, y: Tensor, target: Target, *,
                  progress: bool = False, executor: Executor | None = None) -> SpecResult:  # fmt: skip
     """The sign-off: each kind's tolerance alone, the joint limits, the fewest weight bits per
     stage and the table (``kinds``: default all of ``KINDS``). ``executor``: where the
-    independent searches run (see :func:`_searched`; the joint check follows them here)."""
+    independent searches run (see :func:`_searched`), then blocks of the joint check's runs."""
     t0 = time.perf_counter()
     search = SpecSearch(model, x, y, target, seed=seed, base=base)
     kinds = list(KINDS) if kinds is None else list(kinds)
     tolerances, bits = _searched(search, kinds, executor, progress)
-    joint, joint_check, shrinks = search.joint({t.kind: t.limit for t in tolerances if t.limit})
+    joint, joint_check, shrinks = search.joint({t.kind: t.limit for t in tolerances if t.limit},
+                                               executor=executor)  # fmt: skip
     table = spec_table(search, tolerances, joint, joint_check, bits)
     return SpecResult(search, tolerances, joint, joint_check, shrinks, bits, table,
                       time.perf_counter() - t0)  # fmt: skip
