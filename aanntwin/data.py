@@ -233,7 +233,13 @@ def load_dataset(
     name: str, data_dir: str | os.PathLike[str] | None = None, download: bool = True
 ) -> Dataset:
     """Load a registered dataset (``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``) or a
-    ``.npz`` file (``name`` is its path; ``data_dir`` unused) into CPU tensors."""
+    ``.npz`` file (``name`` is its path; ``data_dir`` unused) into CPU tensors. A ``data_dir``
+    given where it is not read (digits, ``.npz``) is named in a warning: the user may have meant
+    another dataset."""
+    if data_dir is not None and (name == "digits" or is_npz(name)):
+        source = "bundled with scikit-learn" if name == "digits" else "read from its own file"
+        warnings.warn(f"data folder {data_dir} is not used: the {name} dataset is {source}",
+                      UserWarning, stacklevel=2)  # fmt: skip
     if name == "digits":
         return load_digits()
     if name in SOURCES:

@@ -273,3 +273,13 @@ def test_loading_peaks_close_to_the_final_tensors(full_size):
     m = json.loads(out.stdout)
     assert m["tensors_mb"] > 200
     assert m["growth_mb"] < 1.6 * m["tensors_mb"], m
+
+
+def test_a_data_folder_that_is_not_read_is_named_in_a_warning(tmp_path):
+    """Regression: ``--data-dir`` with the bundled digits (or a .npz file) was silently ignored,
+    though the user may have meant another dataset."""
+    with pytest.warns(UserWarning, match=f"data folder {tmp_path} is not used: the digits"):
+        load_dataset("digits", tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset("digits")  # no folder given: nothing to say
