@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -35,7 +34,8 @@ from torch import Tensor
 
 from .cache import cache_root
 from .data import Dataset
-from .io import _umask
+from .errors import AanntwinError
+from .io import output_dir
 
 DATASET_CACHE_ENV = "AANNTWIN_DATASET_CACHE"
 FORMAT_VERSION = 1
@@ -97,43 +97,27 @@ def _complete(folder: Path, ds: Dataset) -> bool:
 
 
 def _write_entry(folder: Path, ds: Dataset) -> None:
-    """Write the entry into a temporary sibling of ``folder``, then rename it into place; an
-    incomplete entry already there is replaced, a complete one (another process won) kept."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    """Write the entry into a temporary sibling of ``folder`` renamed into place
+    (:func:`~aanntwin.io.output_dir`; an entry there, damaged or another process's identical
+    one, is replaced: mappings of its files stay valid). Files are synced before the rename, the
+    manifest last: its presence and matching sizes mark a whole entry."""
     _remove_stale(folder)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        specs = _specs(ds)
+    specs = _specs(ds)
+    manifest = {"format": FORMAT_VERSION, "name": ds.name, "fingerprint": ds.fingerprint,
+                "n_classes": ds.n_classes, "source": ds.source, "verified": ds.verified,
+                "tensors": specs}  # fmt: skip
+    with output_dir(folder, "dataset cache", replaces=(MANIFEST, *TENSORS)) as tmp:
         for field, spec in specs.items():
             t = getattr(ds, field).detach().cpu().contiguous().reshape(-1)
-            with open(tmp / str(spec["file"]), "wb") as fh:
-                if t.numel():
-                    fh.write(memoryview(t.view(torch.uint8).numpy()))  # raw bytes, no copy
-                fh.flush()
-                os.fsync(fh.fileno())
-        manifest = {
-            "format": FORMAT_VERSION,
-            "name": ds.name,
-            "fingerprint": ds.fingerprint,
-            "n_classes": ds.n_classes,
-            "source": ds.source,
-            "verified": ds.verified,
-            "tensors": specs,
-        }  # written last: its presence (and matching sizes) marks a complete entry
-        with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(manifest, indent=2) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0o700 -> what mkdir would give
-        if folder.exists() and not _complete(folder, ds):
-            _discard(folder)  # a damaged entry (not ours to trust): out of the way first
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            if not _complete(folder, ds):  # not another process's complete entry: a real error
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            _write_synced(tmp / str(spec["file"]), memoryview(t.view(torch.uint8).numpy()))
+        _write_synced(tmp / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+
+
+def _write_synced(path: Path, data: memoryview | bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)  # raw bytes, no copy
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _remove_stale(folder: Path) -> None:
@@ -144,17 +128,6 @@ def _remove_stale(folder: Path) -> None:
         with contextlib.suppress(OSError):
             if now - old.stat().st_mtime > STALE_S:
                 shutil.rmtree(old, ignore_errors=True)
-
-
-def _discard(folder: Path) -> None:
-    """Move ``folder`` aside atomically, then delete it (mappings of its files stay valid)."""
-    trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-    try:
-        os.rename(folder, trash / "x")
-    except FileNotFoundError:
-        pass  # another process moved it already
-    finally:
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _map(folder: Path, ds: Dataset) -> Dataset:
@@ -190,7 +163,7 @@ def mapped(ds: Dataset, root: str | os.PathLike[str] | None = None) -> Dataset:
         if not _complete(folder, ds):
             _write_entry(folder, ds)
         return _map(folder, ds)
-    except (OSError, ValueError) as exc:  # ValueError: numpy.memmap of a bad file
+    except (AanntwinError, OSError, ValueError) as exc:  # ValueError: numpy.memmap of a bad file
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         warnings.warn(
             f"dataset cache {folder}: cannot write or map {ds.name} ({reason}); "
