@@ -218,16 +218,15 @@ def _injected(
     model.set_nonidealities(base.replace(**{field: None}))  # the sweep draws at the site
     try:
         first = _prefix(model, x, tap, slices[:1])[0]
-        per_sample = first[0].numel() if len(first) else 0
-        if not injectable([first]) or min(len(range(len(y))[s]) for s in slices) * per_sample < 16:
+        smallest = (len(y) - slices[-1].start) * first[0].numel()  # the last batch's elements
+        if not injectable([first]) or smallest < 16:
             return None  # the smallest batch draws otherwise (see injectable): before any work
         scores = _Scores(len(levels), runs, x.device)
         for r in range(runs):
-            gen = NoiseSource(noise_seed(seed, r)).generator(
-                x.device
-            )  # as the model's after reseed
-            for s in slices:
-                h = _prefix(model, x, tap, [s])[0]
+            # as the model's generator after reseed
+            gen = NoiseSource(noise_seed(seed, r)).generator(x.device)
+            for j, s in enumerate(slices):  # the prefix is noiseless: the first is reused
+                h = first if j == 0 else _prefix(model, x, tap, [s])[0]
                 if not injectable([h]):
                     return None
                 z = torch.empty_like(h).normal_(0.0, 1.0, generator=gen)
