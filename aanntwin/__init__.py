@@ -1,6 +1,14 @@
-"""aanntwin: digital twin of an analog CMOS convolutional neural network accelerator."""
+"""aanntwin: digital twin of an analog CMOS convolutional neural network accelerator.
 
+The names below load on first use (PEP 562), so a process that only needs e.g. the workbook
+runner or the command-line parser does not import torch (~250 MB) for them.
+"""
+
+from __future__ import annotations
+
+import importlib
 import os as _os
+from typing import TYPE_CHECKING, Any
 
 # On shared cores, OpenMP threads that spin while waiting slowed PyTorch 10-90x here; a passive
 # wait policy must be set before torch starts its thread pool.
@@ -8,18 +16,25 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 __version__ = "0.1.0"
 
-from .config import (  # noqa: E402
-    ModelParams,
-    Nonidealities,
-    Normalization,
-    RunConfig,
-    TrainParams,
-    load_config,
-    load_nonidealities,
-)
-from .data import Dataset, load_dataset  # noqa: E402
-from .model import Main, geometry, load_weights, save_weights  # noqa: E402
-from .training import EvalResult, evaluate, train  # noqa: E402
+# public name -> the submodule defining it
+_EXPORTS = {
+    "ModelParams": "config",
+    "Nonidealities": "config",
+    "Normalization": "config",
+    "RunConfig": "config",
+    "TrainParams": "config",
+    "load_config": "config",
+    "load_nonidealities": "config",
+    "Dataset": "data",
+    "load_dataset": "data",
+    "Main": "model",
+    "geometry": "model",
+    "load_weights": "model",
+    "save_weights": "model",
+    "EvalResult": "training",
+    "evaluate": "training",
+    "train": "training",
+}
 
 __all__ = [
     "__version__",
@@ -40,3 +55,30 @@ __all__ = [
     "evaluate",
     "train",
 ]
+
+if TYPE_CHECKING:
+    from .config import (
+        ModelParams,
+        Nonidealities,
+        Normalization,
+        RunConfig,
+        TrainParams,
+        load_config,
+        load_nonidealities,
+    )
+    from .data import Dataset, load_dataset
+    from .model import Main, geometry, load_weights, save_weights
+    from .training import EvalResult, evaluate, train
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aanntwin' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -5,11 +5,12 @@ from __future__ import annotations
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
+
+if TYPE_CHECKING:
+    import torch
 
 
 def git_commit(path: Path | None = None) -> str | None:
@@ -29,6 +30,8 @@ def git_commit(path: Path | None = None) -> str | None:
 
 
 def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
+    import torch  # here, not at the top: `git_commit` serves processes that never load torch
+
     dev = torch.device(device) if device is not None else torch.device("cpu")
     info: dict[str, Any] = {
         "aanntwin": __version__,

@@ -292,8 +292,8 @@ def _run_with(capsys, monkeypatch, run):
 
     real = cli.build_parser
 
-    def build():
-        parser = real()
+    def build(command=None):
+        parser = real(command)
         parser._subparsers._group_actions[0].choices["info"].set_defaults(run=run)
         return parser
 

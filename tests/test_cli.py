@@ -132,3 +132,38 @@ def test_the_command_line_loads_no_notebook_or_fit_machinery_until_a_command_nee
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "", f"imported at start-up: {proc.stdout.strip()}"
+
+
+def test_the_command_table_names_exactly_the_commands_the_parser_has():
+    """``main`` builds only the named command's group (:data:`aanntwin.cli.COMMANDS`): a command
+    missing from the table, or listed under the wrong module, would vanish from its own parser."""
+    from aanntwin.cli import COMMANDS, build_parser
+
+    def choices(parser):
+        return list(next(a for a in parser._actions if a.dest == "command").choices)
+
+    listed = [name for _, _, names in COMMANDS for name in names]
+    assert choices(build_parser()) == listed
+    for _, _, names in COMMANDS:
+        for name in names:
+            assert choices(build_parser(name)) == list(names)
+    assert choices(build_parser("no-such-command")) == listed  # argparse names the choices
+
+
+def test_importing_the_package_loads_torch_only_when_a_name_needs_it():
+    """``import aanntwin`` (and the workbook runner, which only drives kernels) loaded torch,
+    ~250 MB per process; the public names still resolve, on first use."""
+    code = (
+        "import sys, aanntwin, aanntwin.report.workbook\n"
+        "before = 'torch' in sys.modules\n"
+        "main = aanntwin.Main\n"
+        "from aanntwin import train\n"
+        "print(before, 'torch' in sys.modules, main.__module__, train.__module__,\n"
+        "      'Main' in dir(aanntwin), sorted(set(aanntwin.__all__) - set(dir(aanntwin))))\n"
+        "try:\n    aanntwin.nothing\nexcept AttributeError as exc:\n    print(exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines() == [
+        "False True aanntwin.model aanntwin.training True []",
+        "module 'aanntwin' has no attribute 'nothing'",
+    ]

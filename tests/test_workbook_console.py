@@ -1,6 +1,8 @@
 """The workbook's console: sections of long notebooks, every page's path, and no kernel noise."""
 
 import io
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -131,3 +133,16 @@ def test_a_finished_kernel_is_shut_down_without_a_sigint(monkeypatch):
     finally:
         km.shutdown_kernel()
     assert sent == [signal.SIGINT] and not km.is_alive()
+
+
+def test_the_workbook_command_itself_never_loads_torch(books, tmp_path):
+    """The command only drives the notebook kernels (which load torch themselves): torch in its
+    own process cost ~250 MB beside every kernel in the MNIST workbook's memory."""
+    out = tmp_path / "r"
+    argv = ["workbook", "--notebooks", str(books), "--out", str(out), "--only", "02_fast",
+            "--no-pdf"]  # fmt: skip
+    code = (f"import sys\nfrom aanntwin.cli import main\nrc = main({argv!r})\n"
+            "print(rc, sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines()[-1] == "0 []", proc.stdout + proc.stderr
+    assert len(list(out.glob("*/02_fast.html"))) == 1

@@ -4,57 +4,61 @@ A user error (bad config field, geometry, dataset file, argument) prints one lin
 exits with status 2, a fault (disk full, out of memory) exits with status 1; neither shows a
 traceback unless ``--debug`` (or ``AANNTWIN_DEBUG=1``) asks for it (:mod:`.errors`). One module
 per command group registers its commands with ``set_defaults(run=...)``; :mod:`.common` holds
-the shared flags and types.
+the shared flags and types. A command line naming a command imports only that command's module
+(:data:`COMMANDS`): ``aanntwin workbook`` runs the notebooks without loading torch in its own
+process (~250 MB), since the notebook kernels load it themselves.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import AanntwinError
-from . import (
-    characterize,
-    circuit,
-    core,
-    errors,
-    export,
-    geometries,
-    reference,
-    specs,
-    studies,
-    workbook,
-)
+from . import errors
 from .common import Parser
 
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("core", "add_parsers", ("train", "evaluate", "info")),
+    ("geometries", "add_parser", ("geometries",)),
+    ("studies", "add_normalize_parser", ("normalize",)),
+    ("studies", "add_weights_parser", ("weights",)),
+    ("specs", "add_parsers", ("specs", "yield")),
+    ("characterize", "add_parser", ("characterize",)),
+    ("circuit", "add_parser", ("validate-circuit",)),
+    ("export", "add_parser", ("export",)),
+    ("workbook", "add_parser", ("workbook",)),
+    ("reference", "add_parser", ("import-reference",)),
+    ("studies", "add_sweep_parser", ("sweep",)),
+)
+"""``(module of aanntwin.cli, its registering function, the commands it adds)`` in help order."""
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of ``command``'s group only (importing only its module);
+    every command when ``command`` is None or not one of :data:`COMMANDS`."""
+    groups = [g for g in COMMANDS if command in g[2]] or COMMANDS
     parser = Parser(prog="aanntwin", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--debug", action="store_true",
                         help=f"show the traceback of an error (or set {errors.DEBUG_ENV}=1)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
-    core.add_parsers(sub)
-    geometries.add_parser(sub)
-    studies.add_normalize_parser(sub)
-    studies.add_weights_parser(sub)
-    specs.add_parsers(sub)
-    characterize.add_parser(sub)
-    circuit.add_parser(sub)
-    export.add_parser(sub)
-    workbook.add_parser(sub)
-    reference.add_parser(sub)
-    studies.add_sweep_parser(sub)
+    for module, register, _ in groups:
+        getattr(importlib.import_module(f".{module}", __name__), register)(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # the global flags take no value: the first other word names the command
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     if args.version:
         print(__version__)

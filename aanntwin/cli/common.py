@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from typing import Any, NoReturn
-
-import torch
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..config import DATASETS
-from ..device import resolve_device
 from ..errors import ConfigError
 from ..registry import NPZ_FORM, check_name
+
+if TYPE_CHECKING:
+    import torch
 
 DATA_DIR_HELP = "folder with the dataset files: IDX, CIFAR-10 .bin (or $AANNTWIN_DATA_DIR)"
 DEVICE_HELP = "cpu, cuda, cuda:N or auto (default)"
@@ -154,6 +154,10 @@ def add_threads(p: Any) -> None:
 def torch_device(args: argparse.Namespace) -> torch.device:
     """The torch device of ``--device`` (``auto``: CUDA when present), validated (``cuda:N``
     must exist); sets torch's CPU threads first when the command has ``--threads``."""
+    import torch  # here: parsing a command line does not load torch
+
+    from ..device import resolve_device
+
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     return resolve_device(args.device)

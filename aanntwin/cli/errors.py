@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 import zlib
-
-import torch
 
 from ..io import FAULT_ERRNOS  # disk full, I/O error: faults of the machine
 
@@ -35,7 +34,8 @@ def _where(exc: OSError) -> str:
 
 def classify(exc: BaseException) -> tuple[int, str] | None:
     """``(exit status, message)`` for an expected failure; ``None`` for a bug (let it raise)."""
-    if isinstance(exc, torch.OutOfMemoryError):
+    torch = sys.modules.get("torch")  # not imported: the error cannot be torch's
+    if torch is not None and isinstance(exc, torch.OutOfMemoryError):
         return FAULT, f"out of device memory ({str(exc).splitlines()[0]}); use smaller sizes"
     if isinstance(exc, MemoryError):
         return FAULT, "out of memory; use smaller sizes (fewer runs, instances or images)"

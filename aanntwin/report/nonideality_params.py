@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from ..config import Nonidealities, load_nonidealities
 from ..config import unit as nonideality_unit
 from ..errors import AanntwinError, ConfigError
@@ -169,4 +167,6 @@ def nonidealities_table(nl: Nonidealities, active_only: bool = False) -> Any:
         shown = "off" if value is None else value
         rows.append({"field": name, "value": shown, "unit": field_unit(name),
                      "meaning": docs.get(name, "")})  # fmt: skip
+    import pandas as pd  # here: the workbook runner validates parameters without pandas
+
     return pd.DataFrame(rows)

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..studies.noise import KINDS, TEMPORAL
-from ..studies.quantization import reference_sigmas
-
 QUICK_CAPS: dict[str, int] = {"epochs": 2, "runs": 2, "spec_runs": 6, "chip_instances": 20,
                               "circuit_images": 5, "circuit_chips": 1}  # fmt: skip
 """Upper bounds of a quick run: training epochs, noise draws per point (``runs``), samples per
@@ -39,10 +36,14 @@ def quantization_plan(quick: bool) -> dict[str, Any]:
     """Grid of the notebook quantization study (zero level on): refs in weight stds, bits."""
     # Up to 6 stds: trained layers' largest |w| lie around 4-5 stds, and a grid that stops below
     # it clips every point (digits' final stage at 3 stds lost 5 points); the edge is flagged.
+    from ..studies.quantization import reference_sigmas  # torch: not for the workbook runner
+
     refs = [0.5 * k for k in range(1, 13)] if quick else reference_sigmas()
     return {"ref_sigmas": refs, "bits": list(range(8)), "zero_levels": (True,)}
 
 
 def spec_kinds(quick: bool) -> list[str]:
     """The kinds the spec search bounds: the temporal noise kinds only when ``quick``."""
+    from ..studies.noise import KINDS, TEMPORAL  # torch: not for the workbook runner
+
     return list(TEMPORAL) if quick else list(KINDS)

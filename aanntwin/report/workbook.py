@@ -11,6 +11,7 @@ and code is not rerun unless forced.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import shutil
@@ -20,8 +21,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from .. import __version__
 from ..errors import AanntwinError
@@ -75,9 +74,17 @@ def _versions() -> dict[str, Any]:
     import nbconvert
     import papermill
 
-    return {"aanntwin": __version__, "git_commit": git_commit(), "torch": torch.__version__,
+    return {"aanntwin": __version__, "git_commit": git_commit(), "torch": _version_of("torch"),
             "papermill": papermill.__version__, "nbconvert": nbconvert.__version__,
             "python": platform.python_version()}  # fmt: skip
+
+
+def _version_of(distribution: str) -> str:
+    """The installed version, read from package metadata: this process never imports torch."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def _render(executed: Path, target: Path, with_code: bool) -> None:
