@@ -40,7 +40,7 @@ from .idx import (
     locate,
     read_checked,
 )
-from .pixels import unit_float32
+from .pixels import decode_unit, unit_float32
 from .registry import DATASETS, choices_text, info, is_npz
 
 DATASET_NAMES = DATASETS
@@ -67,20 +67,34 @@ class Dataset:
     """Whether the content matched the SHA-256 digests known for ``name`` (``SOURCES``,
     ``CONTENT_SHA256``; CIFAR-10: a ``SHA256SUMS`` from the verified archive); False loads came
     with an ``UnverifiedDataWarning``, except a ``.npz`` (own data: nothing to verify against)."""
+    train_codes: Tensor | None = None
+    """``x_train`` as uint8 pixel codes (``x_train == decode_unit(train_codes)`` bit for bit), or
+    None. The dataset cache adds them (:mod:`aanntwin.dataset_cache`): training gathers its
+    batches from them (:meth:`train_images`), so the float32 images, four times the bytes, are
+    not read every epoch."""
 
     @property
     def in_shape(self) -> tuple[int, int, int]:
         return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
 
+    def train_images(self, idx: Tensor) -> Tensor:
+        """``x_train[idx]``, gathered from :attr:`train_codes` when there are any (the same bits)."""
+        if self.train_codes is None:
+            return self.x_train[idx]
+        return decode_unit(self.train_codes[idx])
+
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Dataset:
-        """A copy on ``device`` (images optionally cast to ``dtype``); done once, not per batch."""
+        """A copy on ``device`` (images optionally cast to ``dtype``); done once, not per batch.
+        The codes stay only where the images stay as they are (the same CPU float32 tensor)."""
         move = {"device": device, **({"dtype": dtype} if dtype else {})}
+        x_train = self.x_train.to(**move)
         return dataclasses.replace(
             self,
-            x_train=self.x_train.to(**move),
+            x_train=x_train,
             y_train=self.y_train.to(device),
             x_test=self.x_test.to(**move),
             y_test=self.y_test.to(device),
+            train_codes=self.train_codes if x_train is self.x_train else None,
         )
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> Dataset:
@@ -89,6 +103,7 @@ class Dataset:
             self,
             x_train=self.x_train[:n_train],
             y_train=self.y_train[:n_train],
+            train_codes=None if self.train_codes is None else self.train_codes[:n_train],
             x_test=self.x_test[:n_test],
             y_test=self.y_test[:n_test],
             fingerprint=f"{self.fingerprint}:{n_train}:{n_test}",
@@ -251,6 +266,27 @@ def load_dataset(
             raise DataError(f"{name}: no such .npz dataset file")
         return load_npz(name)
     raise DataError(f"unknown dataset {name!r}; use one of {choices_text()}")
+
+
+def source_files(name: str, data_dir: str | os.PathLike[str] | None = None) -> list[Path] | None:
+    """The files :func:`load_dataset` reads for ``name`` (IDX and CIFAR-10: with the folder's
+    ``SHA256SUMS``, present or not: it decides ``verified``), found without downloading or
+    extracting anything; None for the bundled digits or when they are not all there (loading
+    then fetches them or says what is missing)."""
+    if name in SOURCES:
+        try:
+            folder, paths = locate(name, data_dir, download=False)
+        except DataError:
+            return None
+        return [*paths.values(), folder / "SHA256SUMS"]
+    if name == "cifar10":
+        from .cifar import existing_files
+
+        return existing_files(data_dir)
+    if is_npz(name):
+        path = Path(name).expanduser()
+        return [path] if path.is_file() else None
+    return None
 
 
 def batches(

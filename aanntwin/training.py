@@ -306,7 +306,7 @@ def train(
         for step, idx in enumerate(batches(n, tp.batch_size, shuffle, device)):
             if sample_chips and (step == 0 or tp.chips == "batch"):
                 model.draw_mismatch(chip_seed(tp, epoch, step))  # type: ignore[arg-type]
-            xb, yb = data.x_train[idx], data.y_train[idx]
+            xb, yb = data.train_images(idx), data.y_train[idx]
             out = model(xb)
             loss = F.cross_entropy(out, yb)
             opt.zero_grad(set_to_none=True)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 
 from ..data import Dataset, load_dataset
-from ..dataset_cache import mapped
+from ..dataset_cache import load_mapped
 from ..device import resolve_device as checked_device
 from ..registry import is_npz
 
@@ -34,7 +34,7 @@ def cached_dataset(name: str, data_dir: str | None, device: str = "cpu") -> Data
 @functools.lru_cache(maxsize=4)
 def _cached(name: str, data_dir: str | None, device: str, stamp: object) -> Dataset:
     if torch.device(device).type == "cpu":  # one copy in the page cache for every process
-        return mapped(load_dataset(name, data_dir))
+        return load_mapped(name, data_dir)
     return load_dataset(name, data_dir).to(device)
 
 
