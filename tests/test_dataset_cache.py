@@ -339,7 +339,7 @@ def test_a_damaged_record_or_entry_means_decoding_again(tmp_path, counted_loads)
     root = tmp_path / "c"
     expected = load_mapped(str(npz), root=tmp_path / "ref")
     load_mapped(str(npz), root=root)  # nothing keeps it mapped: its file is damaged below
-    (record,) = (root / dataset_cache.SOURCES).iterdir()
+    (record,) = (root / dataset_cache.SOURCES).glob("*.json")
     record.write_text("{not json")
     assert_same(load_mapped(str(npz), root=root), expected)
     (root / entry_key(expected) / "x_test").write_bytes(b"")
@@ -347,3 +347,30 @@ def test_a_damaged_record_or_entry_means_decoding_again(tmp_path, counted_loads)
     assert len(counted_loads) == 4
     assert_same(load_mapped(str(npz), root=root), expected)
     assert len(counted_loads) == 4  # whole again: found
+
+
+_TOGETHER = """
+import sys, time
+import aanntwin.dataset_cache as dc
+dc.MIN_BYTES = 0
+real = dc.load_dataset
+def slow(*a, **k):  # a decode long enough for the others to arrive meanwhile
+    print("decoded", flush=True)
+    time.sleep(1.0)
+    return real(*a, **k)
+dc.load_dataset = slow
+ds = dc.load_mapped(sys.argv[1], root=sys.argv[2])
+print(ds.fingerprint, ds.train_codes is not None)
+"""
+
+
+def test_processes_starting_together_decode_once(tmp_path):
+    """A sweep's workers start together: each decoded MNIST (2 x 280 MB at once, the reference
+    experiment's peak); one decodes now, the others wait and map its entry."""
+    npz = shapes_npz(tmp_path / "own.npz")
+    argv = [sys.executable, "-c", _TOGETHER, str(npz), str(tmp_path / "c")]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate()[0].split() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert sum(out.count("decoded") for out in outs) == 1
+    assert len({tuple(out[-2:]) for out in outs}) == 1 and outs[0][-1] == "True"
