@@ -139,6 +139,32 @@ def test_a_per_position_convolution_hands_back_the_usual_layout():
     torch.testing.assert_close(ones, torch.nn.functional.conv2d(x, w, None, 2, 1))
 
 
+@pytest.mark.parametrize("shape", [(16, 1, 28, 28, 4, 6, 2, 1), (5, 3, 11, 9, 2, 3, 1, 0),
+                                   (0, 2, 9, 9, 3, 3, 2, 1)])  # fmt: skip
+def test_the_per_position_convolution_is_its_formula_with_its_gradients(shape):
+    """The batched matmul over positions (faster: the einsum's backward looped over them) gives
+    the docstring's sum, written as an einsum, bit for bit: outputs and every gradient."""
+    n, c, h, w_, o, k, s, p = shape
+    g = torch.Generator().manual_seed(3)
+    ho, wo = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
+    leaves = [torch.rand(n, c, h, w_, generator=g), torch.randn(o, c, k, k, generator=g),
+              1 + 0.01 * torch.randn(o, ho, wo, c, k, k, generator=g), torch.randn(o, generator=g)]  # fmt: skip
+
+    def formula(x, weight, gain, bias):
+        patches = torch.nn.functional.pad(x, (p,) * 4).unfold(2, k, s).unfold(3, k, s)
+        y = torch.einsum("nchwij,ohwcij->nohw", patches, weight[:, None, None] * gain)
+        return y.contiguous() + bias[:, None, None]
+
+    results = []
+    for f in (formula, lambda x, wt, gn, b: AF.conv2d_per_position(x, wt, b, gn, s, p)):
+        xs = [t.clone().requires_grad_(True) for t in leaves]
+        y = f(*xs)
+        (y * y.detach().sin()).sum().backward()
+        results.append([y.detach(), *(t.grad for t in xs)])
+    for got, want in zip(results[1], results[0], strict=True):
+        assert torch.equal(got, want)
+
+
 # ---------------------------------------------------------------- reusing a handed-over buffer
 REUSE_CASES = [
     ("clip", lambda x, reuse: AF.clip(x, 1.5, reuse)),
