@@ -77,7 +77,9 @@ def test_a_long_section_is_announced_and_the_kernel_says_nothing(books, tmp_path
     assert (
         'workbook w: [1/2] 01_slow: "Waiting section" (cell 3/3,' in text
     )  # papermill injected one
-    assert '02_fast: "' not in text  # a quick notebook passes without section lines
+    # That a quick section passes silently is checked on a controlled clock above
+    # (test_quick_sections_pass_silently_...): here the fixture's trivial notebook took 3 s on
+    # a loaded CI machine (papermill writes the notebook after every cell) and was announced.
     for noise in ("TCP", "encryption", "KeyboardInterrupt", "Passed unknown parameter"):
         assert noise not in text, noise
     executed = nbformat.read(tmp_path / "out" / "w" / "executed" / "01_slow.ipynb", 4)
