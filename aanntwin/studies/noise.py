@@ -202,10 +202,10 @@ def _injected(
     :meth:`Main.forward_from` with the model's own draw off. None where that is not
     bit-identical (see :func:`injectable`).
 
-    Batch by batch: a batch's prefix and unit draw serve every level while they are in cache,
-    and no draw of the whole test set is held (MNIST: ~60 MB less per task). The draws come
-    from the generator in batch order and each (level, run) sums its batches in order, as
-    level by level over all batches would: the same numbers."""
+    Batch by batch: a batch's prefix is computed once for every run and level, its unit draw
+    serves every level while in cache, and no draw of the whole test set is held (MNIST: ~60 MB
+    less per task). Each run's generator draws in batch order and each (level, run) sums its
+    batches in order, as run by run over all batches would: the same numbers."""
     if not injectable_kind(x.device, model.conv.weight.dtype):
         return None  # decided before the prefix is computed: no work done twice
     field = KINDS[kind]
@@ -222,13 +222,13 @@ def _injected(
         if not injectable([first]) or smallest < 16:
             return None  # the smallest batch draws otherwise (see injectable): before any work
         scores = _Scores(len(levels), runs, x.device)
-        for r in range(runs):
-            # as the model's generator after reseed
-            gen = NoiseSource(noise_seed(seed, r)).generator(x.device)
-            for j, s in enumerate(slices):  # the prefix is noiseless: the first is reused
-                h = first if j == 0 else _prefix(model, x, tap, [s])[0]
-                if not injectable([h]):
-                    return None
+        # one generator per run, as the model's after reseed, each drawing in batch order
+        gens = [NoiseSource(noise_seed(seed, r)).generator(x.device) for r in range(runs)]
+        for j, s in enumerate(slices):  # a batch's noiseless prefix serves every run and level
+            h = first if j == 0 else _prefix(model, x, tap, [s])[0]
+            if not injectable([h]):
+                return None
+            for r, gen in enumerate(gens):
                 z = torch.empty_like(h).normal_(0.0, 1.0, generator=gen)
                 for i, level in enumerate(levels):
                     scores.add(i, r, model.forward_from(h, tap, unit_noise=z, sigma=level), y[s])

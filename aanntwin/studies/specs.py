@@ -315,10 +315,10 @@ def _bits_task(model: Main, x: Tensor, y: Tensor, target: Target, seed: int,
     return search.fewest_bits(stage), search.evaluations
 
 
-_SEARCH_COST = {"conv_gain": 4, "input": 2, "conv_out": 2, "relu_out": 2}
+_SEARCH_COST = {"conv_gain": 4, "input": 2}
 """Relative cost of a kind's search on the default model (MNIST, seconds of one worker:
-conv_gain 22, input 11, relu_out 10, conv_out 9, linear_out and conv_offset 5, the linear
-mismatches 2): the order the searches are handed to workers in."""
+conv_gain 24, input 12, relu_out, conv_offset and conv_out 6, the linear mismatches 2-3,
+linear_out 1; others 1 here): the order the searches are handed to workers in."""
 
 
 def _searched(search: SpecSearch, kinds: list[str], executor: Executor | None,
