@@ -136,15 +136,17 @@ def download(folder: Path) -> Path:
     return extract(target, folder)
 
 
-def _candidates(data_dir: str | os.PathLike[str] | None) -> tuple[Path, list[Path]]:
+def _candidates(data_dir: str | os.PathLike[str] | None) -> tuple[Path, list[Path], Path | None]:
+    """The base folder, the folders :func:`locate` looks in, and the first holding the files."""
     base = Path(data_dir).expanduser() if data_dir is not None else default_data_dir("cifar10")
-    return base, [base, base / SUBDIR, base / "cifar10", base / "cifar10" / SUBDIR]
+    candidates = [base, base / SUBDIR, base / "cifar10", base / "cifar10" / SUBDIR]
+    return base, candidates, next((c for c in candidates if _has_files(c)), None)
 
 
 def existing_files(data_dir: str | os.PathLike[str] | None = None) -> list[Path] | None:
     """The six ``.bin`` files :func:`locate` would find there without extracting or downloading
     anything (and the folder's ``SHA256SUMS``, present or not), or None."""
-    folder = next((c for c in _candidates(data_dir)[1] if _has_files(c)), None)
+    folder = _candidates(data_dir)[2]
     if folder is None or not all((folder / name).is_file() for name in FILES):
         return None
     return [*(folder / name for name in FILES), folder / "SHA256SUMS"]
@@ -154,10 +156,9 @@ def locate(data_dir: str | os.PathLike[str] | None = None, download_ok: bool = T
     """The folder holding the six ``.bin`` files: ``data_dir`` (or the default folder), its
     ``cifar-10-batches-bin/``, or its ``cifar10/`` (and that one's subfolder); an archive found
     there is verified and extracted; else it is downloaded (when ``download_ok``)."""
-    base, candidates = _candidates(data_dir)
+    base, candidates, folder = _candidates(data_dir)
     if base.name in PYTHON_VERSION:
         _refuse_python_version(base)
-    folder = next((c for c in candidates if _has_files(c)), None)
     if folder is not None:
         return folder
     for c in candidates:

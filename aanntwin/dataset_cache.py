@@ -103,9 +103,8 @@ def _whole(folder: Path) -> dict[str, Any] | None:
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         tensors = manifest.get("tensors") if manifest.get("format") == FORMAT_VERSION else None
-        if not isinstance(tensors, dict) or set(TENSORS) - set(tensors):
-            return None
-        if set(tensors) - {*TENSORS, *OPTIONAL}:
+        names = set(tensors) if isinstance(tensors, dict) else set()
+        if not set(TENSORS) <= names <= {*TENSORS, *OPTIONAL}:
             return None
         if all((folder / f).stat().st_size == spec["bytes"] for f, spec in tensors.items()):
             return manifest
@@ -224,25 +223,6 @@ def _stamp(paths: list[Path]) -> list[list[object]]:
     return out
 
 
-def _indexed(record: Path, root: Path) -> tuple[Dataset, list[list[str]]] | None:
-    """The dataset a source record points to, mapped, and the warnings its load gave; None when
-    the record or its entry is missing, damaged or of another format."""
-    try:
-        rec = json.loads(record.read_text(encoding="utf-8"))
-        folder = root / str(rec["entry"])
-        manifest = _whole(folder)
-        if manifest is None or manifest["fingerprint"] != rec["fingerprint"]:
-            return None
-        empty = torch.empty(0)
-        ds = Dataset(str(manifest["name"]), empty, empty, empty, empty,
-                     int(manifest["n_classes"]), str(manifest["fingerprint"]),
-                     str(manifest["source"]), verified=bool(manifest["verified"]))  # fmt: skip
-        warned = [[str(c), str(t)] for c, t in rec["warnings"]]
-        return _map(folder, ds, manifest["tensors"]), warned
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
 @contextlib.contextmanager
 def _exclusive(record: Path) -> Iterator[None]:
     """Hold an exclusive lock beside ``record`` (``flock``), so processes starting together
@@ -265,11 +245,22 @@ def _exclusive(record: Path) -> Iterator[None]:
 
 
 def _found(record: Path, root: Path) -> Dataset | None:
-    """The dataset ``record`` points to, its load's warnings given again; None if not whole."""
-    found = _indexed(record, root)
-    if found is None:
+    """The dataset a source record points to, mapped, its load's warnings given again; None
+    when the record or its entry is missing, damaged or of another format."""
+    try:
+        rec = json.loads(record.read_text(encoding="utf-8"))
+        folder = root / str(rec["entry"])
+        manifest = _whole(folder)
+        if manifest is None or manifest["fingerprint"] != rec["fingerprint"]:
+            return None
+        empty = torch.empty(0)
+        ds = Dataset(str(manifest["name"]), empty, empty, empty, empty,
+                     int(manifest["n_classes"]), str(manifest["fingerprint"]),
+                     str(manifest["source"]), verified=bool(manifest["verified"]))  # fmt: skip
+        ds = _map(folder, ds, manifest["tensors"])
+        warned = [(str(c), str(t)) for c, t in rec["warnings"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    ds, warned = found
     for category, text in warned:
         warnings.warn(text, _CATEGORIES.get(category, UserWarning), stacklevel=3)
     return ds
