@@ -36,39 +36,25 @@ _EXPORTS = {
     "train": "training",
 }
 
-__all__ = [
-    "__version__",
-    "ModelParams",
-    "Nonidealities",
-    "Normalization",
-    "RunConfig",
-    "TrainParams",
-    "load_config",
-    "load_nonidealities",
-    "Dataset",
-    "load_dataset",
-    "Main",
-    "geometry",
-    "load_weights",
-    "save_weights",
-    "EvalResult",
-    "evaluate",
-    "train",
-]
+__all__ = ["__version__", *_EXPORTS]
 
-if TYPE_CHECKING:
-    from .config import (
-        ModelParams,
-        Nonidealities,
-        Normalization,
-        RunConfig,
-        TrainParams,
-        load_config,
-        load_nonidealities,
-    )
-    from .data import Dataset, load_dataset
-    from .model import Main, geometry, load_weights, save_weights
-    from .training import EvalResult, evaluate, train
+if TYPE_CHECKING:  # what type checkers see (redundant aliases: explicit re-exports)
+    from .config import ModelParams as ModelParams
+    from .config import Nonidealities as Nonidealities
+    from .config import Normalization as Normalization
+    from .config import RunConfig as RunConfig
+    from .config import TrainParams as TrainParams
+    from .config import load_config as load_config
+    from .config import load_nonidealities as load_nonidealities
+    from .data import Dataset as Dataset
+    from .data import load_dataset as load_dataset
+    from .model import Main as Main
+    from .model import geometry as geometry
+    from .model import load_weights as load_weights
+    from .model import save_weights as save_weights
+    from .training import EvalResult as EvalResult
+    from .training import evaluate as evaluate
+    from .training import train as train
 
 
 def __getattr__(name: str) -> Any:

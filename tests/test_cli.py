@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -167,3 +168,18 @@ def test_importing_the_package_loads_torch_only_when_a_name_needs_it():
         "False True aanntwin.model aanntwin.training True []",
         "module 'aanntwin' has no attribute 'nothing'",
     ]
+
+
+def test_the_lazy_names_and_what_type_checkers_see_agree():
+    """``aanntwin._EXPORTS`` (what loads on first use) and the ``TYPE_CHECKING`` imports (what
+    type checkers and editors see) list the same names from the same modules."""
+    import ast
+
+    import aanntwin
+
+    tree = ast.parse(Path(aanntwin.__file__).read_text())
+    guarded = next(
+        n for n in tree.body if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test)
+    )
+    seen = {a.name: node.module for node in guarded.body for a in node.names}
+    assert seen == aanntwin._EXPORTS
