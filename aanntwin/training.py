@@ -273,17 +273,20 @@ def train(
     model = build_model(config, data, device, dtype)
     n = len(data.y_train)
     steps_per_epoch = -(-n // tp.batch_size)
-    opt, sched = _optimizer(model, tp, tp.epochs * steps_per_epoch)
     history: list[EpochMetrics] = []
-    start = 0
+    start, state = 0, None
     if cache is not None and (found := cache.latest(key, map_location=device)) is not None:
         start, state = found
         model.load_state_dict(state["model"])
+        history = [EpochMetrics(**h) for h in state["history"]]
+    end = tp.epochs if stop_after is None else min(tp.epochs, stop_after)
+    if start >= end:  # finished: no optimizer (torch.optim imports torch._dynamo: ~70 MB, ~1 s)
+        return TrainResult(model, history, key, resumed_from=start)
+    opt, sched = _optimizer(model, tp, tp.epochs * steps_per_epoch)
+    if state is not None:
         opt.load_state_dict(state["optimizer"])
         if sched is not None:
             sched.load_state_dict(state["scheduler"])
-        history = [EpochMetrics(**h) for h in state["history"]]
-    end = tp.epochs if stop_after is None else min(tp.epochs, stop_after)
     bar = tqdm(
         total=(end - start) * steps_per_epoch,
         disable=not progress or end <= start,

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -112,3 +115,27 @@ def test_hardware_aware_training_with_every_kind_on(digits):
     cfg = QUICK.replace(nonidealities=nl, train=QUICK.train.replace(epochs=6))
     result = train(cfg, digits, progress=False)
     assert result.history[-1].test_accuracy > 0.6  # it learns through every nonideality
+
+
+def test_a_finished_run_is_read_back_without_building_an_optimizer(digits, tmp_path):
+    """A finished checkpoint is read back without an optimizer: building one imports
+    torch._dynamo (~70 MB and ~1 s in every process that only loads models, e.g. sweep and spec
+    workers, notebook kernels). Checked in a fresh interpreter, as this one imported it."""
+    done = train(QUICK, digits, cache=CheckpointCache(tmp_path), progress=False)
+    code = (
+        "import sys, torch\n"
+        "torch.set_num_threads(1)  # as this process (part of the cache key)\n"
+        "from aanntwin.cache import CheckpointCache\n"
+        "from aanntwin.config import RunConfig, TrainParams\n"
+        "from aanntwin.data import load_digits\n"
+        "from aanntwin.training import train\n"
+        "cfg = RunConfig(train=TrainParams(epochs=3, batch_size=64))\n"
+        f"r = train(cfg, load_digits(), cache=CheckpointCache({str(tmp_path)!r}),"
+        " progress=False)\n"
+        f"torch.save(r.model.state_dict(), {str(tmp_path / 'w.pt')!r})\n"
+        "print(r.resumed_from, len(r.history), 'torch._dynamo' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["3", "3", "False"]
+    read_back = torch.load(tmp_path / "w.pt", weights_only=True)
+    assert _same(read_back, _weights(done))
