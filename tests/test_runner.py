@@ -1,6 +1,7 @@
 """Sweep engine: incremental CSV, resume, canonical order, executors."""
 
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -171,3 +172,28 @@ def test_workers_start_with_the_study_modules_loaded_and_frozen():
     imports again and ~100 MB."""
     with pools.process_pool(1, threads=1) as pool:
         assert pool.submit(_preloaded).result() == (True, True)
+
+
+def _private_mb() -> float:
+    with open("/proc/self/smaps_rollup") as fh:
+        return sum(int(ln.split()[1]) for ln in fh if ln.startswith("Private_")) / 1024
+
+
+def _optimizer_cost_mb() -> float:
+    """Private memory a worker gains by building its first optimizer (MB)."""
+    import torch
+
+    before = _private_mb()
+    torch.optim.SGD(torch.nn.Linear(4, 2).parameters(), lr=0.1)
+    return _private_mb() - before
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup")
+                    or "forkserver" not in __import__("multiprocessing").get_all_start_methods(),
+                    reason="Linux fork server only")  # fmt: skip
+def test_a_worker_builds_its_optimizer_on_pages_it_shares_with_the_server():
+    """torch.optim imports torch._dynamo on the first optimizer (~70 MB): preloaded by the fork
+    server, each training worker shares it instead of importing it again (a sweep's training
+    phase set the workbook's memory peak)."""
+    with pools.process_pool(1, threads=1) as pool:
+        assert pool.submit(_optimizer_cost_mb).result() < 25

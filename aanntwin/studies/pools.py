@@ -88,8 +88,8 @@ def _init_worker(parent: int, threads: int, environ: dict[str, str]) -> None:
 
 
 PRELOAD = ("aanntwin.studies.preload",)
-"""What the fork server imports once (:mod:`aanntwin.studies.preload`: torch and the study
-tasks' modules): its workers start without importing them again and share those pages with it."""
+"""What the fork server imports once (:mod:`aanntwin.studies.preload`: torch, torch._dynamo and
+the study tasks' modules): its workers start without importing them again and share those pages with it."""
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
