@@ -1,9 +1,10 @@
 """What the fork server of the local workers imports before it forks them
 (:func:`~aanntwin.studies.pools.worker_context`): torch, ``torch._dynamo`` (which the first
 optimizer a process builds imports: ~100 MB private in each training worker otherwise, shared
-with the server this way) and the modules of the study tasks, then ``gc.freeze()``. The objects made so far leave the cyclic collector's reach, so a worker's
-collections do not write to the pages it shares with the server (each write would copy a page:
-~45 MB per worker on an MNIST sweep). Imported for these effects only, in the fork server.
+with the server this way) and the modules of the study tasks, then ``gc.freeze()``. The objects
+made so far leave the cyclic collector's reach, so a worker's collections do not write to the
+pages it shares with the server (each write would copy a page: ~45 MB per worker on an MNIST
+sweep). Imported for these effects only, in the fork server.
 """
 
 import gc
