@@ -3,6 +3,10 @@ model orchestration."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -66,6 +70,22 @@ def test_notebook_models_are_the_sweeps_models(tmp_path, monkeypatch):
     _, notebook_model = load_run(folder)
     for name, value in notebook_model.state_dict().items():
         assert torch.equal(value, sweep_model.state_dict()[name]), name
+
+
+def test_a_notebook_kernel_trains_its_models_in_a_child_that_ends(tmp_path):
+    """ensure_model trains in a child process: the kernel that called it holds neither the
+    optimizer's torch._dynamo (~70 MB) nor the training's memory while its next cells run
+    ngspice or a worker pool (06's peak was the kernel after training beside two ngspice)."""
+    code = (
+        "import sys\n"
+        "from aanntwin.report import notebook as nb\n"
+        f"folder = nb.ensure_model({str(tmp_path / 'out')!r}, 'digits', epochs=1, seed=0)\n"
+        "print(nb.load_metrics(folder)['epochs'], 'torch._dynamo' in sys.modules)\n"
+    )
+    env = {**os.environ, "AANNTWIN_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "False"]
 
 
 REFERENCE = load_nonidealities(str(nb.default_nonidealities_path()))

@@ -197,3 +197,55 @@ def test_a_worker_builds_its_optimizer_on_pages_it_shares_with_the_server():
     phase set the workbook's memory peak)."""
     with pools.process_pool(1, threads=1) as pool:
         assert pool.submit(_optimizer_cost_mb).result() < 25
+
+
+def _child_report(path: str, fail: str | None = None) -> tuple[int, bool]:
+    """In a child: note the pid in ``path``; fail as asked; else (pid, torch._dynamo loaded)."""
+    import sys
+    import time
+
+    with open(path, "w") as fh:
+        fh.write(str(os.getpid()))
+    if fail == "error":
+        raise AanntwinError("bad setting in the child")
+    if fail == "exit":
+        os._exit(3)
+    if fail == "hang":
+        time.sleep(120)
+    return os.getpid(), "torch._dynamo" in sys.modules
+
+
+def test_in_child_returns_the_result_from_another_process(tmp_path):
+    pid, dynamo = pools.in_child(_child_report, str(tmp_path / "pid"))
+    assert pid != os.getpid() and not dynamo  # a fresh interpreter, not a fork of this one
+
+
+def test_in_child_raises_the_childs_error_here(tmp_path):
+    with pytest.raises(AanntwinError, match="bad setting in the child"):
+        pools.in_child(_child_report, str(tmp_path / "pid"), "error")
+
+
+def test_a_child_that_dies_is_an_error_naming_its_exit_code(tmp_path):
+    with pytest.raises(AanntwinError, match="_child_report ended without a result .exit code 3"):
+        pools.in_child(_child_report, str(tmp_path / "pid"), "exit")
+
+
+def test_an_interrupt_while_waiting_kills_the_child(tmp_path):
+    """Ctrl-C in a notebook while a model trains in its child: the child ends too."""
+    import signal
+    import threading
+    import time
+
+    pid_file = tmp_path / "pid"
+
+    def interrupt() -> None:
+        while not pid_file.exists() or not pid_file.read_text():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        pools.in_child(_child_report, str(pid_file), "hang")
+    child = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)

@@ -34,9 +34,10 @@ from ..runs import (
     load_run,
     write_run,
 )
-from ..studies.common import cached_dataset, training_threads
+from ..studies.common import TRAIN_THREADS, cached_dataset, training_threads
 from ..studies.noise import TEMPORAL
 from ..studies.noise_sweep import NoiseSweep
+from ..studies.pools import in_child
 from ..training import determinism, evaluate, train
 from . import banners, conclusions, plans  # noqa: F401  (notebooks call nb.conclusions)
 from .labels import label as headline_label
@@ -132,11 +133,25 @@ def ensure_model(
                 return folder
         except (OSError, KeyError, ValueError):
             pass
+    # On the CPU in a child process that ends with the training: the kernel keeps neither the
+    # optimizer's torch._dynamo (~70 MB) nor the working set (06 runs ngspice next, 04 a pool)
+    args = (folder, cfg.to_dict(), dataset, data_dir, str(device))
+    if device.type == "cpu":
+        in_child(_train_and_write, *args, threads=TRAIN_THREADS)
+    else:
+        _train_and_write(*args)
+    return folder
+
+
+def _train_and_write(folder: Path, config: dict[str, Any], dataset: str, data_dir: str | None,
+                     device: str) -> None:  # fmt: skip
+    """Train ``config`` (through the checkpoint cache) and write the run to ``folder``."""
+    cfg, data = RunConfig.from_dict(config), _dataset(dataset, data_dir)
+    with training_threads():
         result = train(cfg, data, device=device, cache=CheckpointCache(), progress=False)
         on_device = data.to(device)
         test = evaluate(result.model, on_device.x_test, on_device.y_test)
-        write_run(folder, cfg, data, result, test, device.type)  # provenance: these threads
-    return folder
+        write_run(folder, cfg, data, result, test, torch.device(device).type)  # these threads
 
 
 @dataclass

@@ -103,6 +103,55 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
+def in_child(fn: Callable[..., Any], /, *args: Any, threads: int = 1) -> Any:
+    """``fn(*args)`` in a fresh interpreter that ends when it returns, on ``threads`` torch
+    threads. What the call imports and allocates (training: torch.optim's ``torch._dynamo``,
+    ~70 MB, and its working set) goes back to the system instead of staying in this long-lived
+    process: a notebook kernel, whose next cells start ngspice or a pool beside it. Spawned, not
+    forked from the fork server, which would outlive the call. ``fn``'s exception is raised
+    here; an interrupt here kills the child."""
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_main, daemon=True,
+                        args=(send, os.getpid(), threads, dict(os.environ), fn, args))  # fmt: skip
+    child.start()
+    send.close()
+    replied = False
+    try:
+        ok, value = receive.recv()
+        replied = True
+    except EOFError:
+        child.join()
+        raise AanntwinError(
+            f"the process running {getattr(fn, '__name__', fn)} ended without a result "
+            f"(exit code {child.exitcode}; killed for memory?)"
+        ) from None
+    finally:  # it exits once it replied; interrupted here, it is killed at once
+        child.join(5.0 if replied else 0.0)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        receive.close()
+    if not ok:
+        raise value
+    return value
+
+
+def _child_main(send: Any, parent: int, threads: int, environ: dict[str, str],
+                fn: Callable[..., Any], args: tuple[Any, ...]) -> None:  # fmt: skip
+    """The body of :func:`in_child`'s process: ``(True, result)`` or ``(False, exception)``."""
+    _init_worker(parent, threads, environ)
+    try:
+        reply: tuple[bool, Any] = (True, fn(*args))
+    except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+        reply = (False, exc)
+    try:
+        send.send(reply)
+    except Exception as exc:  # noqa: BLE001 - an unpicklable result or exception
+        send.send((False, AanntwinError(f"{getattr(fn, '__name__', fn)}: {reply[1]!r} ({exc})")))
+    send.close()
+
+
 def process_pool(workers: int, threads: int | None = None) -> ProcessPoolExecutor:
     """``workers`` worker processes (:func:`worker_context`), each with ``threads`` torch threads
     (default ``max(1, cores // workers)``: no more threads than cores), killed with this
