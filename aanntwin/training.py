@@ -289,7 +289,7 @@ def train(
             sched.load_state_dict(state["scheduler"])
     bar = tqdm(
         total=(end - start) * steps_per_epoch,
-        disable=not progress or end <= start,
+        disable=not progress,
         desc=f"train {data.name}",
         unit="step",
         leave=False,

@@ -249,3 +249,14 @@ def test_an_interrupt_while_waiting_kills_the_child(tmp_path):
     child = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def _in_child_from_a_worker(path: str) -> tuple[int, int]:
+    return os.getpid(), pools.in_child(_child_report, path)[0]
+
+
+def test_in_child_from_a_daemon_process_runs_in_that_process(tmp_path):
+    """Daemon processes (Dask's workers, in_child's own child) may not start children: there
+    the call runs in place instead of failing."""
+    outer, ran_in = pools.in_child(_in_child_from_a_worker, str(tmp_path / "pid"))
+    assert ran_in == outer != os.getpid()

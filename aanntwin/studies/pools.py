@@ -89,7 +89,8 @@ def _init_worker(parent: int, threads: int, environ: dict[str, str]) -> None:
 
 PRELOAD = ("aanntwin.studies.preload",)
 """What the fork server imports once (:mod:`aanntwin.studies.preload`: torch, torch._dynamo and
-the study tasks' modules): its workers start without importing them again and share those pages with it."""
+the study tasks' modules): its workers start without importing them again and share those pages
+with it."""
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
@@ -109,7 +110,10 @@ def in_child(fn: Callable[..., Any], /, *args: Any, threads: int = 1) -> Any:
     ~70 MB, and its working set) goes back to the system instead of staying in this long-lived
     process: a notebook kernel, whose next cells start ngspice or a pool beside it. Spawned, not
     forked from the fork server, which would outlive the call. ``fn``'s exception is raised
-    here; an interrupt here kills the child."""
+    here; an interrupt here kills the child. In a daemon process (a Dask worker, which may not
+    have children) the call runs in this process."""
+    if multiprocessing.current_process().daemon:
+        return fn(*args)
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child_main, daemon=True,
