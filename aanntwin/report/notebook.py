@@ -22,7 +22,6 @@ import pandas as pd
 import torch
 
 from .. import __version__
-from ..cache import CheckpointCache
 from ..config import Nonidealities, RunConfig, TrainParams
 from ..device import resolve_device
 from ..errors import AanntwinError
@@ -32,13 +31,12 @@ from ..runs import (
     is_run,
     load_metrics,  # notebooks call nb.load_metrics
     load_run,
-    write_run,
 )
-from ..studies.common import TRAIN_THREADS, cached_dataset, training_threads
+from ..studies.common import TRAIN_THREADS, cached_dataset, train_to_folder, training_threads
 from ..studies.noise import TEMPORAL
 from ..studies.noise_sweep import NoiseSweep
 from ..studies.pools import in_child
-from ..training import determinism, evaluate, train
+from ..training import determinism, evaluate
 from . import banners, conclusions, plans  # noqa: F401  (notebooks call nb.conclusions)
 from .labels import label as headline_label
 from .labels import value_text
@@ -135,23 +133,13 @@ def ensure_model(
             pass
     # On the CPU in a child process that ends with the training: the kernel keeps neither the
     # optimizer's torch._dynamo (~70 MB) nor the working set (06 runs ngspice next, 04 a pool)
-    args = (folder, cfg.to_dict(), dataset, data_dir, str(device))
+    folder_of_data = None if data_dir is None else str(resolve_path(data_dir))
+    args = (folder, cfg.to_dict(), dataset, folder_of_data, str(device))
     if device.type == "cpu":
-        in_child(_train_and_write, *args, threads=TRAIN_THREADS)
+        in_child(train_to_folder, *args, threads=TRAIN_THREADS)
     else:
-        _train_and_write(*args)
+        train_to_folder(*args)
     return folder
-
-
-def _train_and_write(folder: Path, config: dict[str, Any], dataset: str, data_dir: str | None,
-                     device: str) -> None:  # fmt: skip
-    """Train ``config`` (through the checkpoint cache) and write the run to ``folder``."""
-    cfg, data = RunConfig.from_dict(config), _dataset(dataset, data_dir)
-    with training_threads():
-        result = train(cfg, data, device=device, cache=CheckpointCache(), progress=False)
-        on_device = data.to(device)
-        test = evaluate(result.model, on_device.x_test, on_device.y_test)
-        write_run(folder, cfg, data, result, test, torch.device(device).type)  # these threads
 
 
 @dataclass

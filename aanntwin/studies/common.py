@@ -1,5 +1,6 @@
 """What every study task needs, loaded once per worker process: the datasets (trained runs are
-read by :mod:`aanntwin.runs`), the device resolver, and the thread count the studies train with."""
+read by :mod:`aanntwin.runs`), the device resolver, the thread count the studies train with, and
+training a run folder on it (what a notebook's child process does)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import contextlib
 import functools
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
+from ..cache import CheckpointCache
+from ..config import RunConfig
 from ..data import Dataset, load_dataset
 from ..dataset_cache import load_mapped
 from ..device import resolve_device as checked_device
 from ..registry import is_npz
+from ..runs import write_run
+from ..training import evaluate, train
 
 
 def cached_dataset(name: str, data_dir: str | None, device: str = "cpu") -> Dataset:
@@ -62,3 +68,16 @@ def training_threads() -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def train_to_folder(folder: str | os.PathLike[str], config: dict[str, Any], dataset: str,
+                    data_dir: str | None, device: str) -> None:  # fmt: skip
+    """Train ``config`` on ``dataset`` through the checkpoint cache on :data:`TRAIN_THREADS`
+    threads (the studies' model, found in the cache by the sweeps) and write the run folder
+    ``folder`` (weights, config, metrics with the test accuracy)."""
+    cfg, data = RunConfig.from_dict(config), cached_dataset(dataset, data_dir)
+    with training_threads():
+        result = train(cfg, data, device=device, cache=CheckpointCache(), progress=False)
+        on_device = data.to(device)
+        test = evaluate(result.model, on_device.x_test, on_device.y_test)
+        write_run(folder, cfg, data, result, test, torch.device(device).type)  # these threads
