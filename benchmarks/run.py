@@ -125,6 +125,9 @@ def bench_training(data, device, repeat: int, ctx: dict) -> None:
     cfg = RunConfig(dataset="mnist")
     tp = cfg.train
     twin_s, plain_s, twin_acc, plain_acc, ratios, step_ratios = [], [], [], [], [], []
+    # Warm-up, untimed: the first optimizer a process builds imports torch._dynamo (~1 s), which
+    # would be charged to whichever loop runs first.
+    torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=tp.lr)
     for _ in range(repeat):
         sync(device)
         t0 = time.perf_counter()
