@@ -94,8 +94,12 @@ def run_config(dataset: str, epochs: int, seed: int, nl: Nonidealities | None) -
 
 def _dataset(dataset: str, data_dir: str | None, device: str | torch.device = "cpu") -> Any:
     """The dataset on ``device``, loaded and moved once per kernel (cached per device)."""
-    folder = None if data_dir is None else str(resolve_path(data_dir))
-    return cached_dataset(dataset, folder, str(device))
+    return cached_dataset(dataset, _data_folder(data_dir), str(device))
+
+
+def _data_folder(data_dir: str | None) -> str | None:
+    """``data_dir`` resolved (relative paths: from where the notebook runs), or None."""
+    return None if data_dir is None else str(resolve_path(data_dir))
 
 
 def ensure_model(
@@ -133,8 +137,7 @@ def ensure_model(
             pass
     # On the CPU in a child process that ends with the training: the kernel keeps neither the
     # optimizer's torch._dynamo (~70 MB) nor the working set (06 runs ngspice next, 04 a pool)
-    folder_of_data = None if data_dir is None else str(resolve_path(data_dir))
-    args = (folder, cfg.to_dict(), dataset, folder_of_data, str(device))
+    args = (folder, cfg.to_dict(), _data_folder(data_dir), str(device))
     if device.type == "cpu":
         in_child(train_to_folder, *args, threads=TRAIN_THREADS)
     else:

@@ -19,7 +19,7 @@ from ..dataset_cache import load_mapped
 from ..device import resolve_device as checked_device
 from ..registry import is_npz
 from ..runs import write_run
-from ..training import evaluate, train
+from ..training import TrainResult, evaluate, train
 
 
 def cached_dataset(name: str, data_dir: str | None, device: str = "cpu") -> Dataset:
@@ -70,14 +70,22 @@ def training_threads() -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-def train_to_folder(folder: str | os.PathLike[str], config: dict[str, Any], dataset: str,
-                    data_dir: str | None, device: str) -> None:  # fmt: skip
-    """Train ``config`` on ``dataset`` through the checkpoint cache on :data:`TRAIN_THREADS`
-    threads (the studies' model, found in the cache by the sweeps) and write the run folder
-    ``folder`` (weights, config, metrics with the test accuracy)."""
-    cfg, data = RunConfig.from_dict(config), cached_dataset(dataset, data_dir)
+def train_cached(cfg: RunConfig, data_dir: str | None, device: str,
+                 progress: bool = False) -> tuple[TrainResult, Dataset]:  # fmt: skip
+    """Train ``cfg`` on its dataset through the checkpoint cache on :data:`TRAIN_THREADS`
+    threads (read back when the cache holds it): the studies' model, the same in every process.
+    Returns the result and the dataset (on ``device``)."""
+    data = cached_dataset(cfg.dataset, data_dir, device)
     with training_threads():
-        result = train(cfg, data, device=device, cache=CheckpointCache(), progress=False)
-        on_device = data.to(device)
-        test = evaluate(result.model, on_device.x_test, on_device.y_test)
-        write_run(folder, cfg, data, result, test, torch.device(device).type)  # these threads
+        return train(cfg, data, device=device, cache=CheckpointCache(), progress=progress), data
+
+
+def train_to_folder(folder: str | os.PathLike[str], config: dict[str, Any], data_dir: str | None,
+                    device: str) -> None:  # fmt: skip
+    """:func:`train_cached` ``config``, then write the run folder ``folder`` (weights, config,
+    metrics with the test accuracy; its provenance records :data:`TRAIN_THREADS` threads)."""
+    cfg = RunConfig.from_dict(config)
+    with training_threads():
+        result, data = train_cached(cfg, data_dir, device)
+        test = evaluate(result.model, data.x_test, data.y_test)
+        write_run(folder, cfg, data, result, test, torch.device(device).type)

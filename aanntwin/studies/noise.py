@@ -35,13 +35,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..cache import CheckpointCache
 from ..config import MISMATCH_FIELDS, Nonidealities, RunConfig
 from ..functional import injectable, injectable_kind
 from ..model import NOISE_AFTER, Main
 from ..seeds import NoiseSource, derive_seed
-from ..training import eval_batch_size, noise_seed, summed_cross_entropy, train
-from .common import cached_dataset, training_threads
+from ..training import eval_batch_size, noise_seed, summed_cross_entropy
+from .common import cached_dataset, train_cached
 from .normalize import apply, normalize, tightest
 
 TEMPORAL = dict(NOISE_AFTER)
@@ -310,10 +309,7 @@ def trained_model(
 ) -> Main:
     """Train (or read back from the checkpoint cache) the model of ``config``, on
     :data:`~aanntwin.studies.common.TRAIN_THREADS` CPU threads."""
-    cfg = RunConfig.from_dict(config)
-    data = cached_dataset(cfg.dataset, data_dir, device)
-    with training_threads():  # the same weights on any executor (TRAIN_THREADS)
-        return train(cfg, data, device=device, cache=CheckpointCache(), progress=progress).model
+    return train_cached(RunConfig.from_dict(config), data_dir, device, progress)[0].model
 
 
 def _normalized(model: Main, x: Tensor, target: float, *nls: Nonidealities) -> Main:
