@@ -2,7 +2,10 @@
 
 import functools
 import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -251,12 +254,44 @@ def test_an_interrupt_while_waiting_kills_the_child(tmp_path):
         os.kill(child, 0)
 
 
-def _in_child_from_a_worker(path: str) -> tuple[int, int]:
-    return os.getpid(), pools.in_child(_child_report, path)[0]
+def _in_child_from_a_daemon(path: str, results) -> None:
+    import multiprocessing
+
+    try:
+        results.put((multiprocessing.current_process().daemon, os.getpid(),
+                     pools.in_child(_child_report, path)[0]))  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(repr(exc))
 
 
-def test_in_child_from_a_daemon_process_runs_in_that_process(tmp_path):
-    """Daemon processes (Dask's workers, in_child's own child) may not start children: there
-    the call runs in place instead of failing."""
-    outer, ran_in = pools.in_child(_in_child_from_a_worker, str(tmp_path / "pid"))
-    assert ran_in == outer != os.getpid()
+def test_in_child_from_a_daemon_process_runs_in_a_child_of_it(tmp_path):
+    """Daemon processes (Dask's workers) may not start multiprocessing children; in_child's
+    plain subprocess works there too."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    daemon = ctx.Process(target=_in_child_from_a_daemon, args=(str(tmp_path / "pid"), results),
+                         daemon=True)  # fmt: skip
+    daemon.start()
+    got = results.get(timeout=120)
+    daemon.join()
+    is_daemon, outer, ran_in = got
+    assert is_daemon and ran_in not in (outer, os.getpid())
+
+
+def test_a_script_without_a_main_guard_can_call_in_child(tmp_path):
+    """The child does not import the caller's main module again (multiprocessing's spawn did:
+    a script calling a notebook helper at top level failed with a bootstrapping error)."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import os\n"
+        "from aanntwin.studies import pools\n"
+        "from tests.test_runner import _child_report\n"
+        f"pid, _ = pools.in_child(_child_report, {str(tmp_path / 'pid')!r})\n"
+        "print('ran elsewhere', pid != os.getpid())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ran", "elsewhere", "True"]

@@ -13,8 +13,10 @@ import contextlib
 import ctypes
 import multiprocessing
 import os
+import pickle
 import select
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -108,52 +110,60 @@ def in_child(fn: Callable[..., Any], /, *args: Any, threads: int = 1) -> Any:
     """``fn(*args)`` in a fresh interpreter that ends when it returns, on ``threads`` torch
     threads. What the call imports and allocates (training: torch.optim's ``torch._dynamo``,
     ~70 MB, and its working set) goes back to the system instead of staying in this long-lived
-    process: a notebook kernel, whose next cells start ngspice or a pool beside it. Spawned, not
-    forked from the fork server, which would outlive the call. ``fn``'s exception is raised
-    here; an interrupt here kills the child. In a daemon process (a Dask worker, which may not
-    have children) the call runs in this process."""
-    if multiprocessing.current_process().daemon:
-        return fn(*args)
-    ctx = multiprocessing.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child_main, daemon=True,
-                        args=(send, os.getpid(), threads, dict(os.environ), fn, args))  # fmt: skip
-    child.start()
-    send.close()
-    replied = False
+    process: a notebook kernel, whose next cells start ngspice or a pool beside it.
+
+    A plain ``python`` subprocess, not a multiprocessing one: it does not import this process's
+    main module again (a script calling this needs no ``__main__`` guard; a kernel's child does
+    not load ipykernel), may be started from a daemon process (a Dask worker), and does not
+    outlive the call as the fork server would. ``fn`` and ``args`` go to it pickled (``fn`` by
+    its module path, found on this process's ``sys.path``); its result or exception comes back
+    on a pipe of its own and is raised here. An interrupt here kills the child."""
+    read_fd, write_fd = os.pipe()
+    child = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE,
+                             pass_fds=(write_fd,))  # fmt: skip
+    os.close(write_fd)
     try:
-        ok, value = receive.recv()
-        replied = True
-    except EOFError:
-        child.join()
+        with child.stdin:  # type: ignore[union-attr]
+            pickle.dump((os.getpid(), threads, write_fd, sys.path), child.stdin)
+            pickle.dump((fn, args), child.stdin)
+        with os.fdopen(read_fd, "rb") as replies:
+            reply = replies.read()  # until the child closes it: it replied or it died
+        child.wait()
+    finally:  # interrupted here: the child is killed at once
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    if not reply:
         raise AanntwinError(
             f"the process running {getattr(fn, '__name__', fn)} ended without a result "
-            f"(exit code {child.exitcode}; killed for memory?)"
-        ) from None
-    finally:  # it exits once it replied; interrupted here, it is killed at once
-        child.join(5.0 if replied else 0.0)
-        if child.is_alive():
-            child.kill()
-            child.join()
-        receive.close()
+            f"(exit code {child.returncode}; killed for memory?)"
+        )
+    ok, value = pickle.loads(reply)  # noqa: S301 - written by our own child, just now
     if not ok:
         raise value
     return value
 
 
-def _child_main(send: Any, parent: int, threads: int, environ: dict[str, str],
-                fn: Callable[..., Any], args: tuple[Any, ...]) -> None:  # fmt: skip
-    """The body of :func:`in_child`'s process: ``(True, result)`` or ``(False, exception)``."""
-    _init_worker(parent, threads, environ)
-    try:
-        reply: tuple[bool, Any] = (True, fn(*args))
-    except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
-        reply = (False, exc)
-    try:
-        send.send(reply)
-    except Exception as exc:  # noqa: BLE001 - an unpicklable result or exception
-        send.send((False, AanntwinError(f"{getattr(fn, '__name__', fn)}: {reply[1]!r} ({exc})")))
-    send.close()
+_CHILD = "from aanntwin.studies.pools import _child_main; _child_main()"
+
+
+def _child_main() -> None:
+    """The body of :func:`in_child`'s process: reads what to run on stdin, writes
+    ``(True, result)`` or ``(False, exception)`` pickled to its reply pipe."""
+    parent, threads, reply_fd, path = pickle.load(sys.stdin.buffer)
+    sys.path[:] = path
+    _init_worker(parent, threads, dict(os.environ))
+    with os.fdopen(reply_fd, "wb") as out:
+        try:
+            fn, args = pickle.load(sys.stdin.buffer)
+            reply: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            reply = (False, exc)
+        try:
+            data = pickle.dumps(reply)
+        except Exception as exc:  # noqa: BLE001 - an unpicklable result or exception
+            data = pickle.dumps((False, AanntwinError(f"{reply[1]!r} ({exc})")))
+        out.write(data)
 
 
 def process_pool(workers: int, threads: int | None = None) -> ProcessPoolExecutor:
