@@ -295,3 +295,11 @@ def test_a_script_without_a_main_guard_can_call_in_child(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["ran", "elsewhere", "True"]
+
+
+def test_a_child_that_cannot_start_is_an_error_naming_its_exit_code(tmp_path, monkeypatch):
+    """A child that ends before reading its task (here: an interpreter that exits at once) is
+    the same one-line error as a child killed mid-call, not a broken pipe."""
+    monkeypatch.setattr(pools, "_CHILD", "import sys; sys.exit(5)")
+    with pytest.raises(AanntwinError, match="ended without a result .exit code 5"):
+        pools.in_child(_child_report, str(tmp_path / "pid"), "x" * 1_000_000)

@@ -123,9 +123,12 @@ def in_child(fn: Callable[..., Any], /, *args: Any, threads: int = 1) -> Any:
                              pass_fds=(write_fd,))  # fmt: skip
     os.close(write_fd)
     try:
-        with child.stdin:  # type: ignore[union-attr]
-            pickle.dump((os.getpid(), threads, write_fd, sys.path), child.stdin)
-            pickle.dump((fn, args), child.stdin)
+        try:
+            with child.stdin:  # type: ignore[union-attr]
+                pickle.dump((os.getpid(), threads, write_fd, sys.path), child.stdin)
+                pickle.dump((fn, args), child.stdin)
+        except BrokenPipeError:
+            pass  # it ended before reading: reported below with its exit code
         with os.fdopen(read_fd, "rb") as replies:
             reply = replies.read()  # until the child closes it: it replied or it died
         child.wait()
