@@ -408,6 +408,7 @@ def main() -> int:
     p.add_argument("--workers", default="auto", help="reference_experiment's sweep --workers")
     p.add_argument("--all", action="store_true", help="the long figures too (LONG)")
     args = p.parse_args()
+    args.data_dir = str(Path(args.data_dir).resolve())  # the subprocess figures run elsewhere
     torch.set_num_threads(args.threads)
     ctx = Context(args)
     default = [name for name in FIGURES if args.all or name not in LONG]
