@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import json
 import math
 import os
@@ -105,14 +106,17 @@ def check_output_path(
     *,
     folder: bool = True,
     replaces: Sequence[str] = (),
+    owns: Sequence[str] | None = None,
 ) -> Path:
     """Validate an output path before any work; return it as a Path.
 
     ``folder``: an output folder (an existing folder is accepted when it is empty, when
-    ``replaces`` is empty (a folder written in place, such as a sweep's) or when it holds one of
-    the files named in ``replaces``: an earlier output of the same command). Otherwise an output
-    file (an existing folder there is an error). Never the current folder by accident: ``''`` is
-    an error.
+    ``replaces`` is empty (a folder written in place, such as a sweep's) or when it is an
+    earlier output of the same command: it holds one of the files named in ``replaces`` and
+    nothing but entries matching ``owns``, the ``fnmatch`` patterns of everything the command
+    writes (default ``replaces``): a replaced folder never takes anything else with it).
+    Otherwise an output file (an existing folder there is an error). Never the current folder
+    by accident: ``''`` is an error.
     """
     text = "" if path is None else os.fspath(path)
     if not text.strip():
@@ -125,26 +129,46 @@ def check_output_path(
         raise AanntwinError(f"{flag} {text}: a file exists there; give a folder path")
     if not folder and target.is_dir():
         raise AanntwinError(f"{flag} {text}: is a folder; give a file path")
-    earlier = any((target / name).exists() for name in replaces)
-    if folder and replaces and target.is_dir() and any(target.iterdir()) and not earlier:
-        raise AanntwinError(
-            f"{flag} {text}: a folder that is not an earlier output of this command (no "
-            f"{' or '.join(replaces)}); give a new or empty folder"
-        )
+    entries = sorted(p.name for p in target.iterdir()) if folder and target.is_dir() else []
+    if replaces and entries:
+        if not any(name in entries for name in replaces):
+            raise AanntwinError(
+                f"{flag} {text}: a folder that is not an earlier output of this command (no "
+                f"{' or '.join(replaces)}); give a new or empty folder"
+            )
+        foreign = [e for e in entries if not owned(e, replaces if owns is None else owns)]
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (
+                f" and {len(foreign) - 5} more" if foreign[5:] else ""
+            )
+            raise AanntwinError(
+                f"{flag} {text}: holds {shown} beside an earlier output of this command; the "
+                "folder is replaced whole, so move them away or give a new or empty folder"
+            )
     existing = next(p for p in (target, *target.parents) if p.exists() or p == Path(p.anchor))
     if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
         raise AanntwinError(f"{flag} {text}: {existing} is not writable")
     return target
 
 
+def owned(name: str, patterns: Sequence[str]) -> bool:
+    """Whether the folder entry ``name`` matches one of ``patterns`` (``fnmatch``)."""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
 @contextlib.contextmanager
 def output_dir(
-    path: str | os.PathLike[str], flag: str = "--out", replaces: Sequence[str] = ("config.json",)
+    path: str | os.PathLike[str],
+    flag: str = "--out",
+    replaces: Sequence[str] = ("config.json",),
+    owns: Sequence[str] | None = None,
 ) -> Iterator[Path]:
     """Yield a temporary sibling folder of ``path`` to write into; on success rename it to
-    ``path`` (replacing an earlier output there), on any error remove it (and the parent
-    folders it created): the output folder exists only when the work succeeded."""
-    target = Path(os.path.abspath(check_output_path(path, flag, replaces=replaces)))  # '.' too
+    ``path`` (replacing an earlier output there: see :func:`check_output_path` for
+    ``replaces`` and ``owns``), on any error remove it (and the parent folders it created):
+    the output folder exists only when the work succeeded."""
+    patterns = replaces if owns is None else owns
+    target = Path(os.path.abspath(check_output_path(path, flag, replaces=replaces, owns=owns)))
     created = [p for p in reversed(target.parents) if not p.exists()]
     tmp: Path | None = None
     old: Path | None = None
@@ -153,6 +177,9 @@ def output_dir(
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
+        unowned = [p.name for p in tmp.iterdir() if not owned(p.name, patterns)]
+        if unowned:  # a bug: the next run would refuse to replace this folder
+            raise ValueError(f"{flag}: wrote {unowned}, not declared in owns={list(patterns)}")
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, old / "x")

@@ -37,6 +37,9 @@ METRICS_FILE = "metrics.json"
 TIMING_FILE = "timing.json"
 # An existing folder holding one of these is an earlier run (or normalized) folder: replaceable.
 RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE)
+RUN_OWNS = (*RUN_FILES, METRICS_FILE, TIMING_FILE, "normalization.json", "imported.json")
+"""Everything a run folder can hold (``train``, ``normalize``, ``import-reference``): a folder
+holding anything else is not replaced (:func:`~aanntwin.io.check_output_path`)."""
 
 
 def build_model(

@@ -138,10 +138,57 @@ def test_export_error_leaves_nothing_and_keeps_the_old_export(
 def test_a_rerun_replaces_its_own_output(run_dir, tmp_path):
     out = tmp_path / "norm"
     assert main(_argv("normalize", run_dir, tmp_path, str(out))) == 0
-    (out / "stale.txt").write_text("from before")
+    (out / "weights.safetensors").write_bytes(b"damaged")
     assert main(_argv("normalize", run_dir, tmp_path, str(out))) == 0
-    assert not (out / "stale.txt").exists() and (out / "config.json").exists()
+    assert (out / "weights.safetensors").read_bytes() != b"damaged"
     assert not _siblings(tmp_path)
+
+
+@pytest.mark.parametrize("command", ["train", "export", "normalize", "characterize", "specs"])
+def test_an_earlier_output_holding_other_files_is_not_replaced(command, run_dir, tmp_path, capsys):
+    """A user's notes or an export kept inside a run folder were deleted by a rerun."""
+    out = tmp_path / "out"
+    assert main(_argv(command, run_dir, tmp_path, str(out))) == 0
+    capsys.readouterr()
+    (out / "NOTES.txt").write_text("precious")
+    (out / "sub").mkdir()
+    (out / "sub" / "manifest.json").write_text("{}")
+    before = sorted(p.name for p in out.iterdir())
+    _fails(capsys, _argv(command, run_dir, tmp_path, str(out)), 2,
+           f"--out {out}: holds NOTES.txt, sub beside an earlier output")  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert (out / "NOTES.txt").read_text() == "precious" and not _siblings(tmp_path)
+
+
+def test_train_does_not_replace_a_sweep_folder(run_dir, tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    assert main(_argv("sweep", run_dir, tmp_path, str(sweep))) == 0
+    results = (sweep / "results.csv").read_bytes()
+    capsys.readouterr()
+    _fails(capsys, _argv("train", run_dir, tmp_path, str(sweep)), 2, "holds results.csv")
+    assert (sweep / "results.csv").read_bytes() == results
+
+
+@pytest.mark.parametrize("study", ["quantization", "noise"])
+def test_a_sweep_does_not_write_into_a_run_folder(study, run_dir, tmp_path, capsys):
+    """A sweep's --out at a trained run overwrote its config.json: the run no longer loaded."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    argv = _argv("sweep", run_dir, tmp_path, str(run))
+    if study == "noise":
+        argv = ["sweep", "noise", "--config", str(tmp_path / "run.json"), "--train-levels",
+                "none", "--test-levels", "none", "--kinds", "input", "--workers", "1",
+                "--no-progress", "--out", str(run)]  # fmt: skip
+    _fails(capsys, argv, 2, f"{run / 'config.json'}: not a sweep's config (a trained run's?)",
+           f"not a {study} sweep's")  # fmt: skip
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    same = ["sweep", "quantization", str(run), *argv[3:-1], str(run)]  # its own input folder
+    if study == "quantization":
+        _fails(capsys, same, 2, "not a quantization sweep's")
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
 def _enospc_on_replace(monkeypatch, match):

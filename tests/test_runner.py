@@ -48,6 +48,40 @@ def test_resume_skips_finished_tasks_and_cuts_a_torn_last_line(tmp_path):
     assert again.equals(full)
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda lines: lines[:3] + lines[4:],  # a row of task 1 lost mid-file
+        lambda lines: lines[:4] + [lines[3]] + lines[4:],  # a row of task 1 repeated
+        lambda lines: lines[:3] + [lines[3][:4] + b"\xff\xfe" + lines[3][6:]] + lines[4:],
+    ],
+    ids=["lost", "repeated", "not-utf8"],
+)
+def test_resume_reruns_every_task_whose_rows_are_not_whole(tmp_path, damage):
+    """Only the last task's row count was checked: a task missing a row mid-file counted as
+    done and the final file silently lacked the point."""
+    run_tasks(_tasks(), ResultStore(tmp_path, ["i", "sq", "half"], {}), progress=False)
+    reference = (tmp_path / "results.csv").read_bytes()
+    lines = reference.splitlines(keepends=True)  # header, then 2 rows per task
+    (tmp_path / "results.csv").write_bytes(b"".join(damage(lines)))
+    CALLS.clear()
+    run_tasks(_tasks(), ResultStore(tmp_path, ["i", "sq", "half"], {}), progress=False)
+    assert CALLS == [1]
+    assert (tmp_path / "results.csv").read_bytes() == reference
+
+
+def test_a_store_refuses_a_folder_holding_another_config(tmp_path):
+    (tmp_path / "config.json").write_text('{"model": {}, "train": {}}')  # a trained run's
+    with pytest.raises(AanntwinError, match="not a sweep's config .a trained run's"):
+        run_tasks(_tasks(1), ResultStore(tmp_path, ["i", "sq", "half"], {"study": "squares"}),
+                  progress=False)  # fmt: skip
+    (tmp_path / "config.json").write_text('{"study": "noise"}')
+    with pytest.raises(AanntwinError, match="a noise sweep's config, not a squares sweep's"):
+        run_tasks(_tasks(1), ResultStore(tmp_path, ["i", "sq", "half"], {"study": "squares"}),
+                  progress=False)  # fmt: skip
+    assert not (tmp_path / "results.csv").exists()
+
+
 def test_no_resume_recomputes_and_other_columns_are_refused(tmp_path):
     run_tasks(_tasks(2), ResultStore(tmp_path, ["i", "sq", "half"], {}), progress=False)
     CALLS.clear()

@@ -23,6 +23,12 @@ from ..io import check_output_path, output_dir
 from .common import add_dataset, bounded_int, number, seed_int
 from .common import positive_int as _count
 
+FIT_FILES = ("nonidealities.json", "fit_report.json")
+"""An existing ``--out`` holding one of these is an earlier fit: replaceable."""
+FIT_OWNS = (*FIT_FILES, "fit_parameters.csv", "fit_residuals.csv", "fidelity.csv", "plots", "data")
+"""Everything a fit's folder can hold (:func:`~aanntwin.characterization.pipeline.write_outputs`
+and the simulated curves under ``data/``): a folder holding anything else is not replaced."""
+
 
 def _band(text: str) -> tuple[float, float]:
     try:
@@ -104,14 +110,14 @@ def run(args: argparse.Namespace) -> int:
     from ..characterization.flow import acquire, fit_and_write
     from ..characterization.pipeline import SimOptions, summary
 
-    out = check_output_path(args.out, replaces=("nonidealities.json", "fit_report.json"))
+    out = check_output_path(args.out, replaces=FIT_FILES, owns=FIT_OWNS)
     fan = _fan_in(args)
     t0 = time.perf_counter()
     if args.simulate and args.model_card and not Path(args.model_card).exists():
         raise AanntwinError(f"--model-card {args.model_card}: file not found")
     opts = SimOptions(args.instances, args.seed, args.a_vt, args.band, args.heldout, 1,
                       args.model_card, args.multiplier)  # fmt: skip
-    with output_dir(out, replaces=("nonidealities.json", "fit_report.json")) as tmp:
+    with output_dir(out, replaces=FIT_FILES, owns=FIT_OWNS) as tmp:
         curves = acquire(args.csv, args.simulate, tmp / "data", opts)
         result, _ = fit_and_write(curves, fan, tmp, args.degree, plots=not args.no_plots,
                                   transfer=args.transfer)  # fmt: skip

@@ -17,7 +17,7 @@ from ..errors import AanntwinError
 from ..io import check_output_path, output_dir
 from ..limits import limits
 from ..limits import warnings as limit_warnings
-from ..runs import RUN_FILES, load_run, read_config, run_geometry, write_run
+from ..runs import RUN_FILES, RUN_OWNS, load_run, read_config, run_geometry, write_run
 from ..studies.export import evaluate_export
 from ..training import evaluate, train
 from .common import (
@@ -145,7 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise AanntwinError(f"train.epochs = {cfg.train.epochs}{where}: trains nothing; use >= 1")
     run_geometry(cfg)  # fail before loading any data
     device = torch_device(args)
-    out = check_output_path(args.out, replaces=RUN_FILES)
+    out = check_output_path(args.out, replaces=RUN_FILES, owns=RUN_OWNS)
     data = load_dataset(cfg.dataset, args.data_dir)
     t0 = time.perf_counter()
     result = train(
@@ -158,7 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     model = result.model
     test = evaluate(model, data.x_test.to(device), data.y_test.to(device))
-    with output_dir(out, replaces=RUN_FILES) as tmp:
+    with output_dir(out, replaces=RUN_FILES, owns=RUN_OWNS) as tmp:
         write_run(tmp, cfg, data, result, test, device, wall)
     cached = f" ({result.resumed_from} epoch(s) from cache)" if result.resumed_from else ""
     print(

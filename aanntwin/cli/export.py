@@ -92,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     """``aanntwin export``: write the export, print one line per stage (with each value's
     source: the run's config or a flag)."""
     keys = ("bits", "refs", "zero_level", "bias_bits", "calibration_images", "data_dir")
-    with output_dir(args.out, replaces=(MANIFEST,)) as tmp:  # nothing left on a failure
+    with output_dir(
+        args.out, replaces=(MANIFEST,), owns=(MANIFEST, "*_weights.csv", "*_bias.csv")
+    ) as tmp:  # nothing left on a failure
         m = export_run(args.run_dir, tmp, **{k: getattr(args, k) for k in keys})
     for s in m["stages"]:
         fs = s["output_full_scale_V"]

@@ -10,13 +10,14 @@ from typing import Any
 from ..config import load_nonidealities
 from ..errors import AanntwinError
 from ..io import check_output_path, output_dir, write_json_atomic
-from ..runs import RUN_FILES, run_geometry
+from ..runs import RUN_FILES, RUN_OWNS, run_geometry
 from ..studies.noise import KINDS
 from ..studies.reference_import import WEIGHTS_NOTE, import_reference, reference_params
 from ..studies.reference_sweep import import_reference_sweep
 from .common import add_dataset
 
 SWEEP_FILES = ("results.csv", "config.json")
+SWEEP_OWNS = (*SWEEP_FILES, "runs.csv")
 
 
 def add_parser(sub: Any) -> None:
@@ -53,8 +54,8 @@ def cmd_import_reference(args: argparse.Namespace) -> int:
                                 ("--nonidealities", args.nonidealities)) if v]  # fmt: skip
         if given:
             raise AanntwinError(f"--sweep converts results alone; drop {', '.join(given)}")
-        check_output_path(args.out, replaces=SWEEP_FILES)
-        with output_dir(args.out, replaces=SWEEP_FILES) as tmp:
+        check_output_path(args.out, replaces=SWEEP_FILES, owns=SWEEP_OWNS)
+        with output_dir(args.out, replaces=SWEEP_FILES, owns=SWEEP_OWNS) as tmp:
             points, runs, percent = import_reference_sweep(args.sweep, tmp, args.kind,
                                                            args.dataset)  # fmt: skip
         unit = " (accuracies read as percent)" if percent else ""
@@ -75,8 +76,8 @@ def cmd_import_reference(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}/config.json (train it: aanntwin train --config "
               f"{args.out}/config.json --out RUN)")  # fmt: skip
     else:
-        check_output_path(args.out, replaces=RUN_FILES)
-        with output_dir(args.out, replaces=RUN_FILES) as tmp:
+        check_output_path(args.out, replaces=RUN_FILES, owns=RUN_OWNS)
+        with output_dir(args.out, replaces=RUN_FILES, owns=RUN_OWNS) as tmp:
             cfg, defaulted = import_reference(args.weights, args.model_params, tmp,
                                               args.train_params, args.dataset, nl)  # fmt: skip
         g = run_geometry(cfg)

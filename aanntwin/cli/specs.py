@@ -25,6 +25,7 @@ _drop = number(float, lambda v: 0 <= v < 1, "in [0, 1)")
 _confidence = number(float, lambda v: 0 < v < 1, "in (0, 1)")
 
 SPEC_FILES = ("spec_table.csv", "spec.json")
+SPEC_OWNS = (*SPEC_FILES, "spec_table.html")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -78,11 +79,11 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 def run_specs(args: argparse.Namespace) -> int:
     target = Target(args.target_drop, args.confidence, args.runs)
     kinds = parse_choices(args.kinds, "--kinds", list(KINDS))
-    out = check_output_path(args.out, replaces=SPEC_FILES)
+    out = check_output_path(args.out, replaces=SPEC_FILES, owns=SPEC_OWNS)
     pool = executor(args)  # --workers / --dask-scheduler checked before the data is loaded
     try:
         cfg, model, data = _load(args)
-        with output_dir(out, replaces=SPEC_FILES) as tmp:
+        with output_dir(out, replaces=SPEC_FILES, owns=SPEC_OWNS) as tmp:
             res = derive_and_write(model, data.x_test, data.y_test, target, tmp, kinds=kinds,
                                    seed=args.seed, progress=True, run=str(args.run_dir),
                                    config_hash=cfg.content_hash(), executor=pool)  # fmt: skip

@@ -19,7 +19,7 @@ import pandas as pd
 from ..config import Nonidealities, RunConfig, load_config, load_nonidealities
 from ..errors import AanntwinError
 from ..io import atomic_path, check_output_path, output_dir
-from ..runs import RUN_FILES, load_run
+from ..runs import RUN_FILES, RUN_OWNS, load_run
 from ..studies.architecture import pareto_front, run_architecture_sweep
 from ..studies.common import cached_dataset
 from ..studies.grid import (
@@ -32,6 +32,7 @@ from ..studies.noise_sweep import NoiseSweep, run_noise_sweep
 from ..studies.normalize import normalize_run
 from ..studies.pools import executor_from_args
 from ..studies.quantization import MAX_BITS, recommend, run_quantization
+from ..studies.runner import check_sweep_folder
 from ..studies.weight_bits import baseline
 from ..studies.weights import weights_run
 from .common import (
@@ -92,6 +93,8 @@ def executor(args: argparse.Namespace) -> Any:
     """The sweep's executor: a :class:`~aanntwin.studies.pools.LocalPool` (``--workers auto``),
     N processes, this process (``--workers 1``) or Dask; ``--threads``: torch threads per worker."""
     check_output_path(args.out)  # a sweep resumes in its folder: validated, not replaced
+    if getattr(args, "study", None):  # not a run's or another study's folder
+        check_sweep_folder(args.out, args.study)
     workers = args.workers
     if isinstance(workers, int) and workers < 1:
         raise AanntwinError(f"--workers {workers}: must be >= 1")
@@ -351,10 +354,10 @@ def run_normalize(args: argparse.Namespace) -> int:
     options = {
         k: getattr(args, k) for k in ("quantile", "calibration_images", "data_dir", "signed")
     }
-    out = check_output_path(args.out, replaces=RUN_FILES)
+    out = check_output_path(args.out, replaces=RUN_FILES, owns=RUN_OWNS)
     if out.resolve() == Path(args.run_dir).resolve():
         raise AanntwinError(f"--out {out}: the output folder must differ from the trained folder")
-    with output_dir(out, replaces=RUN_FILES) as tmp:
+    with output_dir(out, replaces=RUN_FILES, owns=RUN_OWNS) as tmp:
         result = normalize_run(args.run_dir, tmp, targets=targets, device=device, **options)
     for name, a in result.scales.items():
         fs = f"{result.before[name]:.4g} V -> {result.after[name]:.4g} V"

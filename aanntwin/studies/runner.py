@@ -66,6 +66,26 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def check_sweep_folder(folder: str | os.PathLike[str], study: str | None) -> None:
+    """Refuse ``folder`` when it holds a ``config.json`` that is not a ``study`` sweep's (a
+    trained run's, another study's): a sweep writes its own there. A missing or unreadable one
+    is no earlier output worth keeping."""
+    path = Path(folder) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    found = config.get("study") if isinstance(config, dict) else None
+    if found != study:
+        what = f"a {found} sweep's" if isinstance(found, str) else "not a sweep's"
+        hint = " (a trained run's?)" if isinstance(config, dict) and "model" in config else ""
+        raise AanntwinError(
+            f"{path}: {what} config{hint}, not a {study} sweep's: a sweep writes its own "
+            "config.json there; give a new or empty folder, or the folder of an earlier "
+            f"{study} sweep to resume it"
+        )
+
+
 class ResultStore:
     """``folder/results.csv`` (one row per point, a ``task_key`` column) + ``folder/config.json``."""
 
@@ -84,8 +104,10 @@ class ResultStore:
 
     def open(self, resume: bool = True, points: dict[str, int] | None = None) -> None:
         """Prepare the folder; without ``resume`` earlier results are discarded. ``points``
-        (rows per task key): the last task in the file with fewer rows was cut by a kill, its
-        rows are dropped so that it runs again."""
+        (rows per task key): a task whose rows in the file are not exactly that many (cut by a
+        kill, a line lost or damaged, a row repeated) has them all dropped, so that it runs
+        again."""
+        check_sweep_folder(self.folder, self.config.get("study"))
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -94,14 +116,14 @@ class ResultStore:
             self.csv.unlink()
         if self.csv.exists():
             self._drop_partial_line()
-            with open(self.csv, newline="", encoding="utf-8") as fh:
-                header = next(csv.reader(fh), None)
+            rows = self._read()
+            header = rows[0] if rows else None
             if header is not None and header != self.columns:
                 raise AanntwinError(
                     f"{self.csv}: its columns differ from this sweep's; use another --out or "
                     "--no-resume"
                 )
-            self._drop_unfinished_task(points or {})
+            self._drop_unfinished_tasks(rows, points or {})
         write_json_atomic(self.config_path, self.config)
 
     def _drop_partial_line(self) -> None:
@@ -112,30 +134,37 @@ class ResultStore:
             with open(self.csv, "r+b") as fh:
                 fh.truncate(cut)
 
-    def _drop_unfinished_task(self, points: dict[str, int]) -> None:
-        """Cut torn rows (fewer fields) and the rows of a last task that has fewer than its
-        ``points`` rows (a kill between its rows) off the end of the file."""
-        with open(self.csv, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-        keep = len(rows)
-        while keep > 1 and len(rows[keep - 1]) != len(self.columns):
-            keep -= 1
-        if keep > 1:
-            last = rows[keep - 1][-1]
-            n = sum(1 for r in rows[1:keep] if len(r) == len(self.columns) and r[-1] == last)
-            if n < points.get(last, 0):
-                while keep > 1 and rows[keep - 1][-1] == last:
-                    keep -= 1
-        if keep < len(rows):
+    def _read(self) -> list[list[str]]:
+        """The CSV's rows, header first; bytes that are not UTF-8 (a damaged line) read as
+        U+FFFD, which marks their row as damaged (:meth:`_whole`)."""
+        with open(self.csv, newline="", encoding="utf-8", errors="replace") as fh:
+            return list(csv.reader(fh))
+
+    def _whole(self, rows: list[list[str]]) -> list[list[str]]:
+        """The data rows that are intact: the header's field count, no undecodable byte."""
+        n = len(self.columns)
+        return [r for r in rows[1:] if len(r) == n and not any("\ufffd" in c for c in r)]
+
+    def _drop_unfinished_tasks(self, rows: list[list[str]], points: dict[str, int]) -> None:
+        """Keep the rows of whole tasks only: a task with fewer intact rows than its ``points``
+        or with a row twice (no task yields the same row twice) runs again. Rows of tasks this
+        sweep does not have stay (:meth:`finalize` leaves them out of the final file)."""
+        whole = self._whole(rows)
+        seen: dict[str, set[tuple[str, ...]]] = {}
+        broken = set()
+        for r in whole:
+            mine = seen.setdefault(r[-1], set())
+            if tuple(r) in mine:
+                broken.add(r[-1])
+            mine.add(tuple(r))
+        broken |= {k for k, n in points.items() if k in seen and len(seen[k]) < n}
+        keep = [r for r in whole if r[-1] not in broken]
+        if len(keep) + 1 < len(rows):
             with atomic_path(self.csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-                csv.writer(fh).writerows(rows[:keep])
+                csv.writer(fh).writerows([rows[0], *keep])
 
     def _rows(self) -> list[list[str]]:
-        if not self.csv.exists():
-            return []
-        with open(self.csv, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-        return [r for r in rows[1:] if len(r) == len(self.columns)]
+        return self._whole(self._read()) if self.csv.exists() else []
 
     def done_keys(self) -> set[str]:
         return {r[-1] for r in self._rows()}
