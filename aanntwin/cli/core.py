@@ -187,12 +187,16 @@ def _weight_bound_lines(bounds: dict[str, float | None], nl: Nonidealities) -> l
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
 
+    if args.ideal and args.nonidealities:
+        raise AanntwinError("--ideal and --nonidealities exclude each other")
     if args.export:
         if args.dir:
             raise AanntwinError("give either a trained folder or --export, not both")
 
         device = torch_device(args)
         nl = load_nonidealities(args.nonidealities) if args.nonidealities else None
+        if args.ideal:
+            nl = Nonidealities()
         report = evaluate_export(args.export, args.runs, args.seed, args.dataset, args.data_dir,
                                  str(device), nonidealities=nl)  # fmt: skip
         print(json.dumps(report, indent=2))
@@ -205,8 +209,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{folder}: no config.json here; pass a folder written by 'aanntwin train'"
         )
     cfg = read_config(folder)
-    if args.ideal and args.nonidealities:
-        raise AanntwinError("--ideal and --nonidealities exclude each other")
     if args.ideal:
         nl = Nonidealities()
     elif args.nonidealities:

@@ -283,8 +283,9 @@ def load_export(
     export_dir: str | os.PathLike[str], nonidealities: Nonidealities | None = None
 ) -> tuple[RunConfig, Main]:
     """Rebuild the twin from an export: weights ``code * step`` (or ``(code + 1/2) * step``),
-    biases from their CSV, ``nonidealities`` (default all off) with weight quantization and
-    weight range off."""
+    biases from their CSV, ``nonidealities`` (default: the run's, from the manifest's config,
+    as ``aanntwin evaluate RUN_DIR`` uses them) with weight quantization off, and the weight
+    range off unless a weight table spans it."""
     folder = Path(export_dir)
     path = folder / MANIFEST
     if not path.exists():
@@ -304,9 +305,13 @@ def load_export(
         raise AanntwinError(
             f"{path}: config_hash {manifest.get('config_hash')!r} does not match config"
         )
-    # The codes are the programmed weights: no second quantization, no range clip.
-    weight_fields = [f"{k}_weight_{f}" for k in STAGES for f in ("bits", "ref", "range")]
-    nl = (nonidealities or Nonidealities()).replace(**dict.fromkeys(weight_fields))
+    # The codes are the programmed weights: no second quantization, no range clip (a weight
+    # table keeps its range: the table spans it, and the codes lie within it).
+    nl = cfg.nonidealities if nonidealities is None else nonidealities
+    tabled = [k for k in STAGES if getattr(nl, f"{k}_weight_table") is not None]
+    weight_fields = [f"{k}_weight_{f}" for k in STAGES for f in ("bits", "ref", "range")
+                     if f != "range" or k not in tabled]  # fmt: skip
+    nl = nl.replace(**dict.fromkeys(weight_fields))
     model = build_model(cfg, nl)
     entries = {
         s["name"]: s
@@ -362,7 +367,8 @@ def evaluate_export(
     device: str = "cpu",
     nonidealities: Nonidealities | None = None,
 ) -> dict[str, Any]:
-    """``aanntwin evaluate --export DIR``: the exported chip's test accuracy (JSON-ready dict)."""
+    """``aanntwin evaluate --export DIR``: the exported chip's test accuracy (JSON-ready dict),
+    with ``nonidealities`` (default: the run's, as :func:`load_export`)."""
     cfg, model = load_export(export_dir, nonidealities)
     nl = model.nonidealities
     data = load_dataset(dataset or cfg.dataset, data_dir)
