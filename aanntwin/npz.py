@@ -110,8 +110,19 @@ def _classes(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> int:
     for a, y in (("y_train", y_train), ("y_test", y_test)):
         if int(y.min()) < 0:
             raise DataError(f"{path}: {a} has label {int(y.min())}; allowed: {LABELS}")
-    k = int(max(y_train.max(), y_test.max())) + 1
-    absent = np.flatnonzero(np.bincount(y_train, minlength=k) == 0)
+    top = int(y_train.max())
+    if top >= len(y_train):  # checked before counting: a huge label would size the count
+        raise DataError(
+            f"{path}: y_train has label {top} but {len(y_train)} samples; labels must be 0..K-1 "
+            "with every class in the training set"
+        )
+    k = top + 1
+    if int(y_test.max()) >= k:
+        raise DataError(
+            f"{path}: y_test has label {int(y_test.max())}; y_train has classes 0..{k - 1} "
+            "(a class the model never trained on)"
+        )
+    absent = np.flatnonzero(np.bincount(y_train.astype(np.int64), minlength=k) == 0)
     if absent.size:
         raise DataError(
             f"{path}: y_train has no sample of class {', '.join(map(str, absent[:10]))} (labels "

@@ -77,6 +77,10 @@ BAD = [
     (dict(y_train=np.arange(12) % 3 * 2), "y_train has no sample of class 1, 3"),
     (dict(x_test=np.zeros((6, 2, 7, 5), np.uint8)), "x_train images are 2x5x7 (C x H x W) but x_test 2x7x5"),
     (dict(x_train=np.zeros((0, 2, 5, 7), np.uint8), y_train=np.zeros(0, np.int64)), "x_train of shape (0, 2, 5, 7) is empty"),
+    # a traceback (OverflowError), an 8 TB count reported as out of memory, the wrong split blamed
+    (dict(y_train=np.array([0, 1, 2] * 3 + [0, 1, 2**63 + 5], np.uint64)), "y_train has label 9223372036854775813 but 12 samples"),
+    (dict(y_test=np.array([0, 1, 2, 0, 1, 2**40])), "y_test has label 1099511627776; y_train has classes 0..2"),
+    (dict(y_test=np.array([0, 1, 2, 0, 1, 7])), "y_test has label 7; y_train has classes 0..2"),
 ]  # fmt: skip
 
 
