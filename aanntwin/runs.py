@@ -114,6 +114,25 @@ def load_metrics(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return read_json_file(Path(folder) / METRICS_FILE, "metrics")
 
 
+def check_trained_on(folder: str | os.PathLike[str], data: Dataset, hint: str = "") -> None:
+    """Refuse ``data`` when the run in ``folder`` recorded (``metrics.json``) training on data of
+    another content: its config names the dataset by path or name, and a relative ``.npz``
+    path is taken from the current folder, so the same name can find another file. A folder
+    without that record (a normalized one) is not checked. ``hint``: how else to go on."""
+    try:
+        trained = load_metrics(folder)["dataset"]
+        name, fingerprint = str(trained["name"]), str(trained["fingerprint"])
+    except (AanntwinError, KeyError, TypeError):
+        return
+    if fingerprint != data.fingerprint:
+        raise AanntwinError(
+            f"{folder}: trained on {name} of fingerprint {fingerprint} (metrics.json), but "
+            f"{data.name} found now ({data.source}) has fingerprint {data.fingerprint}: another "
+            "file, or a relative path taken from another folder; run from the folder it was "
+            f"trained in{hint}"
+        )
+
+
 def is_run(folder: str | os.PathLike[str]) -> bool:
     """Whether ``folder`` holds a loadable run (its ``config.json`` and weights)."""
     return (Path(folder) / CONFIG_FILE).exists() and (Path(folder) / WEIGHTS_FILE).exists()

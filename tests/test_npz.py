@@ -184,3 +184,27 @@ def test_a_rewritten_npz_is_reloaded_by_the_study_cache(tmp_path):
     os.utime(p, ns=(1, 1))  # a different modification time whatever the clock's resolution
     second = cached_dataset(p, None)
     assert first.fingerprint != second.fingerprint and float(second.x_train.max()) == 0.0
+
+
+def test_a_relative_npz_path_found_from_another_folder_is_refused(tmp_path, capsys, monkeypatch):
+    """config.json names the .npz as given; from another folder a relative path found another
+    file of the same name and the run was evaluated on it (another accuracy, exit 0)."""
+    (tmp_path / "a" / "data").mkdir(parents=True)
+    (tmp_path / "b" / "data").mkdir(parents=True)
+    shapes_npz(tmp_path / "a" / "data" / "set.npz", n_train=40, n_test=16, side=8)
+    shapes_npz(tmp_path / "b" / "data" / "set.npz", n_train=40, n_test=16, side=8, seed=1)
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["train", "--dataset", "data/set.npz", "--epochs", "1", "--kernel", "3",
+                 "--stride", "1", "--padding", "1", "--no-progress", "--threads", "1",
+                 "--out", "run"]) == 0  # fmt: skip
+    assert main(["evaluate", "run"]) == 0  # where it trained: the same file
+    monkeypatch.chdir(tmp_path / "b")
+    capsys.readouterr()
+    for argv in (["evaluate", "../a/run"], ["specs", "../a/run", "--out", "sp"],
+                 ["export", "../a/run", "--bits", "4", "--out", "ex"]):  # fmt: skip
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "../a/run: trained on data/set.npz of fingerprint" in err, err
+        assert ("pass --dataset" in err) == (argv[0] == "evaluate")
+        assert not Path(argv[-1]).exists() or argv[0] == "evaluate"
+    assert main(["evaluate", "../a/run", "--dataset", "data/set.npz"]) == 0  # deliberately

@@ -17,7 +17,15 @@ from ..errors import AanntwinError
 from ..io import check_output_path, output_dir
 from ..limits import limits
 from ..limits import warnings as limit_warnings
-from ..runs import RUN_FILES, RUN_OWNS, load_run, read_config, run_geometry, write_run
+from ..runs import (
+    RUN_FILES,
+    RUN_OWNS,
+    check_trained_on,
+    load_run,
+    read_config,
+    run_geometry,
+    write_run,
+)
 from ..studies.export import evaluate_export
 from ..training import evaluate, train
 from .common import (
@@ -217,6 +225,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         nl = cfg.nonidealities
     device = torch_device(args)
     data = load_dataset(args.dataset or cfg.dataset, args.data_dir)
+    if not args.dataset:
+        check_trained_on(folder, data, ", or pass --dataset to use this data deliberately")
     _, model = load_run(folder, nl, device, data.name)
     res = evaluate(
         model,

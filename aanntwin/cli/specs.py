@@ -11,7 +11,7 @@ from typing import Any
 from ..config import load_nonidealities
 from ..errors import AanntwinError
 from ..io import check_output_path, output_dir, write_json_atomic
-from ..runs import load_run
+from ..runs import check_trained_on, load_run
 from ..studies.common import cached_dataset
 from ..studies.grid import parse_choices
 from ..studies.noise import KINDS
@@ -73,6 +73,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     device = str(torch_device(args))
     cfg, model = load_run(args.run_dir, device=device)
     data = cached_dataset(cfg.dataset, args.data_dir, device)
+    check_trained_on(args.run_dir, data)
     return cfg, model, data
 
 

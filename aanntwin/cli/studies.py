@@ -19,7 +19,7 @@ import pandas as pd
 from ..config import Nonidealities, RunConfig, load_config, load_nonidealities
 from ..errors import AanntwinError
 from ..io import atomic_path, check_output_path, output_dir
-from ..runs import RUN_FILES, RUN_OWNS, load_run
+from ..runs import RUN_FILES, RUN_OWNS, check_trained_on, load_run, read_config
 from ..studies.architecture import pareto_front, run_architecture_sweep
 from ..studies.common import cached_dataset
 from ..studies.grid import (
@@ -274,6 +274,8 @@ def run_quantization_study(args: argparse.Namespace) -> int:
     kw.update(device=str(torch_device(args)), resume=args.resume, progress=not args.no_progress)
     pool = executor(args)
     try:
+        data = cached_dataset(read_config(args.run_dir).dataset, args.data_dir, kw["device"])
+        check_trained_on(args.run_dir, data)  # before any work
         df = run_quantization(args.run_dir, args.out, executor=pool, **kw)
     finally:
         if pool is not None:

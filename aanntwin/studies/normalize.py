@@ -28,7 +28,7 @@ from torch import Tensor
 from ..errors import AanntwinError
 from ..io import write_json_atomic
 from ..model import Main
-from ..runs import load_run, write_model
+from ..runs import check_trained_on, load_run, write_model
 from .common import cached_dataset, resolve_device
 
 
@@ -235,6 +235,7 @@ def normalize_run(
     cfg, model = load_run(src, device=dev)
     _targets(targets, model.stage_names())  # fail before loading any data
     data = cached_dataset(cfg.dataset, data_dir, dev)
+    check_trained_on(src, data)
     x = data.x_train[:calibration_images]
     bounds = model.weight_bounds(cfg.nonidealities)
     result = normalize(model, x, targets, quantile=quantile, signed=signed, bounds=bounds)
