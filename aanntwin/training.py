@@ -93,6 +93,33 @@ class EvalResult:
         }
 
 
+class NonFiniteError(AanntwinError):
+    """A model's outputs were NaN or inf: an accuracy computed from them would mean nothing."""
+
+
+def check_finite(losses: Tensor, labels: list[str]) -> None:
+    """Raise :class:`NonFiniteError` naming the first of ``labels`` (one per row of
+    ``losses``, the summed losses of its runs) whose losses are not finite: a NaN or inf output
+    makes its loss so, while its argmax still looks like a class."""
+    bad = ~torch.isfinite(losses.reshape(len(labels), -1)).all(1)
+    if bool(bad.any()):
+        raise NonFiniteError(
+            f"the model's outputs are not finite (NaN or inf) {labels[int(bad.nonzero()[0])]}: "
+            "its weights, or values of these settings, overflow float32 (|x| <= 3.4e38, "
+            "products included); an accuracy from such outputs would mean nothing"
+        )
+
+
+def describe(active: dict[str, Any]) -> str:
+    """``under input_noise=0.1, ...`` for the active settings of a :class:`Nonidealities`."""
+    if not active:
+        return "with every nonideality off"
+    text = ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in active.items()
+    )
+    return f"under {text[:300]}{'...' if len(text) > 300 else ''}"
+
+
 @torch.no_grad()
 def evaluate(
     model: Main,
@@ -131,6 +158,7 @@ def evaluate(
             correct[r] += (pred == yb).sum()
             confusion += torch.bincount(yb * c + pred, minlength=c * c)
     model.train(was_training)
+    check_finite(losses, [describe(model.nonidealities.active())])
     acc = (correct.double() / n).cpu()
     loss = (losses / n).cpu()
     conf = confusion.view(c, c).cpu()
@@ -327,9 +355,12 @@ def train(
         bar.update(steps_per_epoch - (steps_per_epoch // chunk) * chunk)
         if sample_chips:  # evaluate (and hand back) the configured chip
             model.draw_mismatch(config.nonidealities.chip_seed)
-        test = None
+        test, nonfinite = None, None
         if eval_each_epoch and len(data.y_test):
-            test = evaluate(model, data.x_test, data.y_test, seed=derive_seed(tp.seed, "test"))
+            try:
+                test = evaluate(model, data.x_test, data.y_test, seed=derive_seed(tp.seed, "test"))
+            except NonFiniteError as exc:  # a diverged training says so first, below
+                nonfinite = exc
         metrics = EpochMetrics(
             epoch=epoch + 1,
             train_loss=float(loss_sum) / n,
@@ -339,6 +370,8 @@ def train(
             seconds=seconds,
         )
         _check_finite(model, metrics, tp)
+        if nonfinite is not None:
+            raise nonfinite
         history.append(metrics)
         bar.set_postfix(loss=f"{metrics.train_loss:.3f}", test_acc=metrics.test_accuracy)
         if cache is not None:

@@ -114,6 +114,37 @@ RUN_TIME = [
         ["--channels", "1:1000000000", "at most"],
     ),
     (["specs", "{run}", "--kinds", "", "--out", "{out}"], ["--kinds ''", "the list is empty"]),
+    # Beyond float32: the model overflowed and the command printed a NaN-based accuracy, exit 0
+    (
+        ["sweep", "noise", "--test-levels", "1e39", "--out", "{out}"],
+        ["--test-levels", "1e+39", "float32"],
+    ),  # fmt: skip
+    (
+        ["sweep", "quantization", "{run}", "--out", "{out}", "--ref-sigmas", "1e39"],
+        ["--ref-sigmas", "1e+39", "float32"],
+    ),
+    (["sweep", "noise", "--normalize-target", "1e39", "--out", "{out}"], ["1e+39", "float32"]),
+    (["normalize", "{run}", "--out", "{out}", "--target", "1e39"], ["1e39", "float32"]),
+    # Given twice: computed and reported twice (a duplicate row in the sign-off spec table)
+    (
+        ["specs", "{run}", "--kinds", "input,input", "--out", "{out}"],
+        ["--kinds", "'input'", "twice"],
+    ),  # fmt: skip
+    (
+        ["sweep", "noise", "--kinds", "conv_out,conv2d_out", "--out", "{out}"],
+        ["'conv_out'", "twice"],
+    ),  # fmt: skip
+    (["sweep", "noise", "--test-levels", "0.1,0.10", "--out", "{out}"], ["0.1", "twice"]),
+    (
+        ["sweep", "noise", "--test-levels", "none,0:0.2:0.1,none", "--out", "{out}"],
+        ["None", "twice"],
+    ),  # fmt: skip
+    (["sweep", "quantization", "{run}", "--bits", "2,2", "--out", "{out}"], ["--bits", "twice"]),
+    (
+        ["export", "{run}", "--bits", "conv=4,linear=6,conv=5", "--out", "{out}"],
+        ["--bits", "conv", "twice"],
+    ),  # fmt: skip
+    (["normalize", "{run}", "--targets", "conv=1,conv=2", "--out", "{out}"], ["conv", "twice"]),
 ]
 
 # Every command with --device: the one-line error names the flag and the text given.
@@ -170,6 +201,33 @@ def _fill(argv: list[str], paths: dict[str, str], out: Path) -> list[str]:
 def test_bad_flag_values(argv, needles, paths, tmp_path, capsys):
     out = tmp_path / "out"
     refused(_fill(argv, paths, out), needles, capsys, out)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"input_noise": 3e38}, {"conv2d_input_nonlin": [0, 1, 1e38]}],
+    ids=["noise", "polynomial"],
+)
+def test_outputs_that_overflow_are_an_error_not_an_accuracy(values, paths, tmp_path, capsys):
+    """Values inside float32 whose products overflow: the command printed the accuracy of
+    NaN outputs (9.8 %) and a NaN loss (invalid JSON) with exit status 0."""
+    nl = tmp_path / "nl.json"
+    nl.write_text(json.dumps(values))
+    name = next(iter(values))
+    refused(["evaluate", paths["run"], "--runs", "2", "--nonidealities", str(nl)],
+            ["not finite", name, "float32"], capsys)  # fmt: skip
+
+
+def test_a_sweep_level_that_overflows_is_named(trained_run, digits):
+    from aanntwin.studies.noise import evaluate_levels
+    from aanntwin.training import NonFiniteError
+
+    model = trained_run().model
+    with pytest.raises(NonFiniteError, match=r"relu_out_noise=3e\+38"):
+        evaluate_levels(model, digits.x_test, digits.y_test, "relu_out", [None, 0.1, 3e38])
+    with pytest.raises(NonFiniteError, match=r"input_noise=3e\+38"):  # the general path
+        evaluate_levels(model, digits.x_test, digits.y_test, "input", [0.1, 3e38], runs=2,
+                        common_random_numbers=False)  # fmt: skip
 
 
 @pytest.mark.parametrize("device", BAD_DEVICES)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ..config import DATASETS
 from ..errors import ConfigError
 from ..registry import NPZ_FORM, check_name
+from ..schema import FLOAT32_MAX
 
 if TYPE_CHECKING:
     import torch
@@ -100,6 +101,8 @@ def number(kind: type, test: Callable[[Any], bool], allowed: str) -> Callable[[s
             raise argparse.ArgumentTypeError(f"invalid {kind.__name__} {text!r}") from None
         if not test(value):
             raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
+        if kind is float and abs(value) > FLOAT32_MAX:  # the model computes in float32
+            raise argparse.ArgumentTypeError(f"{text} is beyond the float32 range (|x| <= 3.4e38)")
         return value
 
     return parse

@@ -49,7 +49,11 @@ def pairs(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
         try:
             if "=" not in text:
                 return kind(text)
-            items = (item.partition("=") for item in text.split(","))
+            items = [item.partition("=") for item in text.split(",")]
+            names = [k.strip() for k, _, _ in items]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise argparse.ArgumentTypeError(f"stage {twice[0]} given twice in {text!r}")
             return {k.strip(): kind(v.strip()) for k, _, v in items}
         except ValueError:
             raise argparse.ArgumentTypeError(

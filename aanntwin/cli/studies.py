@@ -20,6 +20,7 @@ from ..config import Nonidealities, RunConfig, load_config, load_nonidealities
 from ..errors import AanntwinError
 from ..io import atomic_path, check_output_path, output_dir
 from ..runs import RUN_FILES, RUN_OWNS, check_trained_on, load_run, read_config
+from ..schema import FLOAT32_MAX
 from ..studies.architecture import pareto_front, run_architecture_sweep
 from ..studies.common import cached_dataset
 from ..studies.grid import (
@@ -313,11 +314,13 @@ def _stage_targets(text: str) -> dict[str, float]:
     targets: dict[str, float] = {}
     for item in text.split(","):
         name, sep, volts = (t.strip() for t in item.partition("="))
+        if name in targets:
+            raise argparse.ArgumentTypeError(f"stage {name} given twice in {text!r}")
         try:
             targets[name] = float(volts) if sep and name else math.nan
         except ValueError:
             targets[name] = math.nan
-        if not (math.isfinite(targets[name]) and targets[name] > 0):
+        if not (math.isfinite(targets[name]) and 0 < targets[name] <= FLOAT32_MAX):
             raise argparse.ArgumentTypeError(
                 f"expected STAGE=VOLTS pairs, volts > 0 (e.g. conv=0.8,linear=1.0), got {item!r}"
             )

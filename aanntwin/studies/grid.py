@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ..errors import AanntwinError
+from ..schema import FLOAT32_MAX
 
 REFERENCE_TRAIN_LEVELS: tuple[float | None, ...] = (None, *(round(0.1 * i, 10) for i in range(11)))
 """12 training-noise levels: off, 0.0 .. 1.0 V by 0.1."""
@@ -92,8 +94,21 @@ def parse_levels(
             raise AanntwinError(f"{what}: {v!r} is not a finite number")
         if v < minimum:
             raise AanntwinError(f"{what}: {v!r} is out of range, allowed >= {minimum}")
+        if abs(v) > FLOAT32_MAX:  # the model computes in float32: it would overflow
+            raise AanntwinError(f"{what}: {v!r} is beyond the float32 range (|x| <= 3.4e38)")
         out.append(float(v))
-    return out
+    return _once(out, what)
+
+
+def _once(values: list[Any], what: str) -> list[Any]:
+    """``values``, refused when one appears twice: each would be computed and reported twice
+    (a spec table row, a sweep point)."""
+    seen: set[Any] = set()
+    for v in values:
+        if v in seen:
+            raise AanntwinError(f"{what}: {v!r} appears twice; give each value once")
+        seen.add(v)
+    return values
 
 
 def parse_ints(text: str | Iterable[int], what: str, lo: int, hi: int) -> list[int]:
@@ -121,7 +136,7 @@ def parse_ints(text: str | Iterable[int], what: str, lo: int, hi: int) -> list[i
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise AanntwinError(f"{what}: {v!r} is out of range, allowed integers {lo}..{hi}")
-    return values
+    return _once(values, what)
 
 
 KIND_ALIASES = {"conv2d_out": "conv_out"}
@@ -138,4 +153,4 @@ def parse_choices(text: str | Iterable[str], what: str, allowed: Sequence[str]) 
     for t in items:
         if t not in allowed:
             raise AanntwinError(f"{what}: unknown {t!r}; choose from {', '.join(allowed)}")
-    return items
+    return _once(items, what)

@@ -39,7 +39,7 @@ from ..config import MISMATCH_FIELDS, Nonidealities, RunConfig
 from ..functional import injectable, injectable_kind
 from ..model import NOISE_AFTER, Main
 from ..seeds import NoiseSource, derive_seed
-from ..training import eval_batch_size, noise_seed, summed_cross_entropy
+from ..training import check_finite, describe, eval_batch_size, noise_seed, summed_cross_entropy
 from .common import cached_dataset, train_cached
 from .normalize import apply, normalize, tightest
 
@@ -135,8 +135,10 @@ class _Scores:
         self.loss[i, r] += summed_cross_entropy(out, y, top)
         self.correct[i, r] += (pred == y).sum()
 
-    def result(self, n: int) -> tuple[Tensor, Tensor]:
-        """Accuracy and mean loss [setting, run], float64 on the CPU."""
+    def result(self, n: int, labels: list[str]) -> tuple[Tensor, Tensor]:
+        """Accuracy and mean loss [setting, run], float64 on the CPU; ``labels``: what each
+        setting is, for the error when its outputs were not finite (:func:`check_finite`)."""
+        check_finite(self.loss, labels)
         return (self.correct.double() / n).cpu(), (self.loss / n).cpu()
 
 
@@ -181,7 +183,7 @@ def evaluate_settings(
                 scores.add(i, k, out, y[s])
     model.set_nonidealities(entry)
     model.train(was_training)
-    return scores.result(len(y))
+    return scores.result(len(y), [describe(nl.active()) for nl in settings])
 
 
 @torch.no_grad()
@@ -231,7 +233,8 @@ def _injected(
                 z = torch.empty_like(h).normal_(0.0, 1.0, generator=gen)
                 for i, level in enumerate(levels):
                     scores.add(i, r, model.forward_from(h, tap, unit_noise=z, sigma=level), y[s])
-        return scores.result(len(y))
+        return scores.result(len(y), [describe(base.replace(**{field: lv}).active())
+                                      for lv in levels])  # fmt: skip
     finally:
         model.set_nonidealities(entry)
         model.train(was_training)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -52,6 +51,7 @@ from ..config import load_config
 from ..errors import AanntwinError
 from ..model import Main
 from ..runs import load_run, weights_sha256
+from ..schema import FLOAT32_MAX
 from ..training import eval_batch_size, noise_seed, summed_cross_entropy
 from .common import cached_dataset, resolve_device
 from .runner import ResultStore, Task, run_tasks
@@ -89,13 +89,13 @@ def _validate(layers: Any, allowed: list[str], params: Any, refs: Any, bits: Any
     real = lambda r: isinstance(r, numbers.Real) and not isinstance(r, bool)  # noqa: E731
     integer = lambda b: isinstance(b, numbers.Integral) and not isinstance(b, bool)  # noqa: E731
     refs = reference_sigmas() if refs is None else refs
-    positive = lambda r: real(r) and math.isfinite(r) and r > 0  # noqa: E731
+    positive = lambda r: real(r) and 0 < r <= FLOAT32_MAX  # noqa: E731
     bit_count = lambda b: integer(b) and 0 <= b <= MAX_BITS  # noqa: E731
     boolean = lambda z: isinstance(z, (bool, np.bool_))  # noqa: E731
     return (
         _listed("layers", layers, allowed.__contains__, f"one or more of {', '.join(allowed)}"),
         _listed("params", params, PARAMS.__contains__, " and/or ".join(PARAMS)),
-        _listed("ref_sigmas", refs, positive, "finite numbers > 0 (in stds)", float),
+        _listed("ref_sigmas", refs, positive, "finite numbers > 0 and <= 3.4e38 (in stds)", float),
         _listed("bits", bits, bit_count, f"integers 0..{MAX_BITS}", int),
         _listed("zero_levels", zeros, boolean, "True and/or False", bool),
     )
@@ -108,6 +108,9 @@ def _variants(w: Tensor, refs: list[float], bits: list[int], zeros: list[bool]) 
         raise AanntwinError("this parameter has zero spread (std 0): no reference can be derived")
     for s in refs:
         ref = s * std
+        if ref > FLOAT32_MAX:
+            raise AanntwinError(f"ref_sigmas: {s:g} x std {std:.4g} = {ref:.4g} is beyond the "
+                                "float32 range of the weights (|x| <= 3.4e38)")  # fmt: skip
         row = {"ref_sigma": s, "ref": ref, "bits": None, "zero_level": None, "mode": "clipped"}
         yield row, w.clamp(-ref, ref)
         for b in bits:
