@@ -156,9 +156,12 @@ def test_a_file_that_needs_more_than_weights_only_is_refused(tmp_path, capsys):
         (lambda sd: sd.update(linear_bias=torch.full((10,), float("nan"))),
          "linear_bias has 10 non-finite value(s)"),
         (lambda sd: sd.update(conv2d_bias=torch.zeros(4, dtype=torch.int64)), "conv2d_bias holds torch.int64"),
+        # finite in float64, inf in the float32 model: imported with exit 0 (144 inf weights)
+        (lambda sd: sd.update(linear_weight=torch.full((10, 36), 1e300, dtype=torch.float64)),
+         "linear_weight has values up to 1e+300, beyond the float32 range"),
     ],
     ids=["conv-shape", "linear-shape", "missing", "extra-hidden", "extra-key", "not-a-tensor",
-         "nan", "int"],
+         "nan", "int", "beyond-float32"],
 )  # fmt: skip
 def test_bad_weights_are_one_line_naming_the_key(tmp_path, capsys, change, needle):
     sd = reference_state_dict(DEFAULT, 1, 8, 10, 0)

@@ -254,6 +254,10 @@ def map_reference_weights(
             bad = int((~torch.isfinite(value)).sum())
             raise AanntwinError(f"{path}: {ref} has {bad} non-finite value(s) (NaN or inf)")
         out[ours] = value.detach().to(torch.float32).contiguous()
+        if not bool(torch.isfinite(out[ours]).all()):  # finite in float64, inf in float32
+            big = float(value.double().abs().max())
+            raise AanntwinError(f"{path}: {ref} has values up to {big:.3g}, beyond the float32 "
+                                "range of the model (|x| <= 3.4e38)")  # fmt: skip
     return out
 
 
