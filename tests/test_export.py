@@ -140,7 +140,21 @@ def _set_code(folder: Path, value: str) -> None:
     [
         (lambda m, f: m["stages"].pop(1), r"manifest\.json.*missing \['linear'\]"),
         (lambda m, f: m["stages"][0].update(bits=99), r"manifest\.json: stage conv\.bits = 99"),
-        (lambda m, f: m["stages"][0].update(bits=2), r"manifest\.json: stage conv\.bits = 2"),
+        (
+            lambda m, f: m["stages"][0].update(bits=2),
+            r"stage conv: code_min -15, code_max 15 do not match bits 2 with zero_level true",
+        ),
+        # the grid flipped was reported as a bits error
+        (
+            lambda m, f: m["stages"][0].update(zero_level=False),
+            r"stage conv: code_min -15, code_max 15 do not match bits 4 with zero_level false",
+        ),
+        # a file outside the export was read as its codes
+        (
+            lambda m, f: m["stages"][1].update(csv="../run/linear_weights.csv"),
+            r"stage linear\.csv = '\.\./run/linear_weights\.csv': must name a file of the export",
+        ),
+        (lambda m, f: m["stages"][0].update(bias_csv="/etc/passwd"), r"stage conv\.bias_csv"),
         (lambda m, f: m["stages"][0].update(shape=[4, 1, 5, 5]), r"stage conv\.shape"),
         (lambda m, f: m.update(schema_version=7), r"manifest\.json: schema_version = 7"),
         (lambda m, f: (f / "linear_weights.csv").unlink(), r"linear_weights\.csv.*missing"),

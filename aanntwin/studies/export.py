@@ -263,6 +263,15 @@ def _field(entry: dict[str, Any], key: str, where: str, kinds: Any) -> Any:
     return value
 
 
+def _own(entry: dict[str, Any], key: str, where: str) -> str:
+    """``entry[key]``: the name of a file of the export folder itself (a path elsewhere, such
+    as ``../run/config.json``, is refused: the export is read from its own files alone)."""
+    name = _field(entry, key, where, str)
+    if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise AanntwinError(f"{where}.{key} = {name!r}: must name a file of the export folder")
+    return name
+
+
 def _grid(s: dict[str, Any], where: str, bits_key: str, ref_key: str, step_key: str) -> float:
     """``s[ref_key]``, checked: finite, > 0 and float32-representable; ``s[bits_key]`` an int in
     0..24; ``s[step_key] == ref / 2**bits`` (to float rounding)."""
@@ -330,11 +339,13 @@ def load_export(
     for name, module in zip(names, model.mac_stages(), strict=True):
         s, where = entries[name], f"{path}: stage {name}"
         b, zero = _field(s, "bits", where, int), _field(s, "zero_level", where, bool)
-        if not 0 <= b <= 24 or (s.get("code_min"), s.get("code_max")) != code_range(b, zero):
-            lo, hi = code_range(b, zero) if 0 <= b <= 24 else (None, None)
+        if not 0 <= b <= 24:
+            raise AanntwinError(f"{where}.bits = {b}: out of range, allowed 0..24")
+        if (s.get("code_min"), s.get("code_max")) != code_range(b, zero):
+            lo, hi = code_range(b, zero)
             raise AanntwinError(
-                f"{where}.bits = {b}: need 0..24 with code_min {lo}, code_max {hi} "
-                f"(manifest has {s.get('code_min')}, {s.get('code_max')})"
+                f"{where}: code_min {s.get('code_min')}, code_max {s.get('code_max')} do not "
+                f"match bits {b} with zero_level {str(zero).lower()} (they need {lo}, {hi})"
             )
         ref = _grid(s, where, "bits", "ref", "step")
         shape = tuple(module.weight.shape)
@@ -342,12 +353,12 @@ def load_export(
             raise AanntwinError(
                 f"{where}.shape = {s.get('shape')}: the config's model needs {list(shape)}"
             )
-        index, wfile = _INDEX["conv" if name == "conv" else "linear"], _field(s, "csv", where, str)
+        index, wfile = _INDEX["conv" if name == "conv" else "linear"], _own(s, "csv", where)
         codes = _read_table(folder / wfile, index, "code", shape, *code_range(b, zero))
         state[f"{name}.weight"] = decode(codes, b, float(ref), zero, module.weight.dtype)
         if module.bias is None:
             continue
-        bfile, n, bb = folder / _field(s, "bias_csv", where, str), (module.bias.numel(),), None
+        bfile, n, bb = folder / _own(s, "bias_csv", where), (module.bias.numel(),), None
         if s.get("bias_bits") is None:
             bias = _read_table(bfile, ("out",), "value", n, -math.inf, math.inf)
         else:
