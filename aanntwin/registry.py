@@ -56,7 +56,10 @@ def check_name(name: str) -> str:
     if name in DATASET_REGISTRY:
         return name
     if is_npz(name):
-        if not Path(name).expanduser().is_file():
+        path = Path(name).expanduser()
+        if path.is_dir():
+            raise ConfigError(f"dataset = {name!r}: a folder, not a .npz file")
+        if not path.is_file():
             raise ConfigError(f"dataset = {name!r}: no such .npz file")
         return name
     raise ConfigError(f"dataset = {name!r}: unknown; use one of {choices_text()}")

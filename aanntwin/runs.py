@@ -133,6 +133,23 @@ def check_trained_on(folder: str | os.PathLike[str], data: Dataset, hint: str = 
         )
 
 
+def check_fits(folder: str | os.PathLike[str], data: Dataset) -> None:
+    """Refuse ``data`` whose image shape or class count is not the one the run's model takes
+    (``metrics.json``'s geometry): the error names both, not a weight of the wrong shape."""
+    try:
+        g = load_metrics(folder)["geometry"]
+        shape, classes = tuple(int(v) for v in g["in_shape"]), int(g["stages"][-1]["macs"])
+    except (AanntwinError, KeyError, TypeError, IndexError, ValueError):
+        return
+    have = tuple(int(v) for v in data.x_test.shape[1:])
+    if (shape, classes) != (have, data.n_classes):
+        size = lambda s: "x".join(map(str, s))  # noqa: E731
+        raise AanntwinError(
+            f"{folder}: its model takes {size(shape)} images of {classes} classes (metrics.json); "
+            f"{data.name} has {size(have)} images of {data.n_classes} classes"
+        )
+
+
 def is_run(folder: str | os.PathLike[str]) -> bool:
     """Whether ``folder`` holds a loadable run (its ``config.json`` and weights)."""
     return (Path(folder) / CONFIG_FILE).exists() and (Path(folder) / WEIGHTS_FILE).exists()

@@ -208,3 +208,29 @@ def test_a_relative_npz_path_found_from_another_folder_is_refused(tmp_path, caps
         assert ("pass --dataset" in err) == (argv[0] == "evaluate")
         assert not Path(argv[-1]).exists() or argv[0] == "evaluate"
     assert main(["evaluate", "../a/run", "--dataset", "data/set.npz"]) == 0  # deliberately
+
+
+def test_evaluate_on_data_of_another_shape_names_both(trained_run, tmp_path, capsys):
+    """A 4-class .npz given to a 10-class run blamed 'linear.bias has shape (10,)'."""
+    data = str(shapes_npz(tmp_path / "four.npz", n_train=40, n_test=16, side=8))
+    run = trained_run().folder
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--dataset", data]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{run}: its model takes 1x8x8 images of 10 classes (metrics.json); "
+                        f"{data} has 1x8x8 images of 4 classes"), err  # fmt: skip
+
+
+def test_a_folder_named_like_a_npz_is_called_a_folder(tmp_path, capsys):
+    (tmp_path / "d.npz").mkdir()
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "r")])
+    assert "d.npz': a folder, not a .npz file" in capsys.readouterr().err
+
+
+def test_a_geometry_from_a_config_file_names_the_file(tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text('{"model": {"kernel": 20}}')
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{config}: model (kernel 20, stride 2, padding 1, pool 1): conv on input" in err, err

@@ -20,6 +20,7 @@ from ..limits import warnings as limit_warnings
 from ..runs import (
     RUN_FILES,
     RUN_OWNS,
+    check_fits,
     check_trained_on,
     load_run,
     read_config,
@@ -151,7 +152,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.train.epochs < 1:
         where = f" (from --config {args.config})" if args.config else ""
         raise AanntwinError(f"train.epochs = {cfg.train.epochs}{where}: trains nothing; use >= 1")
-    run_geometry(cfg)  # fail before loading any data
+    try:
+        run_geometry(cfg)  # fail before loading any data
+    except AanntwinError as exc:
+        if not args.config:
+            raise
+        m = cfg.model  # name where the geometry came from
+        raise AanntwinError(f"{args.config}: model (kernel {m.kernel}, stride {m.stride}, padding "
+                            f"{m.padding}, pool {m.pool}): {exc}") from None  # fmt: skip
     device = torch_device(args)
     out = check_output_path(args.out, replaces=RUN_FILES, owns=RUN_OWNS)
     data = load_dataset(cfg.dataset, args.data_dir)
@@ -227,6 +235,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = load_dataset(args.dataset or cfg.dataset, args.data_dir)
     if not args.dataset:
         check_trained_on(folder, data, ", or pass --dataset to use this data deliberately")
+    else:
+        check_fits(folder, data)
     _, model = load_run(folder, nl, device, data.name)
     res = evaluate(
         model,
