@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..config import load_nonidealities
+import torch
+
+from ..config import MISMATCH_FIELDS, load_nonidealities
 from ..errors import AanntwinError
 from ..io import check_output_path, output_dir, write_json_atomic
 from ..runs import check_trained_on, load_run
@@ -111,7 +114,16 @@ def run_yield(args: argparse.Namespace) -> int:
     res = chip_yield(model, data.x_test, data.y_test, nl, instances=args.instances,
                      threshold=ideal - args.target_drop, confidence=args.confidence,
                      seed=args.seed)  # fmt: skip
-    report = {"ideal_accuracy": ideal, "target_drop": args.target_drop, **asdict(res)}
+    fields = asdict(res)
+    fields["yield"] = fields.pop("yield_")  # the Python name's underscore is not the report's
+    acc = torch.tensor(res.accuracies, dtype=torch.float64)
+    spread = {"accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(correction=0)),
+              "accuracy_min": float(acc.min()), "accuracy_max": float(acc.max())}  # fmt: skip
+    report = {"ideal_accuracy": ideal, "target_drop": args.target_drop, **spread, **fields}
+    if not any(getattr(nl, f) for f in MISMATCH_FIELDS):
+        print(f"warning: {args.nonidealities} sets no mismatch (*_gain_mismatch, "
+              "*_offset_mismatch): every chip instance is the same chip, so the yield is that "
+              "chip's pass or fail under one noise draw each", file=sys.stderr)  # fmt: skip
     if args.out:
         write_json_atomic(Path(args.out) / "yield.json", report)
     summary = {k: v for k, v in report.items() if k != "accuracies"}
