@@ -406,3 +406,18 @@ def test_an_export_from_before_the_weight_range_fields_still_loads(trained, tmp_
 
     _break(tmp_path, older)
     assert load_export(tmp_path)[0] == cfg
+
+
+@pytest.mark.parametrize("flags", [["--refs", "1e30"], ["--bits", "0", "--zero-level"]])
+def test_an_export_whose_stage_passes_nothing_warns(trained_run, tmp_path, capsys, flags):
+    """--refs 1e30 or 0 bits with a zero level made every code 0 without a word."""
+    from aanntwin.cli import main
+
+    argv = ["export", str(trained_run().folder), "--bits", "4", "--out", str(tmp_path / "e")]
+    assert main([*argv, *flags]) == 0
+    err = capsys.readouterr().err
+    assert "warning: stage conv: every weight has the same code" in err, err
+    stages = json.loads((tmp_path / "e" / "manifest.json").read_text())["stages"]
+    assert all(s["codes_used"] == 1 for s in stages)
+    assert main([*argv[:-1], str(tmp_path / "ok")]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -8,6 +8,7 @@ stage (:mod:`aanntwin.studies.export_quant`); :mod:`aanntwin.studies.export` wri
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -111,4 +112,10 @@ def run(args: argparse.Namespace) -> int:
             f"out FS {'-' if fs is None else f'{fs:.4g} V'}, gain {s['normalization_gain']:.4g}"
         )
     print(f"wrote {args.out}/{MANIFEST} and {len(m['files'])} CSV files")
+    for s in m["stages"]:
+        if s["codes_used"] <= 1:
+            print(f"warning: stage {s['name']}: every weight has the same code, so the stage "
+                  f"passes nothing of its input ({s['bits']} bits, ref {s['ref']:.4g}, zero "
+                  f"level {'on' if s['zero_level'] else 'off'}); give more bits or a smaller "
+                  "ref", file=sys.stderr)  # fmt: skip
     return 0

@@ -130,6 +130,7 @@ def export_model(
         lo, hi = code_range(b, zero)
         entry = dict(name=name, kind=kind, shape=list(w.shape), bits=b, zero_level=zero)
         entry.update(ref=ref, step=ref / 2**b, code_min=lo, code_max=hi, csv=f"{name}_weights.csv")
+        entry["codes_used"] = int(torch.unique(codes).numel())  # 1: the stage passes nothing
         entry.update(ref_sigmas=q.ref if q.in_sigmas else None, weight_range=q.weight_range)
         entry.update({f"{k}_source": v for k, v in q.sources.items()})
         _write_table(folder / entry["csv"], _INDEX[kind], "code", codes, int)
