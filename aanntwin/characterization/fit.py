@@ -34,7 +34,7 @@ DEFAULTS = {
     "multiplier": {"c2": "0 (no even weight term)", "c3": "0 (linear weight pair)",
                    "a2": "0 (no even input term)", "a3": "0 (no cubic input term)",
                    "Xs": "inf (no input saturation)", "b": "0 (no offset)"},
-    "relu": {"floor": "0", "gain": "1", "knee": "0 (at the floor)",
+    "relu": {"floor": "0", "gain": "1", "knee": "the floor (relu_threshold unset)",
              "softness": "none (a hard knee): the twin takes it"},
 }  # fmt: skip
 """What an undetermined parameter defaults to, per circuit."""
