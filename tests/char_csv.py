@@ -36,3 +36,17 @@ def relu_csv(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
     rows = "".join(f"{a:.6g},{float(b)!r}\n" for a, b in zip(x, values, strict=True))
     path.write_text(RELU_HEAD + "x,y\n" + rows, encoding="utf-8")
     return path
+
+
+def montecarlo_csv(path: Path, gains: list[float]) -> Path:
+    """A multiplier Monte Carlo table: instance k is ``gains[k] * tanh(x) * w`` on a 13 x 5 grid."""
+    x, w = np.meshgrid(np.linspace(-1.5, 1.5, 13), np.linspace(-1.0, 1.0, 5))
+    x, w = x.ravel(), w.ravel()
+    rows = "".join(
+        f"{k},{a:.6g},{b:.6g},{float(g * np.tanh(a) * b)!r}\n"
+        for k, g in enumerate(gains)
+        for a, b in zip(x, w, strict=True)
+    )
+    head = MULT_HEAD.replace("analysis: dc", "analysis: montecarlo")
+    path.write_text(head + "instance,x,w,y\n" + rows, encoding="utf-8")
+    return path

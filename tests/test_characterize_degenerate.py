@@ -4,13 +4,14 @@ refused (knee outside the sweep, constant or overflowing outputs, fits that expl
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from aanntwin.cli import main
 from aanntwin.config import load_nonidealities
-from tests.char_csv import relu_csv
+from tests.char_csv import montecarlo_csv, multiplier_csv, relu_csv
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -33,3 +34,75 @@ def test_undetermined_relu_parameters_are_written_as_their_defaults(tmp_path, ca
     assert nl.relu_gain == pytest.approx(1.0, abs=1e-6)
     report = json.loads((tmp_path / "o" / "fit_report.json").read_text())
     assert "undetermined" in report["mapping"]["relu"]["floor"]
+
+
+X = np.linspace(-1.0, 2.0, 31)
+REFUSED = {  # data -> what the one-line error says
+    "mult_zero": (lambda d: multiplier_csv(d, lambda x, w: 0.0), r"y is constant \(0 on every"),
+    "mult_const": (lambda d: multiplier_csv(d, lambda x, w: 0.5), "constant.*nothing to fit"),
+    "mult_1e200": (lambda d: multiplier_csv(d, lambda x, w: 1e200 * x * w),
+                   r"line 8, column 'y': 1.5e\+200 is beyond the float32 range"),
+    "mult_1e40": (lambda d: multiplier_csv(d, lambda x, w: 1e40 * x * w), "beyond the float32"),
+    "mult_1e-200": (lambda d: multiplier_csv(d, lambda x, w: 1e-200 * x * w),
+                    r"at most 1.5e-200, below the float32 range"),
+    "relu_const": (lambda d: relu_csv(d, X, 0.0 * X), "constant.*nothing to fit"),
+    "relu_inverted": (lambda d: relu_csv(d, X, -np.maximum(0.0, X)),
+                      r"fit of this ReLU data gives gain -1: the data is decreasing"),
+    "relu_1e40": (lambda d: relu_csv(d, X, 1e40 * np.maximum(0.0, X)), "beyond the float32"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_data_that_cannot_be_fitted_is_a_one_line_error_naming_the_file(tmp_path, capsys, case):
+    make, message = REFUSED[case]
+    src = make(tmp_path / f"{case}.csv")
+    rc, _, err = _run(capsys, "--csv", str(src), "--out", str(tmp_path / "o"), "--no-plots")
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"{case}.csv" in err and re.search(message, err), err
+    assert "nonidealities.relu_gain" not in err  # the data is named, not a setting
+
+
+def test_a_fitted_value_out_of_range_names_the_fit_that_gave_it(tmp_path, capsys, monkeypatch):
+    from aanntwin.characterization import pipeline
+
+    monkeypatch.setattr(pipeline, "check_fits", lambda fits: None)  # let the value through
+    src = relu_csv(tmp_path / "falling.csv", X, -np.maximum(0.0, X))
+    rc, _, err = _run(capsys, "--csv", str(src), "--out", str(tmp_path / "o"), "--no-plots")
+    assert rc == 2
+    assert re.search(r"falling\.csv: the fit of this data gives nonidealities\.relu_gain = -1", err)
+    assert "a fitted value, not one you set" in err
+
+
+FLAT = {  # data -> the warning (stderr and fit_report.json)
+    "random": (lambda x, w: np.random.default_rng(0).normal(size=x.shape),
+               r"random\.csv: the multiplier fit leaves 32.\d % FS RMS .* unexplained"),
+    "dead": (lambda x, w: 0.5 + 1e-9 * x * w,
+             r"dead\.csv: the fitted multiplier's product term .* the twin's multiplier is dead"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(FLAT))
+def test_a_fit_that_explains_nothing_is_a_warning(tmp_path, capsys, case):
+    y, message = FLAT[case]
+    src = multiplier_csv(tmp_path / f"{case}.csv", y)
+    rc, _, err = _run(capsys, "--csv", str(src), "--out", str(tmp_path / "o"), "--no-plots")
+    assert rc == 0 and re.search("warning: .*" + message, err), err
+    report = json.loads((tmp_path / "o" / "fit_report.json").read_text())
+    assert any(re.search(message, w) for w in report["warnings"])
+
+
+def test_dead_monte_carlo_instances_are_a_warning(tmp_path, capsys):
+    dc = multiplier_csv(tmp_path / "dc.csv", lambda x, w: np.tanh(x) * w)
+    mc = montecarlo_csv(tmp_path / "mc.csv", [0.0, 0.0, 0.0, 1e-9])
+    rc, out, err = _run(capsys, "--csv", str(dc), str(mc), "--out", str(tmp_path / "o"),
+                        "--no-plots")  # fmt: skip
+    assert rc == 0 and "mismatch: gain" in out
+    assert re.search(r"warning: .*mc\.csv: 4 of 4 Monte Carlo instances hardly respond", err)
+
+
+def test_the_shipped_data_gives_no_such_warning(tmp_path, capsys):
+    from aanntwin.characterization.circuits import example_files
+
+    files = [str(p) for p in example_files()]
+    rc, _, err = _run(capsys, "--csv", *files, "--out", str(tmp_path / "o"), "--no-plots")
+    assert rc == 0 and "warning" not in err

@@ -118,6 +118,8 @@ class Fit:
     extra: dict[str, Any] = field(default_factory=dict)
     undetermined: dict[str, str] = field(default_factory=dict)
     """Parameters the data cannot determine, with why (see :func:`_uncertainty`)."""
+    source: str = "<memory>"
+    """The file the data came from (for messages)."""
 
     def defaults(self) -> dict[str, str]:
         """What each undetermined parameter defaults to (value and meaning)."""
@@ -216,7 +218,7 @@ def fit_multiplier(ds: CurveTable) -> Fit:
     extra["w_range"] = [float(w.min()), float(w.max())]
     units = {k: MULT_UNITS[k] for k in model.to_dict()}
     return Fit("multiplier", model, model.to_dict(), err, units, rms, mx, fs, data, groups, extra,
-               why)  # fmt: skip
+               why, ds.source)  # fmt: skip
 
 
 def fit_relu(ds: CurveTable) -> Fit:
@@ -241,7 +243,8 @@ def fit_relu(ds: CurveTable) -> Fit:
     data = ds.frame.assign(fit=model(x), residual=res.fun)
     rms, mx = float(np.sqrt(np.mean(res.fun**2))), float(np.max(np.abs(res.fun)))
     fs = float(np.max(np.abs(y)))
-    return Fit("relu", model, model.to_dict(), err, units, rms, mx, fs, data, undetermined=why)
+    return Fit("relu", model, model.to_dict(), err, units, rms, mx, fs, data, undetermined=why,
+               source=ds.source)  # fmt: skip
 
 
 def fit_noise(ds: CurveTable) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Nonidealities
-from ..errors import DataError
+from ..errors import AanntwinError, DataError
 from ..io import write_json_atomic, write_text_atomic
 from . import plots as P
 from . import spice
@@ -28,6 +28,7 @@ from .circuits import EXAMPLE_FILES, MAC_INPUTS, RELU, topology
 from .curves import CurveTable, read_all, validate, write_csv
 from .fidelity import fidelity, heldout_conditions
 from .fit import Fit, fit_montecarlo, fit_multiplier, fit_noise, fit_relu
+from .sanity import check_fits, check_table, fit_warnings, refused
 from .separable import SeparableModel, fit_separable
 from .trust import as_written, trust_warnings
 from .trust import lines as trust_lines
@@ -186,6 +187,8 @@ def characterize(
     transfers are written, see :func:`~aanntwin.characterization.twin.choose_transfer`); check
     the twin as written per circuit, and on the MAC when MAC data is given."""
     t0 = time.perf_counter()
+    for d in datasets:
+        check_table(d)
     by = {(d.circuit, d.analysis): d for d in datasets}
     fan_in = fan_in or fan_ins()
     fits: dict[str, Fit] = {}
@@ -202,6 +205,7 @@ def characterize(
         mismatch = fit_montecarlo(mc_data, fits["multiplier"].model)
     if not fits and not noise:
         raise DataError("no multiplier or relu data to fit (see aanntwin.characterization.curves)")
+    check_fits(fits)
     sep = None
     if "multiplier" in fits:
         m = fits["multiplier"]
@@ -211,9 +215,12 @@ def characterize(
                                     "residual_rms_pct_fs": 100 * sep.rms / m.full_scale,
                                     "residual_max_pct_fs": 100 * sep.max_abs / m.full_scale,
                                     "inputs": len(sep.x), "weights": len(sep.w)}  # fmt: skip
-    nl, how, lacking = to_nonidealities(
-        fits.get("multiplier"), fits.get("relu"), noise, mismatch, fan_in, degree, sep, transfer
-    )
+    try:
+        nl, how, lacking = to_nonidealities(
+            fits.get("multiplier"), fits.get("relu"), noise, mismatch, fan_in, degree, sep, transfer
+        )
+    except AanntwinError as exc:  # a fitted value the twin cannot take: say which fit gave it
+        raise refused(exc, _field_sources(by)) from None
     norm = {
         f"{d.circuit} {d.analysis}": {a: f"{d.full_scale(a)[0]:g} {d.full_scale(a)[1]}"
                                       for a in "xwy" if d.full_scale(a) is not None}
@@ -232,9 +239,25 @@ def characterize(
         result.fidelity = fidelity(x, w, f["y"].to_numpy(), nl, cell, m.full_scale,
                                    how["transfer"]["offset"])  # fmt: skip
         result.fidelity["_y"] = f["y"].to_numpy()
-    result.warnings = trust_warnings(result)
+    result.warnings = fit_warnings(fits, mismatch, mc_data) + trust_warnings(result)
     result.seconds["fit"] = time.perf_counter() - t0
     return result
+
+
+def _field_sources(by: dict[tuple[str, str], CurveTable]) -> dict[str, str]:
+    """Nonidealities field-name prefix -> the file its value is fitted from."""
+    mult = by.get(("multiplier", "dc")) or by.get(("multiplier", "montecarlo"))
+    out = {f"{s}_": mult.source for s in ("conv2d", "linear")} if mult is not None else {}
+    for (circuit, analysis), ds in by.items():
+        if (circuit, analysis) == ("relu", "dc"):
+            out["relu_"] = ds.source
+        elif analysis == "noise":
+            stages = ("relu",) if circuit == "relu" else ("conv2d", "linear")
+            out.update({f"{s}_out_noise": ds.source for s in stages})
+        elif analysis == "montecarlo":
+            out.update({f"{s}_{k}_mismatch": ds.source for s in ("conv2d", "linear")
+                        for k in ("gain", "offset")})  # fmt: skip
+    return out
 
 
 def write_outputs(
