@@ -106,3 +106,18 @@ def test_the_shipped_data_gives_no_such_warning(tmp_path, capsys):
     files = [str(p) for p in example_files()]
     rc, _, err = _run(capsys, "--csv", *files, "--out", str(tmp_path / "o"), "--no-plots")
     assert rc == 0 and "warning" not in err
+
+
+@pytest.mark.parametrize(("flag", "low"), [("--instances", 3), ("--heldout", 6)])
+def test_simulation_counts_are_checked_at_parse_time_against_the_real_minimum(
+    tmp_path, capsys, flag, low
+):
+    argv = ["characterize", "--simulate", "--out", str(tmp_path / "o"), flag, str(low - 1)]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: must be >= {low}, got {low - 1}" in err and "data/" not in err
+    with pytest.raises(SystemExit):
+        main(["characterize", "--help"])
+    assert re.search(rf"{flag} \w+\s+[^\n]*{low}\.\.\d+", capsys.readouterr().out)

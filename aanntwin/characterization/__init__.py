@@ -13,3 +13,8 @@ TRANSFERS = ("auto", "polynomial", "table")
 """How the multiplier's input and weight transfers are written (see
 :func:`~aanntwin.characterization.twin.choose_transfer`); here, free of the fit's imports, so
 the command line can offer them without loading scipy."""
+MIN_INSTANCES = 3
+"""Monte Carlo instances a mismatch fit needs (a spread of fewer says nothing); the command
+line checks ``--instances`` against it."""
+MIN_DC_ROWS = 6
+"""Rows a DC table needs (``--heldout``: the MAC's held-out conditions are one row each)."""

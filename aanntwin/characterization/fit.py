@@ -28,6 +28,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from ..errors import DataError
+from . import MIN_INSTANCES
 from .curves import CurveTable
 
 DEFAULTS = {
@@ -267,8 +268,10 @@ def fit_montecarlo(ds: CurveTable, nominal: MultiplierModel, step: float = 1e-4)
     ``nominal``), solved for all instances at once (normal equations by ``bincount``)."""
     f = ds.frame
     labels, inst = np.unique(f["instance"].astype(str).to_numpy(), return_inverse=True)
-    if len(labels) < 3:
-        raise DataError(f"{ds.source}: Monte Carlo needs >= 3 instances, got {len(labels)}")
+    if len(labels) < MIN_INSTANCES:
+        raise DataError(
+            f"{ds.source}: Monte Carlo needs >= {MIN_INSTANCES} instances, got {len(labels)}"
+        )
     x, w, y = (f[c].to_numpy(float) for c in ("x", "w", "y"))
     F = nominal(x, w)
     fx = (nominal(x + step, w) - nominal(x - step, w)) / (2 * step)
