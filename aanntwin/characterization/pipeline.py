@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +72,14 @@ def _scales(net: spice.Netlist, circuit: str) -> dict[str, tuple[float, str, str
 
 
 def simulate(
-    options: SimOptions = SimOptions(), out_dir: str | os.PathLike[str] | None = None
+    options: SimOptions = SimOptions(),
+    out_dir: str | os.PathLike[str] | None = None,
+    shown_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[list[CurveTable], dict[str, float]]:
     """Run every analysis of the shipped circuits; datasets (written as CSVs under ``out_dir``
-    when given, names as in :data:`aanntwin.characterization.circuits.EXAMPLE_FILES`) and ngspice times (s)."""
+    when given, names as in :data:`aanntwin.characterization.circuits.EXAMPLE_FILES`) and ngspice times (s).
+    ``shown_dir``: where the CSVs will be once ``out_dir`` is moved into place (a command's
+    temporary folder): messages name them there."""
     card, top = options.model_card, topology(options.multiplier)
     mult, relu = spice.Netlist.load(top.multiplier, card), spice.Netlist.load(RELU, card)
     mac = spice.Netlist.load(top.mac, card)
@@ -120,7 +124,8 @@ def simulate(
         if out_dir is not None:
             path = Path(out_dir) / EXAMPLE_FILES[(circuit, analysis)].name
             write_csv(path, frame, circuit, analysis, scales, meta)
-            datasets.extend(read_all([path]))
+            shown = str(Path(shown_dir) / path.name) if shown_dir is not None else str(path)
+            datasets.extend(replace(d, source=shown) for d in read_all([path]))
             continue
         header = {f"{a}_full_scale": f"{v:g} {u}" for a, (v, u, _) in scales.items()}
         ds = CurveTable(circuit, analysis, frame.reset_index(drop=True), {**header, **meta}, src)

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     opts = SimOptions(args.instances, args.seed, args.a_vt, args.band, args.heldout, 1,
                       args.model_card, args.multiplier)  # fmt: skip
     with output_dir(out, replaces=FIT_FILES, owns=FIT_OWNS) as tmp:
-        curves = acquire(args.csv, args.simulate, tmp / "data", opts)
+        curves = acquire(args.csv, args.simulate, tmp / "data", opts, out / "data")
         result, _ = fit_and_write(curves, fan, tmp, args.degree, plots=not args.no_plots,
                                   transfer=args.transfer)  # fmt: skip
     for line in summary(result):
