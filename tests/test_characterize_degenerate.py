@@ -121,3 +121,35 @@ def test_simulation_counts_are_checked_at_parse_time_against_the_real_minimum(
     with pytest.raises(SystemExit):
         main(["characterize", "--help"])
     assert re.search(rf"{flag} \w+\s+[^\n]*{low}\.\.\d+", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("kind", ["missing", "not executable"])
+def test_a_bad_aanntwin_ngspice_is_named(tmp_path, capsys, monkeypatch, kind):
+    exe = tmp_path / "ngspice"
+    if kind == "not executable":
+        exe.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("AANNTWIN_NGSPICE", str(exe))
+    rc, _, err = _run(capsys, "--simulate", "--out", str(tmp_path / "o"), "--no-plots")
+    what = "does not exist" if kind == "missing" else "is not executable"
+    assert rc == 2 and f"AANNTWIN_NGSPICE={exe} {what}" in err
+    assert "not found on the PATH" not in err
+
+
+def test_a_comment_inside_the_table_is_named_as_one(tmp_path, capsys):
+    src = multiplier_csv(tmp_path / "m.csv", lambda x, w: np.tanh(x) * w, tail="# a note\n")
+    rc, _, err = _run(capsys, "--csv", str(src), "--out", str(tmp_path / "o"), "--no-plots")
+    assert rc == 2 and "m.csv, line 287: a '#' comment inside the table" in err
+    assert "fewer than" not in err
+
+
+def test_an_interrupted_characterize_says_nothing_was_written(tmp_path, capsys, monkeypatch):
+    from aanntwin.characterization import flow
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(flow, "fit_and_write", interrupt)
+    src = multiplier_csv(tmp_path / "m.csv", lambda x, w: np.tanh(x) * w)
+    rc, _, err = _run(capsys, "--csv", str(src), "--out", str(tmp_path / "o"), "--no-plots")
+    assert rc == 130 and "nothing was written" in err and "resume" not in err
+    assert not (tmp_path / "o").exists() and [p.name for p in tmp_path.iterdir()] == ["m.csv"]

@@ -121,7 +121,7 @@ def test_bad_netlist_and_model_card(tmp_path):
 
 def test_missing_ngspice_names_the_install(monkeypatch, mult):
     monkeypatch.setenv("AANNTWIN_NGSPICE", "/nonexistent/ngspice")
-    with pytest.raises(spice.SpiceError, match=r"apt-get install ngspice"):
+    with pytest.raises(spice.SpiceError, match=r"=/nonexistent/ngspice does not exist.*apt-get"):
         spice.dc_transfer(mult, [0.0, 1.0], [1.0])
 
 

@@ -90,7 +90,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="multiplier topology whose netlists run: " + ", ".join(MULTIPLIERS) + " (gilbert)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.set_defaults(run=run)
+    # the outputs appear only once all is done (io.output_dir): an interrupted run leaves none
+    p.set_defaults(
+        run=run, interrupted="nothing was written, --out is as it was: rerun to start over"
+    )
     return p
 
 
