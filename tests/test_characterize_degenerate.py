@@ -153,3 +153,20 @@ def test_an_interrupted_characterize_says_nothing_was_written(tmp_path, capsys, 
     rc, _, err = _run(capsys, "--csv", str(src), "--out", str(tmp_path / "o"), "--no-plots")
     assert rc == 130 and "nothing was written" in err and "resume" not in err
     assert not (tmp_path / "o").exists() and [p.name for p in tmp_path.iterdir()] == ["m.csv"]
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_the_fit_does_not_depend_on_the_unit_of_y(tmp_path, capsys, scale):
+    """y in another unit (a full scale off by 1e30) fits as well as y of order 1: the fit runs
+    at unit scale (the optimizer's tolerances are absolute: 1e-30 data stopped at 5.8 % FS)."""
+    reports = []
+    for s in (1.0, scale):
+        src = multiplier_csv(tmp_path / f"m{s:g}.csv", lambda x, w, s=s: s * np.tanh(x) * w)
+        out = tmp_path / f"o{s:g}"
+        assert _run(capsys, "--csv", str(src), "--out", str(out), "--no-plots")[0] == 0
+        reports.append(json.loads((out / "fit_report.json").read_text())["fits"]["multiplier"])
+    unit, other = reports
+    assert other["residual_rms_pct_fs"] == pytest.approx(unit["residual_rms_pct_fs"], abs=1e-6)
+    assert other["params"]["G"] == pytest.approx(scale * unit["params"]["G"], rel=1e-6)
+    assert other["stderr"]["G"] == pytest.approx(scale * unit["stderr"]["G"], rel=1e-3)
+    assert other["undetermined"].keys() == unit["undetermined"].keys()
