@@ -28,7 +28,7 @@ from .circuits import EXAMPLE_FILES, MAC_INPUTS, RELU, topology
 from .curves import CurveTable, read_all, validate, write_csv
 from .fidelity import fidelity, heldout_conditions
 from .fit import Fit, fit_montecarlo, fit_multiplier, fit_noise, fit_relu
-from .sanity import check_fits, check_table, fit_warnings, refused
+from .sanity import check_fits, check_table, field_sources, fit_warnings, refused
 from .separable import SeparableModel, fit_separable
 from .trust import as_written, trust_warnings
 from .trust import lines as trust_lines
@@ -225,7 +225,7 @@ def characterize(
             fits.get("multiplier"), fits.get("relu"), noise, mismatch, fan_in, degree, sep, transfer
         )
     except AanntwinError as exc:  # a fitted value the twin cannot take: say which fit gave it
-        raise refused(exc, _field_sources(by)) from None
+        raise refused(exc, field_sources(by)) from None
     norm = {
         f"{d.circuit} {d.analysis}": {a: f"{d.full_scale(a)[0]:g} {d.full_scale(a)[1]}"
                                       for a in "xwy" if d.full_scale(a) is not None}
@@ -247,22 +247,6 @@ def characterize(
     result.warnings = fit_warnings(fits, mismatch, mc_data) + trust_warnings(result)
     result.seconds["fit"] = time.perf_counter() - t0
     return result
-
-
-def _field_sources(by: dict[tuple[str, str], CurveTable]) -> dict[str, str]:
-    """Nonidealities field-name prefix -> the file its value is fitted from."""
-    mult = by.get(("multiplier", "dc")) or by.get(("multiplier", "montecarlo"))
-    out = {f"{s}_": mult.source for s in ("conv2d", "linear")} if mult is not None else {}
-    for (circuit, analysis), ds in by.items():
-        if (circuit, analysis) == ("relu", "dc"):
-            out["relu_"] = ds.source
-        elif analysis == "noise":
-            stages = ("relu",) if circuit == "relu" else ("conv2d", "linear")
-            out.update({f"{s}_out_noise": ds.source for s in stages})
-        elif analysis == "montecarlo":
-            out.update({f"{s}_{k}_mismatch": ds.source for s in ("conv2d", "linear")
-                        for k in ("gain", "offset")})  # fmt: skip
-    return out
 
 
 def write_outputs(

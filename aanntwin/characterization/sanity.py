@@ -87,6 +87,22 @@ def refused(exc: AanntwinError, sources: dict[str, str]) -> DataError:
     )
 
 
+def field_sources(by: dict[tuple[str, str], CurveTable]) -> dict[str, str]:
+    """Nonidealities field-name prefix -> the file its value is fitted from."""
+    mult = by.get(("multiplier", "dc")) or by.get(("multiplier", "montecarlo"))
+    out = {f"{s}_": mult.source for s in ("conv2d", "linear")} if mult is not None else {}
+    for (circuit, analysis), ds in by.items():
+        if (circuit, analysis) == ("relu", "dc"):
+            out["relu_"] = ds.source
+        elif analysis == "noise":
+            stages = ("relu",) if circuit == "relu" else ("conv2d", "linear")
+            out.update({f"{s}_out_noise": ds.source for s in stages})
+        elif analysis == "montecarlo":
+            out.update({f"{s}_{k}_mismatch": ds.source for s in ("conv2d", "linear")
+                        for k in ("gain", "offset")})  # fmt: skip
+    return out
+
+
 def _pct(value: float, fs: float) -> float:
     return 100.0 * value / fs
 
@@ -135,5 +151,5 @@ def fit_warnings(
     return out
 
 
-__all__ = ["DEAD_PCT", "RESIDUAL_WARN_PCT", "check_fits", "check_table", "fit_warnings",
-           "refused"]  # fmt: skip
+__all__ = ["DEAD_PCT", "RESIDUAL_WARN_PCT", "check_fits", "check_table", "field_sources",
+           "fit_warnings", "refused"]  # fmt: skip
