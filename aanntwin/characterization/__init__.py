@@ -4,7 +4,8 @@
 ``aanntwin characterize`` and notebook 01 share), ``tables`` (notebook 01's tables), ``spice``
 (the ngspice runner), ``curves`` (the CSV format and its
 :class:`~aanntwin.characterization.curves.CurveTable`; ``csv_format`` reads the file, ``units``
-the full scales' units), ``fit`` (the circuit models' fits),
+the full scales' units), ``fit`` (the circuit models' fits), ``sanity`` (data the fit cannot
+use, fits that explain nothing),
 ``twin`` (mapping fits onto :class:`~aanntwin.config.Nonidealities`), ``plots`` and
 ``circuits/`` (the example netlists and their data).
 """
