@@ -80,7 +80,7 @@ def test_relu_figure_draws_the_written_soft_relu_not_max_cutoff_x(gilbert):
     (twin,) = _gid(ax, "twin")
     x = twin.get_xdata() / 10.0  # uA -> normalized
     np.testing.assert_allclose(twin.get_ydata(), 10.0 * relu_curve(gilbert.nonidealities, x))
-    cutoff = gilbert.nonidealities.relu_cutoff
+    cutoff = gilbert.nonidealities.relu_cutoff or 0.0  # None: the floor is 0
     assert np.max(np.abs(twin.get_ydata() / 10.0 - np.maximum(cutoff, x))) > 1e-3
     assert "uA" in ax.get_ylabel() and "uA" in rx.get_xlabel()
     assert "% of max |y| of the data = 20.2 uA" in rx.get_ylabel()

@@ -121,7 +121,7 @@ def test_bad_netlist_and_model_card(tmp_path):
 
 def test_missing_ngspice_names_the_install(monkeypatch, mult):
     monkeypatch.setenv("AANNTWIN_NGSPICE", "/nonexistent/ngspice")
-    with pytest.raises(spice.SpiceError, match=r"apt-get install ngspice"):
+    with pytest.raises(spice.SpiceError, match=r"=/nonexistent/ngspice does not exist.*apt-get"):
         spice.dc_transfer(mult, [0.0, 1.0], [1.0])
 
 
@@ -166,3 +166,16 @@ def test_cli_simulate_writes_everything(tmp_path, capsys):
     assert noise.frame["f_high_hz"].iloc[0] == 1e6 and "1000..1e+06 Hz" in noise.meta["band"]
     result = characterize([d for p in (out / "data").iterdir() for d in read_csv(p)])
     assert result.mismatch["instances"] == 5
+
+
+def test_dead_monte_carlo_instances_warn_naming_the_kept_csv(tmp_path, capsys):
+    from aanntwin.cli import main
+
+    out = tmp_path / "sim"
+    argv = ["characterize", "--simulate", "--out", str(out), "--instances", "3", "--heldout",
+            "6", "--a-vt", "1e6", "--no-plots"]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    mc = out / "data" / "multiplier_montecarlo.csv"
+    assert f"warning: {mc}: 3 of 3 Monte Carlo instances hardly respond" in err and mc.exists()
+    assert ".tmp" not in err and ".tmp" not in (out / "fit_report.json").read_text()

@@ -75,7 +75,8 @@ def read_lines(path: str | os.PathLike[str]) -> list[str]:
 
 def table(lines: list[str], start: int, path: str) -> tuple[pd.DataFrame, np.ndarray]:
     """The CSV table from ``lines[start]`` (the column names) on, as strings, and the 1-based
-    file line of each row; a row with another field count is an error naming line and column."""
+    file line of each row; a row with another field count is an error naming line and column
+    (a ``#`` comment line there: an error saying comments belong in the header)."""
     reader = csv.reader(lines[start:])
     try:
         names = [c.strip() for c in next(reader)]
@@ -84,6 +85,11 @@ def table(lines: list[str], start: int, path: str) -> tuple[pd.DataFrame, np.nda
             line = start + reader.line_num
             if not any(c.strip() for c in row):
                 continue  # blank line
+            if row[0].lstrip().startswith("#") and len(row) != len(names):
+                raise DataError(
+                    f"{path}, line {line}: a '#' comment inside the table; comments belong in the "
+                    f"header, above the column names on line {start + 1}"
+                )
             if len(row) != len(names):
                 short = len(row) < len(names)
                 col = repr(names[len(row)]) if short else f"{len(names) + 1} (after the last)"

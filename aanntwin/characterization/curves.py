@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from . import csv_format, units
+from . import MIN_DC_ROWS, csv_format, units
 from .csv_format import FORMAT
 
 REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
@@ -48,7 +48,7 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("mac", "dc"): ("x1", "w1", "y"),
 }
 """Required columns per (circuit, analysis); a ``mac`` also has ``x2..xN``, ``w2..wN``."""
-MIN_ROWS = {"dc": 6, "montecarlo": 8, "noise": 1}
+MIN_ROWS = {"dc": MIN_DC_ROWS, "montecarlo": 8, "noise": 1}
 UNITS = {
     "x": "x_full_scale",
     "w": "w_full_scale",

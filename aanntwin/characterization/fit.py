@@ -28,13 +28,14 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from ..errors import DataError
+from . import MIN_INSTANCES
 from .curves import CurveTable
 
 DEFAULTS = {
     "multiplier": {"c2": "0 (no even weight term)", "c3": "0 (linear weight pair)",
                    "a2": "0 (no even input term)", "a3": "0 (no cubic input term)",
                    "Xs": "inf (no input saturation)", "b": "0 (no offset)"},
-    "relu": {"floor": "0", "gain": "1", "knee": "0 (at the floor)",
+    "relu": {"floor": "0", "gain": "1", "knee": "the floor (relu_threshold unset)",
              "softness": "none (a hard knee): the twin takes it"},
 }  # fmt: skip
 """What an undetermined parameter defaults to, per circuit."""
@@ -118,6 +119,8 @@ class Fit:
     extra: dict[str, Any] = field(default_factory=dict)
     undetermined: dict[str, str] = field(default_factory=dict)
     """Parameters the data cannot determine, with why (see :func:`_uncertainty`)."""
+    source: str = "<memory>"
+    """The file the data came from (for messages)."""
 
     def defaults(self) -> dict[str, str]:
         """What each undetermined parameter defaults to (value and meaning)."""
@@ -148,12 +151,16 @@ ILL_CONDITIONED = 1e10
 """Condition number of the (column-scaled) normal matrix above which a fit is ill-conditioned."""
 
 
-def _uncertainty(res: Any, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, str]]:
+def _uncertainty(
+    res: Any, names: tuple[str, ...], scale: np.ndarray | None = None
+) -> tuple[dict[str, float], dict[str, str]]:
     """Standard errors (``s^2 (J^T J)^-1`` at the optimum) and, for each parameter the data
     cannot determine, why: at a bound of the fit (the Jacobian's error is meaningless there),
     in an ill-conditioned direction of the normal matrix, or a relative error above
-    :data:`UNDETERMINED_REL`."""
+    :data:`UNDETERMINED_REL`. ``scale``: per parameter, what the fitted value is multiplied by
+    (a fit at unit scale): errors and reasons are of the scaled values."""
     j, r, p = np.asarray(res.jac, float), res.fun, np.asarray(res.x, float)
+    unit = np.ones(len(names)) if scale is None else np.asarray(scale, float)
     dof = max(len(r) - len(names), 1)
     # Column-scaled normal matrix: a parameter the data barely feels (a tiny Jacobian column)
     # gets a huge error instead of being cut off by pinv as a null direction (error 0).
@@ -163,7 +170,8 @@ def _uncertainty(res: Any, names: tuple[str, ...]) -> tuple[dict[str, float], di
     cov_scaled = np.linalg.pinv(normal) * float(r @ r) / dof
     with np.errstate(divide="ignore", invalid="ignore"):
         var = np.where(norms > 0, np.diag(cov_scaled) / norms**2, np.inf)
-    err = {k: float(np.sqrt(max(var[i], 0.0))) for i, k in enumerate(names)}
+    err = {k: float(unit[i] * np.sqrt(max(var[i], 0.0))) for i, k in enumerate(names)}
+    p = p * unit
     why: dict[str, str] = {}
     vals, vecs = np.linalg.eigh(normal)
     weak = vecs[:, vals < max(vals.max(), 1e-300) / ILL_CONDITIONED]
@@ -177,12 +185,22 @@ def _uncertainty(res: Any, names: tuple[str, ...]) -> tuple[dict[str, float], di
     return err, why
 
 
+def _full_scale(ds: CurveTable, y: np.ndarray) -> float:
+    """The data's largest |y| (> 0: an all-zero output has nothing to fit)."""
+    fs = float(np.max(np.abs(y)))
+    if not fs > 0:
+        raise DataError(f"{ds.source}: {ds.label}: the output y is 0 on every row: nothing to fit")
+    return fs
+
+
 def fit_multiplier(ds: CurveTable) -> Fit:
     """Fit :class:`MultiplierModel` to a multiplier DC (or pooled Monte Carlo) table."""
     f = ds.frame
     x, w, y = (f[c].to_numpy(float) for c in ("x", "w", "y"))
     if len(np.unique(w)) < 3 or len(np.unique(x)) < 5:
         raise DataError(f"{ds.source}: {ds.label} needs >= 3 weights and >= 5 inputs to fit")
+    fs = _full_scale(ds, y)
+    y = y / fs  # fitted at unit scale: the optimizer's tolerances are absolute
     xw = x * w
     g0 = float(xw @ y / max(xw @ xw, 1e-30))
     lo = np.array([-np.inf, -np.inf, -np.inf, -np.inf, -np.inf, 0.0, -np.inf])
@@ -198,30 +216,33 @@ def fit_multiplier(ds: CurveTable) -> Fit:
               for u0 in (0.05, 0.3, 1.0, 2.0)]  # fmt: skip
     fits = [least_squares(resid, p0, bounds=(lo, hi), x_scale="jac") for p0 in starts]
     res = min(fits, key=lambda r: float(r.cost))
-    model = MultiplierModel(*map(float, res.x))
-    err, why = _uncertainty(res, MULT_PARAMS)
+    model = MultiplierModel(*(float(v) * (fs if k in "Gb" else 1.0)
+                              for k, v in zip(MULT_PARAMS, res.x, strict=True)))  # fmt: skip
+    err, why = _uncertainty(res, MULT_PARAMS, [fs if k in "Gb" else 1.0 for k in MULT_PARAMS])
+    resid_y = res.fun * fs
     err["Xs"] = err.pop("u") * model.Xs**2 if model.u > 0 else float("nan")
     if "u" in why:
         why["Xs"] = why.pop("u")
-    data = f.assign(fit=model(x, w), residual=res.fun)
+    data = f.assign(fit=model(x, w), residual=resid_y)
     groups = (
         data.groupby("w")["residual"]
         .agg(rms=lambda r: float(np.sqrt(np.mean(r**2))), max=lambda r: float(np.abs(r).max()))
         .reset_index()
     )
     groups["n"] = data.groupby("w").size().to_numpy()
-    fs = float(np.max(np.abs(y)))
-    rms, mx = float(np.sqrt(np.mean(res.fun**2))), float(np.max(np.abs(res.fun)))
+    rms, mx = float(np.sqrt(np.mean(resid_y**2))), float(np.max(np.abs(resid_y)))
     extra = {"x_range": [float(x.min()), float(x.max())], "x_span": span}
     extra["w_range"] = [float(w.min()), float(w.max())]
     units = {k: MULT_UNITS[k] for k in model.to_dict()}
     return Fit("multiplier", model, model.to_dict(), err, units, rms, mx, fs, data, groups, extra,
-               why)  # fmt: skip
+               why, ds.source)  # fmt: skip
 
 
 def fit_relu(ds: CurveTable) -> Fit:
     """Fit :class:`ReluModel` to a ReLU DC sweep."""
     x, y = ds.frame["x"].to_numpy(float), ds.frame["y"].to_numpy(float)
+    fs = _full_scale(ds, y)
+    y = y / fs  # fitted at unit scale: the optimizer's tolerances are absolute
     top = x >= np.quantile(x, 0.7)
     slope, icpt = np.polyfit(x[top], y[top], 1) if top.sum() >= 2 else (1.0, 0.0)
     c0 = float(np.min(y))
@@ -232,16 +253,18 @@ def fit_relu(ds: CurveTable) -> Fit:
         return ReluModel(*p)(x) - y
 
     res = least_squares(resid, p0, bounds=(lo, hi), x_scale="jac", method="trf")
-    model = ReluModel(*map(float, res.x))
-    raw, raw_why = _uncertainty(res, ("c", "g", "t", "s"))
+    c, g, t, soft = map(float, res.x)
+    model = ReluModel(c * fs, g * fs, t, soft)
+    raw, raw_why = _uncertainty(res, ("c", "g", "t", "s"), np.array([fs, fs, 1.0, 1.0]))
+    resid_y = res.fun * fs
     names = {"c": "floor", "g": "gain", "t": "knee", "s": "softness"}
     err = {names[k]: v for k, v in raw.items()}
     why = {names[k]: v for k, v in raw_why.items()}
     units = {"floor": "y", "gain": "y/x", "knee": "x", "softness": "x"}
-    data = ds.frame.assign(fit=model(x), residual=res.fun)
-    rms, mx = float(np.sqrt(np.mean(res.fun**2))), float(np.max(np.abs(res.fun)))
-    fs = float(np.max(np.abs(y)))
-    return Fit("relu", model, model.to_dict(), err, units, rms, mx, fs, data, undetermined=why)
+    data = ds.frame.assign(fit=model(x), residual=resid_y)
+    rms, mx = float(np.sqrt(np.mean(resid_y**2))), float(np.max(np.abs(resid_y)))
+    return Fit("relu", model, model.to_dict(), err, units, rms, mx, fs, data, undetermined=why,
+               source=ds.source)  # fmt: skip
 
 
 def fit_noise(ds: CurveTable) -> dict[str, Any]:
@@ -264,8 +287,10 @@ def fit_montecarlo(ds: CurveTable, nominal: MultiplierModel, step: float = 1e-4)
     ``nominal``), solved for all instances at once (normal equations by ``bincount``)."""
     f = ds.frame
     labels, inst = np.unique(f["instance"].astype(str).to_numpy(), return_inverse=True)
-    if len(labels) < 3:
-        raise DataError(f"{ds.source}: Monte Carlo needs >= 3 instances, got {len(labels)}")
+    if len(labels) < MIN_INSTANCES:
+        raise DataError(
+            f"{ds.source}: Monte Carlo needs >= {MIN_INSTANCES} instances, got {len(labels)}"
+        )
     x, w, y = (f[c].to_numpy(float) for c in ("x", "w", "y"))
     F = nominal(x, w)
     fx = (nominal(x + step, w) - nominal(x - step, w)) / (2 * step)

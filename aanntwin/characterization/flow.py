@@ -51,17 +51,19 @@ def acquire(
     simulate_circuits: bool | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     options: SimOptions | None = None,
+    shown_dir: str | os.PathLike[str] | None = None,
 ) -> Curves:
     """The curves to fit: ``csv_files`` when given (``--csv``); else an ngspice simulation with
     ``options`` (default :class:`SimOptions`) writing its CSVs under ``data_dir`` when
     ``simulate_circuits`` (``--simulate``; None: when ngspice is present); else the committed
-    CSVs of the topology ``options.multiplier``."""
+    CSVs of the topology ``options.multiplier``. ``shown_dir``: where messages say the simulated
+    CSVs are (``data_dir``'s final place when it is a temporary folder)."""
     if csv_files:
         return Curves(read_all(list(csv_files)), CSV_FILES)
     if simulate_circuits is None:
         simulate_circuits = ngspice_present()
     if simulate_circuits:
-        tables, seconds = simulate(options or SimOptions(), data_dir)
+        tables, seconds = simulate(options or SimOptions(), data_dir, shown_dir)
         return Curves(tables, SIMULATION, seconds)
     return Curves(read_all(example_files((options or SimOptions()).multiplier)), COMMITTED)
 

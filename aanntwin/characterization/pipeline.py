@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Nonidealities
-from ..errors import DataError
+from ..errors import AanntwinError, DataError
 from ..io import write_json_atomic, write_text_atomic
 from . import plots as P
 from . import spice
@@ -28,6 +28,7 @@ from .circuits import EXAMPLE_FILES, MAC_INPUTS, RELU, topology
 from .curves import CurveTable, read_all, validate, write_csv
 from .fidelity import fidelity, heldout_conditions
 from .fit import Fit, fit_montecarlo, fit_multiplier, fit_noise, fit_relu
+from .sanity import check_fits, check_table, field_sources, fit_warnings, refused
 from .separable import SeparableModel, fit_separable
 from .trust import as_written, trust_warnings
 from .trust import lines as trust_lines
@@ -71,10 +72,14 @@ def _scales(net: spice.Netlist, circuit: str) -> dict[str, tuple[float, str, str
 
 
 def simulate(
-    options: SimOptions = SimOptions(), out_dir: str | os.PathLike[str] | None = None
+    options: SimOptions = SimOptions(),
+    out_dir: str | os.PathLike[str] | None = None,
+    shown_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[list[CurveTable], dict[str, float]]:
     """Run every analysis of the shipped circuits; datasets (written as CSVs under ``out_dir``
-    when given, names as in :data:`aanntwin.characterization.circuits.EXAMPLE_FILES`) and ngspice times (s)."""
+    when given, names as in :data:`aanntwin.characterization.circuits.EXAMPLE_FILES`) and ngspice times (s).
+    ``shown_dir``: where the CSVs will be once ``out_dir`` is moved into place (a command's
+    temporary folder): messages name them there."""
     card, top = options.model_card, topology(options.multiplier)
     mult, relu = spice.Netlist.load(top.multiplier, card), spice.Netlist.load(RELU, card)
     mac = spice.Netlist.load(top.mac, card)
@@ -119,7 +124,8 @@ def simulate(
         if out_dir is not None:
             path = Path(out_dir) / EXAMPLE_FILES[(circuit, analysis)].name
             write_csv(path, frame, circuit, analysis, scales, meta)
-            datasets.extend(read_all([path]))
+            shown = str(Path(shown_dir) / path.name) if shown_dir is not None else str(path)
+            datasets.extend(replace(d, source=shown) for d in read_all([path]))
             continue
         header = {f"{a}_full_scale": f"{v:g} {u}" for a, (v, u, _) in scales.items()}
         ds = CurveTable(circuit, analysis, frame.reset_index(drop=True), {**header, **meta}, src)
@@ -186,6 +192,8 @@ def characterize(
     transfers are written, see :func:`~aanntwin.characterization.twin.choose_transfer`); check
     the twin as written per circuit, and on the MAC when MAC data is given."""
     t0 = time.perf_counter()
+    for d in datasets:
+        check_table(d)
     by = {(d.circuit, d.analysis): d for d in datasets}
     fan_in = fan_in or fan_ins()
     fits: dict[str, Fit] = {}
@@ -202,6 +210,7 @@ def characterize(
         mismatch = fit_montecarlo(mc_data, fits["multiplier"].model)
     if not fits and not noise:
         raise DataError("no multiplier or relu data to fit (see aanntwin.characterization.curves)")
+    check_fits(fits)
     sep = None
     if "multiplier" in fits:
         m = fits["multiplier"]
@@ -211,9 +220,12 @@ def characterize(
                                     "residual_rms_pct_fs": 100 * sep.rms / m.full_scale,
                                     "residual_max_pct_fs": 100 * sep.max_abs / m.full_scale,
                                     "inputs": len(sep.x), "weights": len(sep.w)}  # fmt: skip
-    nl, how, lacking = to_nonidealities(
-        fits.get("multiplier"), fits.get("relu"), noise, mismatch, fan_in, degree, sep, transfer
-    )
+    try:
+        nl, how, lacking = to_nonidealities(
+            fits.get("multiplier"), fits.get("relu"), noise, mismatch, fan_in, degree, sep, transfer
+        )
+    except AanntwinError as exc:  # a fitted value the twin cannot take: say which fit gave it
+        raise refused(exc, field_sources(by)) from None
     norm = {
         f"{d.circuit} {d.analysis}": {a: f"{d.full_scale(a)[0]:g} {d.full_scale(a)[1]}"
                                       for a in "xwy" if d.full_scale(a) is not None}
@@ -232,7 +244,7 @@ def characterize(
         result.fidelity = fidelity(x, w, f["y"].to_numpy(), nl, cell, m.full_scale,
                                    how["transfer"]["offset"])  # fmt: skip
         result.fidelity["_y"] = f["y"].to_numpy()
-    result.warnings = trust_warnings(result)
+    result.warnings = fit_warnings(fits, mismatch, mc_data) + trust_warnings(result)
     result.seconds["fit"] = time.perf_counter() - t0
     return result
 

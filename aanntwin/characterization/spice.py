@@ -43,8 +43,18 @@ class SpiceError(AanntwinError):
 
 
 def ngspice_path() -> str:
-    """The ngspice executable (``$AANNTWIN_NGSPICE`` or ``ngspice`` on the PATH)."""
-    exe = shutil.which(os.environ.get("AANNTWIN_NGSPICE", "ngspice"))
+    """The ngspice executable (``$AANNTWIN_NGSPICE`` or ``ngspice`` on the PATH); a missing one
+    is an error naming what was looked for (the variable's value when it is set)."""
+    given = os.environ.get("AANNTWIN_NGSPICE")
+    exe = shutil.which(given or "ngspice")
+    if exe is None and given:
+        path = Path(given)
+        why = ("is not executable" if path.is_file() else "is a folder" if path.is_dir()
+               else "does not exist" if os.sep in given else "is not found on the PATH")  # fmt: skip
+        raise SpiceError(
+            f"AANNTWIN_NGSPICE={given} {why}: set it to the ngspice executable, or unset it to use "
+            "ngspice on the PATH (Debian/Ubuntu: `apt-get install ngspice`)"
+        )
     if exe is None:
         raise SpiceError(
             "ngspice not found on the PATH: install it (Debian/Ubuntu: `apt-get install ngspice`) "

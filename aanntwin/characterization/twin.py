@@ -100,15 +100,15 @@ def to_nonidealities(
         how["out_noise"] = {"per_multiplier": noise["multiplier"]["sigma"], "fan_in": fan_in,
                             "band_hz": noise["multiplier"]["band_hz"]}  # fmt: skip
     if relu is not None:
-        p = relu.params
-        soft = None if "softness" in relu.undetermined else p["softness"]
+        # An undetermined parameter is written as the default the summary names (None: the
+        # twin's own default, see fit.DEFAULTS), never as the fit's arbitrary value.
+        p = {k: None if k in relu.undetermined else v for k, v in relu.params.items()}
         fields.update(relu_cutoff=p["floor"], relu_gain=p["gain"], relu_threshold=p["knee"],
-                      relu_softness=soft)  # fmt: skip
+                      relu_softness=p["softness"])  # fmt: skip
         how["relu"] = {"from": "soft ReLU fit", "residual_rms": relu.rms,
                        "residual_max": relu.max_abs}  # fmt: skip
-        if soft is None:
-            how["relu"]["softness"] = (f"undetermined ({relu.undetermined['softness']}): "
-                                       "a hard knee")  # fmt: skip
+        for k, default in relu.defaults().items():
+            how["relu"][k] = f"undetermined ({relu.undetermined[k]}): {default}"
     if "relu" in noise:
         fields["relu_out_noise"] = noise["relu"]["sigma"]
     return Nonidealities(**fields), how, lacking

@@ -78,10 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return 0
     except KeyboardInterrupt:
-        print(
-            f"aanntwin {args.command}: interrupted (finished work is kept: rerun to resume)",
-            file=sys.stderr,
-        )
+        note = getattr(args, "interrupted", "finished work is kept: rerun to resume")
+        print(f"aanntwin {args.command}: interrupted ({note})", file=sys.stderr)
         return 130
     except Exception as exc:  # the last-resort net (MemoryError, OSError, ...)
         known = errors.classify(exc)

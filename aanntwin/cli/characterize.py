@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..characterization import TRANSFERS
+from ..characterization import MIN_DC_ROWS, MIN_INSTANCES, TRANSFERS
 from ..characterization.circuits import MULTIPLIERS
 from ..config import load_config
 from ..errors import AanntwinError
@@ -67,14 +67,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     s = p.add_argument_group("simulation (--simulate)")
     s.add_argument(
-        "--instances", type=bounded_int(1, 10_000), default=20, help="Monte Carlo instances (20)"
+        "--instances",
+        type=bounded_int(MIN_INSTANCES, 10_000),
+        default=20,
+        help=f"Monte Carlo instances, {MIN_INSTANCES}..10000 (20)",
     )
     s.add_argument("--seed", type=seed_int, default=0, help="Monte Carlo seed (0)")
     a_vt = number(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
     s.add_argument("--a-vt", type=a_vt, default=5.0, help="Pelgrom A_VT, mV um per pair (5)")
     s.add_argument("--band", type=_band, default=(1e3, 1e7), help="noise band LOW,HIGH Hz")
     s.add_argument(
-        "--heldout", type=bounded_int(1, 100_000), default=200, help="held-out MAC conditions (200)"
+        "--heldout",
+        type=bounded_int(MIN_DC_ROWS, 100_000),
+        default=200,
+        help=f"held-out MAC conditions, {MIN_DC_ROWS}..100000 (200)",
     )
     s.add_argument("--model-card", help="models file replacing the generic BSIM3 card")
     s.add_argument(
@@ -84,7 +90,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="multiplier topology whose netlists run: " + ", ".join(MULTIPLIERS) + " (gilbert)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.set_defaults(run=run)
+    # the outputs appear only once all is done (io.output_dir): an interrupted run leaves none
+    p.set_defaults(
+        run=run, interrupted="nothing was written, --out is as it was: rerun to start over"
+    )
     return p
 
 
@@ -118,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     opts = SimOptions(args.instances, args.seed, args.a_vt, args.band, args.heldout, 1,
                       args.model_card, args.multiplier)  # fmt: skip
     with output_dir(out, replaces=FIT_FILES, owns=FIT_OWNS) as tmp:
-        curves = acquire(args.csv, args.simulate, tmp / "data", opts)
+        curves = acquire(args.csv, args.simulate, tmp / "data", opts, out / "data")
         result, _ = fit_and_write(curves, fan, tmp, args.degree, plots=not args.no_plots,
                                   transfer=args.transfer)  # fmt: skip
     for line in summary(result):
