@@ -17,9 +17,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..characterization.circuits import MULTIPLIERS
 from ..errors import AanntwinError, ConfigError
 from ..io import MAX_JSON_DEPTH, json_depth, parse_json, read_text
 from ..registry import check_name as check_dataset
+from ..registry import is_npz
 from .nonideality_params import FIELD_PARAMETERS
 from .nonideality_params import check_value as check_nonideality
 
@@ -30,8 +32,12 @@ PATH_PARAMETERS = {
     "data_dir": "folder",
     "csv_files": "files",
     "characterized": "file",
+    "characterization": "folder",
+    "compare_with": "csv",
 }
-"""Parameters naming files or folders: relative ones are taken from where the workbook starts."""
+"""Parameters naming files or folders: relative ones are taken from where the workbook starts
+(``compare_with``: a topology name, or a CSV file, a folder of CSVs or a list of CSV files;
+``dataset``: a registered name or a ``.npz`` file). Their contents are in the rerun key."""
 SET_BY_RUNNER = ("out_dir",)
 """Notebook parameters the runner sets (``out_dir``: the report's ``data/`` folder)."""
 MAX_FILE_BYTES = 1_000_000
@@ -39,6 +45,18 @@ MAX_FILE_BYTES = 1_000_000
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _ANY = object()
 """The default of a parameter whose value is not a literal: any value is accepted."""
+
+
+def named_paths(key: str, value: Any) -> list[str]:
+    """The files or folders parameter ``key`` names (as given; none for None, a registered
+    dataset or a ``compare_with`` topology name): what is resolved, checked and fingerprinted."""
+    if key == "dataset":
+        return [value] if is_npz(value) else []
+    if key not in PATH_PARAMETERS or value is None or isinstance(value, dict):
+        return []
+    if key == "compare_with" and isinstance(value, str) and value in MULTIPLIERS:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def _strict_loader(yaml: Any) -> type:
@@ -149,6 +167,15 @@ def _type_problem(key: str, value: Any, default: Any) -> str | None:
     if key == "csv_files":
         ok = value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
         return None if ok else "expected a list of CSV file paths"
+    if key == "compare_with":
+        strings = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if value is None or isinstance(value, str) or strings:
+            return None
+        return f"expected a topology ({', '.join(MULTIPLIERS)}), a CSV file or folder, a list "\
+            "of CSV files, or null"  # fmt: skip
+    if PATH_PARAMETERS.get(key) in ("file", "folder"):
+        ok = value is None or isinstance(value, str)
+        return None if ok else f"expected a {PATH_PARAMETERS[key]} path (or null)"
     if default is None:
         ok = _scalar(value) or (isinstance(value, list) and all(_scalar(v) for v in value))
         return None if ok else "expected a single value (or null)"
@@ -173,14 +200,22 @@ def _suggest(key: str, known: list[str], list_known: bool = False) -> str:
 
 def _check_path(where: str, key: str, value: Any) -> None:
     kind = PATH_PARAMETERS.get(key)
-    if kind is None or value is None:
-        return
-    for item in value if isinstance(value, list) else [value]:
-        p = Path(str(item)).expanduser()
+    for item in named_paths(key, value) if kind else []:
+        p = Path(item).expanduser()
+        if kind == "csv" and not (p.is_dir() or p.is_file()):
+            raise AanntwinError(f"{where}: {key} = {item}: no such file or folder (nor a "
+                                f"topology: {', '.join(MULTIPLIERS)})")  # fmt: skip
+        if kind == "csv" and p.is_dir() and not any(p.glob("*.csv")):
+            raise AanntwinError(f"{where}: {key} = {item}: no CSV files in this folder")
+        if kind == "csv" and p.is_file() and p.suffix != ".csv":
+            raise AanntwinError(f"{where}: {key} = {item}: not a .csv file")
         if kind == "folder" and not p.is_dir():
             raise AanntwinError(f"{where}: {key} = {item}: no such folder")
-        if kind != "folder" and not p.is_file():
+        if kind in ("file", "files") and not p.is_file():
             raise AanntwinError(f"{where}: {key} = {item}: no such file")
+        if key == "characterization" and not (p / "nonidealities.json").is_file():
+            raise AanntwinError(f"{where}: {key} = {item}: no nonidealities.json in this folder "
+                                "(expected a folder `aanntwin characterize` wrote)")  # fmt: skip
 
 
 def _check_keys(where: str, params: dict[str, Any], defaults: dict[str, Any]) -> None:

@@ -26,14 +26,20 @@ from .. import __version__
 from ..errors import AanntwinError
 from ..io import read_json_file, write_json_atomic, write_text_atomic
 from ..provenance import git_commit
-from ..registry import is_npz
 from .banners import marks
 from .conclusions import move_to_top
 from .console import ENGINE, SectionProgress, known_parameters
 from .fingerprint import fingerprint as input_fingerprint
 from .nonideality_params import FIELD_PARAMETERS
 from .pages import render_comparison, render_index
-from .params import PATH_PARAMETERS, RESERVED, check_name, load_parameters, notebook_defaults
+from .params import (
+    PATH_PARAMETERS,
+    RESERVED,
+    check_name,
+    load_parameters,
+    named_paths,
+    notebook_defaults,
+)
 from .params import validate as validate_parameters
 from .pdf import ReportPdfs
 from .records import NotebookRun, WorkbookRun
@@ -245,13 +251,10 @@ def _record(run: WorkbookRun, folder: Path) -> None:
 def _resolved(params: dict[str, Any]) -> dict[str, Any]:
     """Path parameters made absolute (the notebooks run in their own folder)."""
     out = dict(params)
-    for key in PATH_PARAMETERS:
-        if isinstance(out.get(key), str):
-            out[key] = str(Path(out[key]).expanduser().resolve())
-        elif isinstance(out.get(key), list):
-            out[key] = [str(Path(str(v)).expanduser().resolve()) for v in out[key]]
-    if is_npz(out.get("dataset")):  # own data: a .npz path, not a registered name
-        out["dataset"] = str(Path(out["dataset"]).expanduser().resolve())
+    for key in (*PATH_PARAMETERS, "dataset"):  # dataset: a .npz path, not a registered name
+        paths = [str(Path(p).expanduser().resolve()) for p in named_paths(key, out.get(key))]
+        if paths:
+            out[key] = paths if isinstance(out[key], list) else paths[0]
     return out
 
 
