@@ -3,7 +3,8 @@
 A parameters file is checked as a whole before a kernel starts or a folder is created: every key
 (top level, per-notebook ``notebooks:`` overrides, every variant) must be a parameter of the
 notebooks' ``parameters`` cell (papermill's tag), of the type its default value has, or a
-Nonidealities field (a single-field parameter, checked as a nonidealities file is); files it
+Nonidealities field (a single-field parameter, checked as a nonidealities file is), within its
+allowed range (:mod:`~aanntwin.report.param_ranges`, the command line's); files it
 names must exist (a nonidealities file is read and checked); variant names must be safe folder
 names. Errors are one line naming the file.
 """
@@ -24,6 +25,7 @@ from ..registry import check_name as check_dataset
 from ..registry import is_npz
 from .nonideality_params import FIELD_PARAMETERS
 from .nonideality_params import check_value as check_nonideality
+from .param_ranges import range_problem
 
 RESERVED = ("name", "notebooks", "variants")
 """Keys of a parameters file that are not notebook parameters."""
@@ -218,7 +220,9 @@ def _check_path(where: str, key: str, value: Any) -> None:
                                 "(expected a folder `aanntwin characterize` wrote)")  # fmt: skip
 
 
-def _check_keys(where: str, params: dict[str, Any], defaults: dict[str, Any]) -> None:
+def _check_keys(where: str, params: dict[str, Any], defaults: dict[str, Any],
+                users: dict[str, str] | None = None) -> None:  # fmt: skip
+    """``users``: for top-level and variant keys, the notebooks taking each parameter."""
     known = sorted(defaults) + (list(FIELD_PARAMETERS) if "nonidealities" in defaults else [])
     for key, value in params.items():
         if key in SET_BY_RUNNER:
@@ -231,6 +235,10 @@ def _check_keys(where: str, params: dict[str, Any], defaults: dict[str, Any]) ->
         problem = _type_problem(key, value, defaults[key])
         if problem:
             raise AanntwinError(f"{where}: {key} = {json.dumps(value)}: {problem}")
+        problem = range_problem(key, value)
+        if problem:
+            used = f"; a parameter of {users[key]}" if users and key in users else ""
+            raise AanntwinError(f"{where}: {key} = {json.dumps(value)}: {problem}{used}")
         _check_path(where, key, value)
         if key == "dataset":
             try:
@@ -250,12 +258,16 @@ def check_name(where: str, name: str) -> None:
 def validate(file: str | Path, data: dict[str, Any], defaults: dict[str, dict[str, Any]]) -> None:
     """Check a loaded parameters file against ``defaults`` (:func:`notebook_defaults`)."""
     union: dict[str, Any] = {}
-    for params in defaults.values():
+    takers: dict[str, list[str]] = {}
+    for book, params in defaults.items():
         for key, default in params.items():
             union.setdefault(key, default)
+            takers.setdefault(key, []).append(book)
+    users = {k: "every notebook" if len(v) == len(defaults) else "notebook " + ", ".join(v)
+             for k, v in takers.items()}  # fmt: skip
     if "name" in data:
         check_name(str(file), str(data["name"]))
-    _check_keys(str(file), {k: v for k, v in data.items() if k not in RESERVED}, union)
+    _check_keys(str(file), {k: v for k, v in data.items() if k not in RESERVED}, union, users)
     for book, params in data.get("notebooks", {}).items():
         if book not in defaults:
             raise AanntwinError(f"{file}: notebooks: no notebook '{book}'"
@@ -264,4 +276,4 @@ def validate(file: str | Path, data: dict[str, Any], defaults: dict[str, dict[st
     for variant in data.get("variants", []):
         check_name(f"{file}: variants", str(variant["name"]))
         vwhere = f"{file}: variant {variant['name']}"
-        _check_keys(vwhere, {k: v for k, v in variant.items() if k != "name"}, union)
+        _check_keys(vwhere, {k: v for k, v in variant.items() if k != "name"}, union, users)
