@@ -268,6 +268,20 @@ def _previous_run(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _check_unique(variants: list[tuple[str, dict, dict, str]]) -> None:
+    """Each variant (report folder) name once; the error names the files that repeat it."""
+    sources: dict[str, list[str]] = {}
+    for vname, _, _, source in variants:
+        sources.setdefault(vname, []).append(source or "--name")
+    for vname, files in sources.items():
+        if len(files) > 1:
+            where = files[0] if len(set(files)) == 1 else " and ".join(dict.fromkeys(files))
+            raise AanntwinError(
+                f"{where}: variant name {vname!r} is used {len(files)} times; each variant "
+                "(report folder) needs its own name"
+            )
+
+
 class WorkbookRuns(list):
     """The runs of :func:`run_parameter_files` (a list of :class:`WorkbookRun`) and the page
     comparing them (``comparison``: None when there is only one variant)."""
@@ -301,9 +315,7 @@ def run_parameter_files(
         variants = [(name or "default", {}, {}, "")]
     elif name and len(variants) == 1:
         variants = [(name, *variants[0][1:])]
-    seen = [v[0] for v in variants]
-    if len(set(seen)) != len(seen):
-        raise AanntwinError(f"variant names must be unique, got {seen}")
+    _check_unique(variants)
     runs = WorkbookRuns()
     for vname, params, overrides, source in variants:
         run = run_workbook(params, vname, out_root, overrides=overrides,
