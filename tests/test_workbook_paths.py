@@ -4,6 +4,7 @@ where the workbook starts, and they are checked before anything runs."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,24 @@ def test_changing_the_content_of_a_named_folder_reruns(book, inputs, tmp_path):
     assert not _run(book, params, out).skipped
     assert _run(book, params, out).skipped
     (cmp / "b.csv").write_text("x,y\n0,3\n")
+    assert not _run(book, params, out).skipped
+
+
+def test_a_data_file_rewritten_in_place_reruns(book, tmp_path):
+    """Same name, size and modification time, other bytes: the content is in the key."""
+    data = tmp_path / "data"
+    data.mkdir()
+    f = data / "train-images-idx3-ubyte"
+    f.write_bytes(b"\x00" * 64)
+    params = tmp_path / "p.yaml"
+    params.write_text(f"data_dir: {data}\n")
+    _notebook(book / "06_uses.ipynb", USES, params=PARAMS + "\ndata_dir = None")
+    out = tmp_path / "out"
+    assert _run(book, params, out).ok
+    assert _run(book, params, out).skipped
+    stat = f.stat()
+    f.write_bytes(b"\x01" * 64)
+    os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert not _run(book, params, out).skipped
 
 

@@ -3,10 +3,10 @@
 Parameters, per-notebook overrides, the parameters files, the contents of every file or folder
 the parameters name (:data:`~aanntwin.report.params.PATH_PARAMETERS`: the nonidealities JSON or
 the reference one it defaults to, the characterized file to sign off, characterization CSVs,
-every file under a ``characterization`` folder, the ``compare_with`` CSVs, a ``.npz`` dataset;
-``data_dir``: its listing with sizes and times, the files are large), the notebooks and the
-package itself (every file of ``aanntwin/``: source and package data), so that editing any of
-them reruns the workbook; package versions except the git commit.
+every file under a ``characterization`` folder or ``data_dir``, the ``compare_with`` CSVs, a
+``.npz`` dataset), the notebooks and the package itself (every file of ``aanntwin/``: source and
+package data), so that editing any of them reruns the workbook; package versions except the git
+commit.
 """
 
 from __future__ import annotations
@@ -50,20 +50,11 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def _listing(folder: Path) -> list[tuple[str, int, int]]:
-    """Names, sizes and modification times of every file under ``folder`` (no contents)."""
-    files = (f for f in folder.rglob("*") if f.is_file())
-    return sorted((f.relative_to(folder).as_posix(), f.stat().st_size, f.stat().st_mtime_ns)
-                  for f in files)  # fmt: skip
-
-
-def path_digest(path: str | Path, listing: bool = False) -> Any:
-    """The content key of a named file or folder (a folder: all files under it; ``listing``:
-    their names, sizes and times only); ``missing`` when absent."""
+def path_digest(path: str | Path) -> str:
+    """The content key of a named file or folder (a folder: every file under it); ``missing``
+    when absent."""
     p = Path(path).expanduser()
-    if p.is_dir():
-        return _listing(p) if listing else folder_digest(p)
-    return file_digest(p)
+    return folder_digest(p) if p.is_dir() else file_digest(p)
 
 
 def _named_inputs(parameters: dict[str, Any], default_nonidealities: Path) -> dict[str, Any]:
@@ -73,8 +64,8 @@ def _named_inputs(parameters: dict[str, Any], default_nonidealities: Path) -> di
     )
     for key in (*PATH_PARAMETERS, "dataset"):
         paths = named_paths(key, parameters.get(key))
-        if paths:  # data_dir: a listing (datasets are large)
-            out[key] = [path_digest(p, listing=key == "data_dir") for p in paths]
+        if paths:
+            out[key] = [path_digest(p) for p in paths]
     return out
 
 
