@@ -51,14 +51,31 @@ def test_out_of_range_values_exit_2_before_anything_runs(tmp_path, capsys, text,
 
 def test_values_inside_the_ranges_pass():
     defaults = notebook_defaults(notebook_paths(NOTEBOOKS_DIR))
-    ok = {"epochs": 1, "seed": 0, "chip_seed": 2**63 - 1, "runs": 1, "device": "cuda:1",
+    ok = {"epochs": 1, "seed": 0, "chip_seed": 2**63 - 1, "runs": 1, "device": "cpu",
           "notebooks": {"04_specs": {"confidence": 0.99, "target_drop": 0},
                         "06_circuit_validation": {"images": 100_000, "chips": 0,
                                                   "multiplier": "subthreshold"},
                         "01_characterization": {"simulate": None}}}  # fmt: skip
     validate("ok.yaml", ok, defaults)
-    for device in ("auto", "cpu", "cuda"):
+    for device in ("auto", "cpu"):
         validate("ok.yaml", {"device": device}, defaults)
+
+
+def test_a_cuda_device_the_machine_lacks_is_refused_before_anything_runs(tmp_path, capsys):
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    params = tmp_path / "p.yaml"
+    params.write_text(f"device: cuda:{count}\n")
+    out = tmp_path / "reports"
+    assert main(["workbook", "--params", str(params), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    why = f"this machine has {count} CUDA device(s)" if count else "CUDA is not available"
+    assert err.startswith(f'aanntwin workbook: error: {params}: device = "cuda:{count}": {why}')
+    assert not out.exists()
+    if count:  # the devices it has pass
+        validate("ok.yaml", {"device": f"cuda:{count - 1}"},
+                 notebook_defaults(notebook_paths(NOTEBOOKS_DIR)))  # fmt: skip
 
 
 @pytest.mark.parametrize(

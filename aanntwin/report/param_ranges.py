@@ -8,8 +8,11 @@ nonidealities).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +55,32 @@ def _choice(ok: Callable[[Any], bool], allowed: str) -> Callable[[Any], str | No
     return lambda value: None if ok(value) else f"not allowed: allowed {allowed}"
 
 
+@functools.cache
+def cuda_devices() -> int:
+    """CUDA devices the notebooks' interpreter sees, asked in a child process (this process
+    never imports torch: seconds, memory); 0 when torch cannot tell."""
+    code = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120, check=True)  # fmt: skip
+        return int(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return 0
+
+
+def _device(value: str) -> str | None:
+    """A device spec the machine has (``resolve_device``'s rule, checked before any work)."""
+    if not DEVICE.fullmatch(value):
+        return f"not allowed: allowed {DEVICES}"
+    if not value.startswith("cuda"):
+        return None
+    count = cuda_devices()
+    if count == 0:
+        return "CUDA is not available on this machine (allowed here: cpu, auto)"
+    index = int(value.partition(":")[2] or 0)
+    return None if index < count else f"this machine has {count} CUDA device(s)"
+
+
 RANGES: dict[str, Callable[[Any], str | None]] = {
     "epochs": _ints(*EPOCHS, "0 trains nothing"),
     "seed": _ints(0, MAX_SEED),
@@ -63,7 +92,7 @@ RANGES: dict[str, Callable[[Any], str | None]] = {
     "chips": _ints(*CIRCUIT_CHIPS),
     "target_drop": _fraction(target_drop_ok, TARGET_DROP),
     "confidence": _fraction(confidence_ok, CONFIDENCE),
-    "device": _choice(lambda v: bool(DEVICE.fullmatch(v)), DEVICES),
+    "device": _device,
     "multiplier": _choice(lambda v: v in MULTIPLIERS, ", ".join(MULTIPLIERS)),
     "simulate": _choice(lambda v: v is None or isinstance(v, bool), "true, false or null"),
 }
