@@ -151,3 +151,19 @@ def test_every_path_parameter_of_the_notebooks_is_known():
             )  # a flag or a number names no file
             if takes_text and any(w in comment for w in ("file", "folder", "path", ".json")):
                 assert name in (*PATH_PARAMETERS, "dataset", "out_dir"), (path.name, name)
+
+
+def test_notebook_06_names_a_wrong_characterization_folder(tmp_path):
+    """Run directly (papermill, Voila: no workbook check first), a folder without
+    nonidealities.json is named as the characterization parameter, not as nonidealities."""
+    from types import SimpleNamespace
+
+    from aanntwin.errors import AanntwinError
+    from aanntwin.report import circuit
+
+    ctx = SimpleNamespace(out_dir=tmp_path / "data", quick=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AanntwinError, match=r"parameter characterization = .*nowhere: no such "):
+        circuit.load(ctx, characterization=str(tmp_path / "nowhere"))
+    with pytest.raises(AanntwinError, match=r"characterization = .*empty: no nonidealities.json"):
+        circuit.load(ctx, characterization=str(tmp_path / "empty"))
