@@ -37,6 +37,7 @@ def inputs(tmp_path) -> tuple[Path, Path]:
     char, cmp = tmp_path / "chX", tmp_path / "cmp"
     (char / "data").mkdir(parents=True)
     (char / "nonidealities.json").write_text('{"input_noise": 0.1}')
+    (char / "fit_report.json").write_text("{}")
     (char / "data" / "multiplier_x.csv").write_text("x,y\n0,0\n")
     cmp.mkdir()
     (cmp / "a.csv").write_text("x,y\n0,0\n")
@@ -110,7 +111,10 @@ def test_the_shipped_notebooks_take_null_and_paths_for_compare_with(inputs, tmp_
     ("text", "needle"),
     [
         ("characterization: nowhere\n", "characterization = nowhere: no such folder"),
-        ("characterization: cmp\n", "characterization = cmp: no nonidealities.json"),
+        (
+            "characterization: cmp\n",
+            "characterization = cmp: no nonidealities.json or fit_report.json in this folder",
+        ),
         ("characterization: [a]\n", 'characterization = ["a"]: expected a folder path'),
         ("compare_with: nowhere\n", "compare_with = nowhere: no such file or folder"),
         ("compare_with: chX\n", "compare_with = chX: no CSV files in this folder"),

@@ -38,8 +38,9 @@ def _characterization(ctx: Context, characterization: str | None) -> Path | None
     (validate fits the committed data)."""
     if characterization:
         folder = resolve_path(characterization)
-        if not (folder / "nonidealities.json").is_file():
-            what = "no nonidealities.json in" if folder.is_dir() else "no such folder"
+        lacks = [f for f in ("nonidealities.json", "fit_report.json") if not (folder / f).is_file()]
+        if lacks:
+            what = f"no {' or '.join(lacks)} in" if folder.is_dir() else "no such folder"
             raise AanntwinError(f"parameter characterization = {characterization}: {what} "
                                 f"{folder} (a folder `aanntwin characterize` wrote)")  # fmt: skip
         return folder

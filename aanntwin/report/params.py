@@ -40,6 +40,8 @@ PATH_PARAMETERS = {
 """Parameters naming files or folders: relative ones are taken from where the workbook starts
 (``compare_with``: a topology name, or a CSV file, a folder of CSVs or a list of CSV files;
 ``dataset``: a registered name or a ``.npz`` file). Their contents are in the rerun key."""
+CHARACTERIZATION_FILES = ("nonidealities.json", "fit_report.json")
+"""What notebook 06 reads from a ``characterization`` folder."""
 SET_BY_RUNNER = ("out_dir",)
 """Notebook parameters the runner sets (``out_dir``: the report's ``data/`` folder)."""
 MAX_FILE_BYTES = 1_000_000
@@ -215,8 +217,9 @@ def _check_path(where: str, key: str, value: Any) -> None:
             raise AanntwinError(f"{where}: {key} = {item}: no such folder")
         if kind in ("file", "files") and not p.is_file():
             raise AanntwinError(f"{where}: {key} = {item}: no such file")
-        if key == "characterization" and not (p / "nonidealities.json").is_file():
-            raise AanntwinError(f"{where}: {key} = {item}: no nonidealities.json in this folder "
+        lacks = [f for f in CHARACTERIZATION_FILES if not (p / f).is_file()]
+        if key == "characterization" and lacks:
+            raise AanntwinError(f"{where}: {key} = {item}: no {' or '.join(lacks)} in this folder "
                                 "(expected a folder `aanntwin characterize` wrote)")  # fmt: skip
 
 
