@@ -171,3 +171,25 @@ def test_notebook_06_names_a_wrong_characterization_folder(tmp_path):
         circuit.load(ctx, characterization=str(tmp_path / "nowhere"))
     with pytest.raises(AanntwinError, match=r"characterization = .*empty: no nonidealities.json"):
         circuit.load(ctx, characterization=str(tmp_path / "empty"))
+
+
+def test_notebook_01_run_directly_takes_compare_with_as_csv_files_does(tmp_path):
+    """papermill runs 01 in notebooks/: a relative compare_with folder is found as csv_files
+    are (the current folder, else the checkout root), not only from notebooks/."""
+    import subprocess
+    import sys
+
+    import nbformat
+
+    executed = tmp_path / "01.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS_DIR / "01_characterization.ipynb"),
+           str(executed), "-p", "quick", "True", "-p", "simulate", "False",
+           "-p", "out_dir", str(tmp_path / "data"),
+           "-p", "compare_with", "aanntwin/characterization/circuits/data/subthreshold",
+           "--cwd", str(NOTEBOOKS_DIR), "--no-progress-bar"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cell = next(c for c in nbformat.read(executed, as_version=4).cells
+                if "compare.against" in c.source)  # fmt: skip
+    shown = str(cell.outputs)
+    assert "subthreshold" in shown and "no comparison" not in shown, shown[:500]
