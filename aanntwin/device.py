@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .bounds import DEVICES as CHOICES
 from .errors import AanntwinError
-
-CHOICES = "cpu, cuda, cuda:N, auto"
 
 
 def resolve_device(spec: str | torch.device | None, where: str = "--device") -> torch.device:

@@ -101,7 +101,7 @@ def test_valid_values_and_the_shipped_examples_pass(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     defaults = notebook_defaults(notebook_paths(NOTEBOOKS_DIR))
     assert defaults["04_specs"]["target_drop"] == 0.01 and defaults["02_training"]["runs"] == 5
-    ok = {"epochs": 2, "seed": 1, "quick": True, "simulate": True, "target_drop": 1,
+    ok = {"epochs": 2, "seed": 1, "quick": True, "simulate": True, "target_drop": 0.5,
           "nonidealities": "examples/reference_nonidealities.json", "csv_files": [],
           "notebooks": {"04_specs": {"confidence": 0.9, "spec_runs": 3}},
           "variants": [{"name": "a-1.b_2", "chip_seed": 3}]}  # fmt: skip

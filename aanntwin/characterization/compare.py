@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,17 +237,21 @@ Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
 
 
 def second(
-    value: Source, fan_in: dict[str, int] | None = None
+    value: Source,
+    fan_in: dict[str, int] | None = None,
+    resolve: Callable[[Any], Path] = Path,
 ) -> tuple[str, Characterization] | None:
     """The characterization to compare with, and its name, from ``value``: a shipped topology
     name (:data:`~aanntwin.characterization.circuits.MULTIPLIERS`: its committed CSVs), a CSV
     file, a folder of CSVs or a list of CSV files; None: no comparison. ``fan_in``: as the first
-    characterization's (multipliers per MAC)."""
+    characterization's (multipliers per MAC); ``resolve``: makes a path given absolute (the
+    notebooks' rule for relative paths)."""
     if value is None:
         return None
     if isinstance(value, str) and value in MULTIPLIERS:
         return value, characterize(read_all(example_files(value)), fan_in)
-    paths = [Path(value)] if isinstance(value, (str, os.PathLike)) else [Path(p) for p in value]
+    one = isinstance(value, (str, os.PathLike))
+    paths = [resolve(value)] if one else [resolve(p) for p in value]  # type: ignore[union-attr]
     if len(paths) == 1 and paths[0].is_dir():
         paths = sorted(paths[0].glob("*.csv"))
     if not paths or not all(p.suffix == ".csv" for p in paths):
@@ -259,10 +263,15 @@ def second(
     return name, characterize(read_all(paths), fan_in)
 
 
-def against(result: Characterization, value: Source, name: str = "this run") -> Comparison | None:
+def against(
+    result: Characterization,
+    value: Source,
+    name: str = "this run",
+    resolve: Callable[[Any], Path] = Path,
+) -> Comparison | None:
     """``result`` compared with the characterization :func:`second` acquires from ``value``
-    (with ``result``'s fan-ins); None when ``value`` is None."""
-    other = second(value, result.fan_in)
+    (with ``result``'s fan-ins; ``resolve`` as there); None when ``value`` is None."""
+    other = second(value, result.fan_in, resolve)
     return None if other is None else compare(result, other[1], (name, other[0]))
 
 

@@ -13,6 +13,7 @@ import argparse
 import math
 from typing import Any
 
+from ..bounds import CIRCUIT_CHIPS, CIRCUIT_IMAGES
 from ..characterization.circuits import MULTIPLIERS
 from .common import DATA_DIR_HELP, bounded_int, number, positive_int
 
@@ -24,14 +25,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", metavar="RUN", help="trained run folder")
     p.add_argument("--out", required=True, help="output folder (resumed when it has results)")
-    p.add_argument("--images", type=bounded_int(1, 100_000), default=100,
+    p.add_argument("--images", type=bounded_int(*CIRCUIT_IMAGES), default=100,
                    help="first N test images (100)")  # fmt: skip
     p.add_argument("--characterization", metavar="DIR",
                    help="folder written by `aanntwin characterize` (default: fit the committed "
                    "data of --multiplier into OUT/characterization)")  # fmt: skip
     p.add_argument("--multiplier", choices=tuple(MULTIPLIERS), default="gilbert",
                    help="multiplier cell the netlists are built from (gilbert)")  # fmt: skip
-    p.add_argument("--chips", type=bounded_int(0, 1000), default=0,
+    p.add_argument("--chips", type=bounded_int(*CIRCUIT_CHIPS), default=0,
                    help="SPICE chip instances (cell mismatch Monte Carlo) to simulate too (0)")  # fmt: skip
     a_vt = number(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
     p.add_argument("--a-vt", type=a_vt, default=5.0,

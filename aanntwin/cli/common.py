@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ..bounds import EPOCHS, MAX_RUNS, MAX_SEED, RUNS_NOTE
 from ..config import DATASETS
 from ..errors import ConfigError
 from ..registry import NPZ_FORM, check_name
@@ -27,11 +28,6 @@ class Parser(argparse.ArgumentParser):
 
 MAX_THREADS = (os.cpu_count() or 1) * 4
 """``--threads`` and ``--workers``: at most 4 per core of this machine."""
-MAX_SEED = 2**63 - 1
-MAX_RUNS = 1_000_000
-"""``--runs``/``--instances``: each keeps about 100 bytes of results (a loss, a count, Python
-floats), so 10**6 is about 100 MB; 10**9 would need about 100 GB."""
-RUNS_NOTE = "each keeps ~100 bytes of results: 1000000 is ~100 MB"
 
 
 def bounded_int(lo: int, hi: int, note: str = "") -> Callable[[str], int]:
@@ -64,11 +60,11 @@ runs_int = bounded_int(1, MAX_RUNS, RUNS_NOTE)
 """argparse type: a count of noise draws or chip instances (bounded by the memory estimate)."""
 
 
-_epochs = bounded_int(1, 100_000)
+_epochs = bounded_int(*EPOCHS)
 
 
 def epochs_int(text: str) -> int:
-    """argparse type: ``--epochs``, 1..100000 (0 trains nothing: refused, not an untrained run)."""
+    """argparse type: ``--epochs``, :data:`~aanntwin.bounds.EPOCHS` (0 trains nothing: refused, not an untrained run)."""
     if text.strip() == "0":
         raise argparse.ArgumentTypeError("0: trains nothing; use >= 1")
     return _epochs(text)

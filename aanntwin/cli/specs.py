@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..bounds import CONFIDENCE, TARGET_DROP, confidence_ok, target_drop_ok
 from ..config import MISMATCH_FIELDS, load_nonidealities
 from ..errors import AanntwinError
 from ..io import check_output_path, output_dir, write_json_atomic
@@ -24,8 +25,8 @@ from ..training import evaluate
 from .common import DATA_DIR_HELP, add_device, add_workers, number, runs_int, seed_int, torch_device
 from .studies import executor
 
-_drop = number(float, lambda v: 0 <= v < 1, "in [0, 1)")
-_confidence = number(float, lambda v: 0 < v < 1, "in (0, 1)")
+_drop = number(float, target_drop_ok, TARGET_DROP)
+_confidence = number(float, confidence_ok, CONFIDENCE)
 
 SPEC_FILES = ("spec_table.csv", "spec.json")
 SPEC_OWNS = (*SPEC_FILES, "spec_table.html")

@@ -19,8 +19,10 @@ def add_parser(subparsers: Any) -> None:
         "data_dir, epochs, seed, nonidealities, quick, chip_seed), optional per-notebook "
         "overrides under 'notebooks:' and optional 'variants:' (each with a 'name'), each run "
         "into its own folder with OUT/index.html comparing them. Every key is checked against the "
-        "notebooks' parameters cells (name, type, named files exist) before anything runs; a "
-        "variant is rerun when any input's content changed (--force: always).",
+        "notebooks' parameters cells (name, type, allowed range, named files and folders exist) "
+        "before anything runs; relative paths are taken from the current folder; a variant is "
+        "rerun when any input's content changed, every file under a named folder included "
+        "(--force: always).",
         epilog="Reports: OUT/NAME/index.html links NN_x.html (designers' version, no code), "
         "NN_x.code.html, executed/NN_x.ipynb and data/ (models, sweep CSVs, headlines.json). "
         "Explore interactively: `jupyter lab notebooks/00_explorer.ipynb` (pip install "

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import AanntwinError
 from . import plans
 from .conclusions import percent, show
 from .notebook import Context, ensure_model, resolve_path
@@ -36,7 +37,13 @@ def _characterization(ctx: Context, characterization: str | None) -> Path | None
     """The given folder, 01's ``out_dir/characterization`` when it has a fit report, else None
     (validate fits the committed data)."""
     if characterization:
-        return resolve_path(characterization)
+        folder = resolve_path(characterization)
+        lacks = [f for f in ("nonidealities.json", "fit_report.json") if not (folder / f).is_file()]
+        if lacks:
+            what = f"no {' or '.join(lacks)} in" if folder.is_dir() else "no such folder"
+            raise AanntwinError(f"parameter characterization = {characterization}: {what} "
+                                f"{folder} (a folder `aanntwin characterize` wrote)")  # fmt: skip
+        return folder
     own = ctx.out_dir / "characterization"
     return own if (own / "fit_report.json").is_file() else None
 
@@ -45,6 +52,7 @@ def load(ctx: Context, images: int = 100, chips: int = 0, characterization: str 
          multiplier: str = "gilbert") -> CircuitRun:  # fmt: skip
     """Train (or reuse) the run with the characterized nonidealities, simulate ``images`` test
     images (capped when quick) and ``chips`` chip instances; print one line."""
+    char = _characterization(ctx, characterization)  # a wrong folder is named first
     if shutil.which("ngspice") is None:
         line = "ngspice is not installed (apt-get install ngspice): nothing simulated"
         print(line)
@@ -54,7 +62,6 @@ def load(ctx: Context, images: int = 100, chips: int = 0, characterization: str 
     n = plans.capped("circuit_images", images, ctx.quick)
     k = plans.capped("circuit_chips", chips, ctx.quick)
     out = ctx.out_dir / "circuit"
-    char = _characterization(ctx, characterization)
     if char is None:  # fit the committed data first: the model trains with its nonidealities
         from ..circuit_validation.run import ensure_characterization
         from ..runs import build_model

@@ -1,9 +1,12 @@
 """The workbook's skip key: a hash of the contents of every input of a run.
 
-Parameters, per-notebook overrides, the parameters files, the files the parameters name (the
-nonidealities JSON or the reference one it defaults to, the characterized file to sign off,
-characterization CSVs, the data folder's listing), the notebooks and the package itself (every file of ``aanntwin/``: source and package
-data), so that editing any of them reruns the workbook; package versions except the git commit.
+Parameters, per-notebook overrides, the parameters files, the contents of every file or folder
+the parameters name (:data:`~aanntwin.report.params.PATH_PARAMETERS`: the nonidealities JSON or
+the reference one it defaults to, the characterized file to sign off, characterization CSVs,
+every file under a ``characterization`` folder or ``data_dir``, the ``compare_with`` CSVs, a
+``.npz`` dataset), the notebooks and the package itself (every file of ``aanntwin/``: source and
+package data), so that editing any of them reruns the workbook; package versions except the git
+commit.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..registry import is_npz
 from ..schema import stable_hash
+from .params import PATH_PARAMETERS, named_paths
 
 PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -37,24 +40,32 @@ def package_digest(root: Path | None = None) -> str:
     return h.hexdigest()
 
 
+def folder_digest(folder: Path) -> str:
+    """SHA-256 over every file under ``folder`` (relative paths and contents)."""
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            h.update(f.relative_to(folder).as_posix().encode() + b"\0")
+            h.update(file_digest(f).encode() + b"\0")
+    return h.hexdigest()
+
+
+def path_digest(path: str | Path) -> str:
+    """The content key of a named file or folder (a folder: every file under it); ``missing``
+    when absent."""
+    p = Path(path).expanduser()
+    return folder_digest(p) if p.is_dir() else file_digest(p)
+
+
 def _named_inputs(parameters: dict[str, Any], default_nonidealities: Path) -> dict[str, Any]:
     nl = parameters.get("nonidealities")
-    out: dict[str, Any] = {
-        "nonidealities": file_digest(default_nonidealities if nl is None else nl)
-        if nl is None or isinstance(nl, str) else None,
-    }  # fmt: skip
-    if isinstance(parameters.get("characterized"), str):  # the file 05 signs off
-        out["characterized"] = file_digest(parameters["characterized"])
-    csvs = parameters.get("csv_files")
-    if isinstance(csvs, list):
-        out["csv_files"] = [file_digest(c) for c in csvs]
-    if is_npz(parameters.get("dataset")):  # own data: the .npz content, not only its path
-        out["dataset"] = file_digest(parameters["dataset"])
-    data_dir = parameters.get("data_dir")
-    if isinstance(data_dir, str) and Path(data_dir).is_dir():  # a listing: files are large
-        out["data_dir"] = sorted(
-            (f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(data_dir).iterdir()
-        )
+    out: dict[str, Any] = (
+        {"nonidealities": file_digest(default_nonidealities)} if nl is None else {}
+    )
+    for key in (*PATH_PARAMETERS, "dataset"):
+        paths = named_paths(key, parameters.get(key))
+        if paths:
+            out[key] = [path_digest(p) for p in paths]
     return out
 
 

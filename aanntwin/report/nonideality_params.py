@@ -121,8 +121,8 @@ def check_value(where: str, key: str, value: Any) -> None:
     work: the named file is read and checked, a mapping or a field checked like a file."""
     try:
         if key == "nonidealities":
-            if isinstance(value, Mapping):
-                _mapping(value, f"{where}: nonidealities")
+            if isinstance(value, Mapping):  # ConfigError: prefixed with ``where`` below
+                Nonidealities.from_dict(dict(value), where=f"{where}: nonidealities")
             elif isinstance(value, str):
                 path = Path(value).expanduser()
                 if not path.is_file():

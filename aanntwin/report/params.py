@@ -3,7 +3,8 @@
 A parameters file is checked as a whole before a kernel starts or a folder is created: every key
 (top level, per-notebook ``notebooks:`` overrides, every variant) must be a parameter of the
 notebooks' ``parameters`` cell (papermill's tag), of the type its default value has, or a
-Nonidealities field (a single-field parameter, checked as a nonidealities file is); files it
+Nonidealities field (a single-field parameter, checked as a nonidealities file is), within its
+allowed range (:mod:`~aanntwin.report.param_ranges`, the command line's); files it
 names must exist (a nonidealities file is read and checked); variant names must be safe folder
 names. Errors are one line naming the file.
 """
@@ -17,11 +18,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..characterization.circuits import MULTIPLIERS
 from ..errors import AanntwinError, ConfigError
 from ..io import MAX_JSON_DEPTH, json_depth, parse_json, read_text
 from ..registry import check_name as check_dataset
+from ..registry import is_npz
 from .nonideality_params import FIELD_PARAMETERS
 from .nonideality_params import check_value as check_nonideality
+from .param_ranges import range_problem
 
 RESERVED = ("name", "notebooks", "variants")
 """Keys of a parameters file that are not notebook parameters."""
@@ -30,8 +34,14 @@ PATH_PARAMETERS = {
     "data_dir": "folder",
     "csv_files": "files",
     "characterized": "file",
+    "characterization": "folder",
+    "compare_with": "csv",
 }
-"""Parameters naming files or folders: relative ones are taken from where the workbook starts."""
+"""Parameters naming files or folders: relative ones are taken from where the workbook starts
+(``compare_with``: a topology name, or a CSV file, a folder of CSVs or a list of CSV files;
+``dataset``: a registered name or a ``.npz`` file). Their contents are in the rerun key."""
+CHARACTERIZATION_FILES = ("nonidealities.json", "fit_report.json")
+"""What notebook 06 reads from a ``characterization`` folder."""
 SET_BY_RUNNER = ("out_dir",)
 """Notebook parameters the runner sets (``out_dir``: the report's ``data/`` folder)."""
 MAX_FILE_BYTES = 1_000_000
@@ -39,6 +49,18 @@ MAX_FILE_BYTES = 1_000_000
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _ANY = object()
 """The default of a parameter whose value is not a literal: any value is accepted."""
+
+
+def named_paths(key: str, value: Any) -> list[str]:
+    """The files or folders parameter ``key`` names (as given; none for None, a registered
+    dataset or a ``compare_with`` topology name): what is resolved, checked and fingerprinted."""
+    if key == "dataset":
+        return [value] if is_npz(value) else []
+    if key not in PATH_PARAMETERS or value is None or isinstance(value, dict):
+        return []
+    if key == "compare_with" and isinstance(value, str) and value in MULTIPLIERS:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def _strict_loader(yaml: Any) -> type:
@@ -149,6 +171,15 @@ def _type_problem(key: str, value: Any, default: Any) -> str | None:
     if key == "csv_files":
         ok = value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
         return None if ok else "expected a list of CSV file paths"
+    if key == "compare_with":
+        strings = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if value is None or isinstance(value, str) or strings:
+            return None
+        return f"expected a topology ({', '.join(MULTIPLIERS)}), a CSV file or folder, a list "\
+            "of CSV files, or null"  # fmt: skip
+    if PATH_PARAMETERS.get(key) in ("file", "folder"):
+        ok = value is None or isinstance(value, str)
+        return None if ok else f"expected a {PATH_PARAMETERS[key]} path (or null)"
     if default is None:
         ok = _scalar(value) or (isinstance(value, list) and all(_scalar(v) for v in value))
         return None if ok else "expected a single value (or null)"
@@ -173,17 +204,28 @@ def _suggest(key: str, known: list[str], list_known: bool = False) -> str:
 
 def _check_path(where: str, key: str, value: Any) -> None:
     kind = PATH_PARAMETERS.get(key)
-    if kind is None or value is None:
-        return
-    for item in value if isinstance(value, list) else [value]:
-        p = Path(str(item)).expanduser()
+    for item in named_paths(key, value) if kind else []:
+        p = Path(item).expanduser()
+        if kind == "csv" and not (p.is_dir() or p.is_file()):
+            raise AanntwinError(f"{where}: {key} = {item}: no such file or folder (nor a "
+                                f"topology: {', '.join(MULTIPLIERS)})")  # fmt: skip
+        if kind == "csv" and p.is_dir() and not any(p.glob("*.csv")):
+            raise AanntwinError(f"{where}: {key} = {item}: no CSV files in this folder")
+        if kind == "csv" and p.is_file() and p.suffix != ".csv":
+            raise AanntwinError(f"{where}: {key} = {item}: not a .csv file")
         if kind == "folder" and not p.is_dir():
             raise AanntwinError(f"{where}: {key} = {item}: no such folder")
-        if kind != "folder" and not p.is_file():
+        if kind in ("file", "files") and not p.is_file():
             raise AanntwinError(f"{where}: {key} = {item}: no such file")
+        lacks = [f for f in CHARACTERIZATION_FILES if not (p / f).is_file()]
+        if key == "characterization" and lacks:
+            raise AanntwinError(f"{where}: {key} = {item}: no {' or '.join(lacks)} in this folder "
+                                "(expected a folder `aanntwin characterize` wrote)")  # fmt: skip
 
 
-def _check_keys(where: str, params: dict[str, Any], defaults: dict[str, Any]) -> None:
+def _check_keys(where: str, params: dict[str, Any], defaults: dict[str, Any],
+                users: dict[str, str] | None = None) -> None:  # fmt: skip
+    """``users``: for top-level and variant keys, the notebooks taking each parameter."""
     known = sorted(defaults) + (list(FIELD_PARAMETERS) if "nonidealities" in defaults else [])
     for key, value in params.items():
         if key in SET_BY_RUNNER:
@@ -196,6 +238,10 @@ def _check_keys(where: str, params: dict[str, Any], defaults: dict[str, Any]) ->
         problem = _type_problem(key, value, defaults[key])
         if problem:
             raise AanntwinError(f"{where}: {key} = {json.dumps(value)}: {problem}")
+        problem = range_problem(key, value)
+        if problem:
+            used = f"; a parameter of {users[key]}" if users and key in users else ""
+            raise AanntwinError(f"{where}: {key} = {json.dumps(value)}: {problem}{used}")
         _check_path(where, key, value)
         if key == "dataset":
             try:
@@ -215,12 +261,16 @@ def check_name(where: str, name: str) -> None:
 def validate(file: str | Path, data: dict[str, Any], defaults: dict[str, dict[str, Any]]) -> None:
     """Check a loaded parameters file against ``defaults`` (:func:`notebook_defaults`)."""
     union: dict[str, Any] = {}
-    for params in defaults.values():
+    takers: dict[str, list[str]] = {}
+    for book, params in defaults.items():
         for key, default in params.items():
             union.setdefault(key, default)
+            takers.setdefault(key, []).append(book)
+    users = {k: "every notebook" if len(v) == len(defaults) else "notebook " + ", ".join(v)
+             for k, v in takers.items()}  # fmt: skip
     if "name" in data:
         check_name(str(file), str(data["name"]))
-    _check_keys(str(file), {k: v for k, v in data.items() if k not in RESERVED}, union)
+    _check_keys(str(file), {k: v for k, v in data.items() if k not in RESERVED}, union, users)
     for book, params in data.get("notebooks", {}).items():
         if book not in defaults:
             raise AanntwinError(f"{file}: notebooks: no notebook '{book}'"
@@ -229,4 +279,4 @@ def validate(file: str | Path, data: dict[str, Any], defaults: dict[str, dict[st
     for variant in data.get("variants", []):
         check_name(f"{file}: variants", str(variant["name"]))
         vwhere = f"{file}: variant {variant['name']}"
-        _check_keys(vwhere, {k: v for k, v in variant.items() if k != "name"}, union)
+        _check_keys(vwhere, {k: v for k, v in variant.items() if k != "name"}, union, users)

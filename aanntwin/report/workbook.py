@@ -26,14 +26,20 @@ from .. import __version__
 from ..errors import AanntwinError
 from ..io import read_json_file, write_json_atomic, write_text_atomic
 from ..provenance import git_commit
-from ..registry import is_npz
 from .banners import marks
 from .conclusions import move_to_top
 from .console import ENGINE, SectionProgress, known_parameters
 from .fingerprint import fingerprint as input_fingerprint
 from .nonideality_params import FIELD_PARAMETERS
 from .pages import render_comparison, render_index
-from .params import PATH_PARAMETERS, RESERVED, check_name, load_parameters, notebook_defaults
+from .params import (
+    PATH_PARAMETERS,
+    RESERVED,
+    check_name,
+    load_parameters,
+    named_paths,
+    notebook_defaults,
+)
 from .params import validate as validate_parameters
 from .pdf import ReportPdfs
 from .records import NotebookRun, WorkbookRun
@@ -245,13 +251,10 @@ def _record(run: WorkbookRun, folder: Path) -> None:
 def _resolved(params: dict[str, Any]) -> dict[str, Any]:
     """Path parameters made absolute (the notebooks run in their own folder)."""
     out = dict(params)
-    for key in PATH_PARAMETERS:
-        if isinstance(out.get(key), str):
-            out[key] = str(Path(out[key]).expanduser().resolve())
-        elif isinstance(out.get(key), list):
-            out[key] = [str(Path(str(v)).expanduser().resolve()) for v in out[key]]
-    if is_npz(out.get("dataset")):  # own data: a .npz path, not a registered name
-        out["dataset"] = str(Path(out["dataset"]).expanduser().resolve())
+    for key in (*PATH_PARAMETERS, "dataset"):  # dataset: a .npz path, not a registered name
+        paths = [str(Path(p).expanduser().resolve()) for p in named_paths(key, out.get(key))]
+        if paths:
+            out[key] = paths if isinstance(out[key], list) else paths[0]
     return out
 
 
@@ -263,6 +266,20 @@ def _previous_run(path: Path) -> dict[str, Any]:
         return old
     except (AanntwinError, TypeError, KeyError):
         return {}
+
+
+def _check_unique(variants: list[tuple[str, dict, dict, str]]) -> None:
+    """Each variant (report folder) name once; the error names the files that repeat it."""
+    sources: dict[str, list[str]] = {}
+    for vname, _, _, source in variants:
+        sources.setdefault(vname, []).append(source or "--name")
+    for vname, files in sources.items():
+        if len(files) > 1:
+            where = files[0] if len(set(files)) == 1 else " and ".join(dict.fromkeys(files))
+            raise AanntwinError(
+                f"{where}: variant name {vname!r} is used {len(files)} times; each variant "
+                "(report folder) needs its own name"
+            )
 
 
 class WorkbookRuns(list):
@@ -298,9 +315,7 @@ def run_parameter_files(
         variants = [(name or "default", {}, {}, "")]
     elif name and len(variants) == 1:
         variants = [(name, *variants[0][1:])]
-    seen = [v[0] for v in variants]
-    if len(set(seen)) != len(seen):
-        raise AanntwinError(f"variant names must be unique, got {seen}")
+    _check_unique(variants)
     runs = WorkbookRuns()
     for vname, params, overrides, source in variants:
         run = run_workbook(params, vname, out_root, overrides=overrides,
