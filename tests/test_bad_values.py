@@ -34,7 +34,7 @@ PARSE_TIME = [
     ),
     (
         ["characterize", "--simulate", "--out", "{out}", "--instances", "100000"],
-        ["--instances", "100000", "1..10000"],
+        ["--instances", "100000", "3..10000"],
     ),
     (["train", "--epochs", "0", "--out", "{out}"], ["--epochs", "0: trains nothing; use >= 1"]),
     (["sweep", "noise", "--epochs", "0", "--out", "{out}"], ["--epochs", "trains nothing"]),
