@@ -26,6 +26,7 @@ from .cache import CheckpointCache
 from .config import RunConfig, TrainParams
 from .data import Dataset, batches
 from .errors import AanntwinError
+from .finite import NonFiniteError, check_finite, describe  # noqa: F401 (re-exported)
 from .model import Main
 from .seeds import derive_seed
 
@@ -91,33 +92,6 @@ class EvalResult:
             "runs": self.runs,
             "n": self.n,
         }
-
-
-class NonFiniteError(AanntwinError):
-    """A model's outputs were NaN or inf: an accuracy computed from them would mean nothing."""
-
-
-def check_finite(losses: Tensor, labels: list[str]) -> None:
-    """Raise :class:`NonFiniteError` naming the first of ``labels`` (one per row of
-    ``losses``, the summed losses of its runs) whose losses are not finite: a NaN or inf output
-    makes its loss so, while its argmax still looks like a class."""
-    bad = ~torch.isfinite(losses.reshape(len(labels), -1)).all(1)
-    if bool(bad.any()):
-        raise NonFiniteError(
-            f"the model's outputs are not finite (NaN or inf) {labels[int(bad.nonzero()[0])]}: "
-            "its weights, or values of these settings, overflow float32 (|x| <= 3.4e38, "
-            "products included); an accuracy from such outputs would mean nothing"
-        )
-
-
-def describe(active: dict[str, Any]) -> str:
-    """``under input_noise=0.1, ...`` for the active settings of a :class:`Nonidealities`."""
-    if not active:
-        return "with every nonideality off"
-    text = ", ".join(
-        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in active.items()
-    )
-    return f"under {text[:300]}{'...' if len(text) > 300 else ''}"
 
 
 @torch.no_grad()
@@ -278,6 +252,32 @@ def _check_finite(model: Main, metrics: EpochMetrics, tp: TrainParams) -> None:
         )
 
 
+def _resumable(
+    cache: CheckpointCache, key: str, device: torch.device, model: Main, tp: TrainParams
+) -> tuple[int, dict[str, Any], list[EpochMetrics]] | None:
+    """The newest checkpoint that is one of this run: after epoch ``e`` <= the run's epochs, a
+    history of epochs 1..e, the model's parameter names and shapes, the optimizer's and the
+    scheduler's state. Anything else (a file that loads but holds something else, one renamed
+    to another epoch) is skipped, as an unreadable one is: recomputed, never trusted."""
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for epoch, state in cache.readable(key, map_location=device):
+        try:
+            history = [EpochMetrics(**h) for h in state["history"]]
+            weights = state["model"]
+            if not (
+                1 <= epoch <= tp.epochs
+                and [h.epoch for h in history] == list(range(1, epoch + 1))
+                and {k: tuple(v.shape) for k, v in weights.items()} == shapes
+                and isinstance(state["optimizer"], dict)
+                and isinstance(state["scheduler"], dict)
+            ):
+                continue
+        except (KeyError, TypeError, AttributeError):
+            continue
+        return epoch, state, history
+    return None
+
+
 def train(
     config: RunConfig,
     data: Dataset,
@@ -303,10 +303,9 @@ def train(
     steps_per_epoch = -(-n // tp.batch_size)
     history: list[EpochMetrics] = []
     start, state = 0, None
-    if cache is not None and (found := cache.latest(key, map_location=device)) is not None:
-        start, state = found
+    if cache is not None and (found := _resumable(cache, key, device, model, tp)) is not None:
+        start, state, history = found
         model.load_state_dict(state["model"])
-        history = [EpochMetrics(**h) for h in state["history"]]
     end = tp.epochs if stop_after is None else min(tp.epochs, stop_after)
     if start >= end:  # finished: no optimizer (torch.optim imports torch._dynamo: ~70 MB, ~1 s)
         return TrainResult(model, history, key, resumed_from=start)

@@ -68,6 +68,50 @@ def test_a_damaged_checkpoint_is_recomputed_not_trusted(digits, tmp_path):
     assert _same(_weights(result), _weights(train(QUICK, digits, progress=False)))
 
 
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda folder: torch.save({}, folder / "epoch-0001.pt"),  # loads, holds nothing
+        lambda folder: (folder / "epoch-0001.pt").rename(folder / "epoch-0003.pt"),
+        lambda folder: torch.save(
+            {"model": {}, "history": [], "optimizer": {}, "scheduler": {}}, folder / "epoch-0002.pt"
+        ),  # fmt: skip
+    ],
+    ids=["empty", "renamed", "wrong-model"],
+)
+def test_a_checkpoint_that_is_not_of_this_run_is_recomputed(digits, tmp_path, tamper):
+    """A file that loads but holds something else crashed training (KeyError: 'model'); one
+    renamed to epoch 3 was taken as 3 finished epochs ('3 epoch(s) from cache')."""
+    cache = CheckpointCache(tmp_path)
+    first = train(QUICK, digits, cache=cache, progress=False, stop_after=1)
+    tamper(cache.folder(first.key))
+    result = train(QUICK, digits, cache=cache, progress=False)
+    assert result.resumed_from in (0, 1) and [h.epoch for h in result.history] == [1, 2, 3]
+    assert _same(_weights(result), _weights(train(QUICK, digits, progress=False)))
+
+
+def test_an_unwritable_cache_warns_and_training_goes_on(digits, tmp_path):
+    """A cache root that cannot be written (here a file) failed the run after its training,
+    losing it, with a message that named neither the cache nor --no-cache."""
+    (tmp_path / "cachefile").write_text("x")
+    cache = CheckpointCache(tmp_path / "cachefile" / "checkpoints")
+    with pytest.warns(UserWarning, match=r"checkpoint cache .*cachefile.*--no-cache") as caught:
+        result = train(QUICK, digits, cache=cache, progress=False)
+    assert len([w for w in caught if "checkpoint cache" in str(w.message)]) == 1  # once
+    assert _same(_weights(result), _weights(train(QUICK, digits, progress=False)))
+
+
+def test_the_command_line_shows_a_warning_as_one_line(tmp_path, capsys, monkeypatch):
+    from aanntwin.cli import main
+
+    (tmp_path / "cachefile").write_text("x")
+    monkeypatch.setenv("AANNTWIN_CACHE", str(tmp_path / "cachefile"))
+    argv = ["train", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0 and (tmp_path / "run" / "weights.safetensors").exists()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("aanntwin train: warning: checkpoint cache ") and "\n" not in err, err
+
+
 def test_cache_key_covers_what_changes_the_weights(digits):
     base = QUICK.cache_key(digits.fingerprint)
     assert QUICK.cache_key(digits.fingerprint) == base

@@ -12,10 +12,13 @@ process (~250 MB), since the notebook kernels load it themselves.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from .. import __version__
 from ..errors import AanntwinError
@@ -55,6 +58,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _plain_warnings(command: str, debug: bool) -> Iterator[None]:
+    """Warnings as one line each, ``aanntwin CMD: warning: ...`` (as errors are), not Python's
+    file, line and source line; with ``--debug`` Python's form."""
+    with warnings.catch_warnings():
+        if not debug:
+
+            def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+                print(f"aanntwin {command}: warning: {message}", file=sys.stderr)
+
+            warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # the global flags take no value: the first other word names the command
@@ -68,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = errors.debug_requested(args.debug)
     try:
-        return args.run(args)
+        with _plain_warnings(args.command, debug):
+            return args.run(args)
     except AanntwinError as exc:
         if debug:
             raise

@@ -36,10 +36,11 @@ import torch
 from torch import Tensor
 
 from ..config import MISMATCH_FIELDS, Nonidealities, RunConfig
+from ..finite import check_finite, describe
 from ..functional import injectable, injectable_kind
 from ..model import NOISE_AFTER, Main
 from ..seeds import NoiseSource, derive_seed
-from ..training import check_finite, describe, eval_batch_size, noise_seed, summed_cross_entropy
+from ..training import eval_batch_size, noise_seed, summed_cross_entropy
 from .common import cached_dataset, train_cached
 from .normalize import apply, normalize, tightest
 
