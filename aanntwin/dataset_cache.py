@@ -45,9 +45,9 @@ from .io import output_dir, write_json_atomic
 from .pixels import unit_codes
 
 DATASET_CACHE_ENV = "AANNTWIN_DATASET_CACHE"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Layout of an entry (raw little-endian tensor bytes + ``manifest.json``; 2: with the training
-images' pixel codes where they are made of them); part of the key."""
+images' pixel codes where they are made of them; 3: with each file's stamp); part of the key."""
 MIN_BYTES = 16 * 2**20
 """Datasets whose tensors total fewer bytes (16 MiB; the 8x8 digits: 0.5 MB) stay in memory."""
 STALE_S = 3600.0
@@ -97,16 +97,28 @@ def entry_key(ds: Dataset) -> str:
     return f"{prefix}-{digest}"
 
 
+def _file_stamp(path: Path) -> list[int]:
+    """What changes when a file is written to, replaced or copied: inode, size, mtime (ns)."""
+    st = path.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
 def _whole(folder: Path) -> dict[str, Any] | None:
     """``folder``'s manifest if it marks a whole entry of this format: the four tensors (and
-    only known optional ones), every file of the byte count the manifest promises; else None."""
+    only known optional ones), every file of the byte count the manifest promises and with the
+    stamp it recorded (a file written to since, even at the same size, is not trusted: the
+    entry is decoded again); else None."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         tensors = manifest.get("tensors") if manifest.get("format") == FORMAT_VERSION else None
         names = set(tensors) if isinstance(tensors, dict) else set()
         if not set(TENSORS) <= names <= {*TENSORS, *OPTIONAL}:
             return None
-        if all((folder / f).stat().st_size == spec["bytes"] for f, spec in tensors.items()):
+        stamps = manifest["stamps"]
+        if all(
+            _file_stamp(folder / f) == [*stamps[f][:1], spec["bytes"], *stamps[f][2:]]
+            for f, spec in tensors.items()
+        ):
             return manifest
     except (OSError, ValueError, AttributeError, TypeError, KeyError):
         pass
@@ -142,6 +154,8 @@ def _write_entry(folder: Path, ds: Dataset) -> None:
         for field, spec in specs.items():
             t = getattr(full, field).detach().cpu().contiguous().reshape(-1)
             _write_synced(tmp / str(spec["file"]), memoryview(t.view(torch.uint8).numpy()))
+        # the rename into place keeps inodes and times: the stamps hold for the final files
+        manifest["stamps"] = {f: _file_stamp(tmp / str(s["file"])) for f, s in specs.items()}
         _write_synced(tmp / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
 
 
@@ -258,6 +272,9 @@ def _found(record: Path, root: Path) -> Dataset | None:
                      int(manifest["n_classes"]), str(manifest["fingerprint"]),
                      str(manifest["source"]), verified=bool(manifest["verified"]))  # fmt: skip
         ds = _map(folder, ds, manifest["tensors"])
+        # the entry is shared by every copy of the same content: where these very files are,
+        # and whether they were verified, is the record's (it names the first copy decoded)
+        ds = dataclasses.replace(ds, source=str(rec["source"]), verified=bool(rec["verified"]))
         warned = [(str(c), str(t)) for c, t in rec["warnings"]]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -307,5 +324,6 @@ def _load(name: str, data_dir: str | os.PathLike[str] | None, base: Path,
         with contextlib.suppress(OSError, AanntwinError):
             record.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(record, {"entry": entry_key(ds), "fingerprint": ds.fingerprint,
+                                       "source": ds.source, "verified": ds.verified,
                                        "warnings": warned})  # fmt: skip
     return result

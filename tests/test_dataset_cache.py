@@ -349,6 +349,37 @@ def test_a_damaged_record_or_entry_means_decoding_again(tmp_path, counted_loads)
     assert len(counted_loads) == 4  # whole again: found
 
 
+def test_an_entry_written_to_at_its_size_is_decoded_again(tmp_path, counted_loads):
+    """Only the sizes were checked: labels shifted in place in the cache were trusted (a 0.9 %
+    accuracy printed with exit 0), random bytes were a traceback."""
+    npz = shapes_npz(tmp_path / "own.npz")
+    root = tmp_path / "c"
+    expected = load_mapped(str(npz), root=tmp_path / "ref")
+    load_mapped(str(npz), root=root)
+    path = root / entry_key(expected) / "y_test"
+    y = np.fromfile(path, np.int64)
+    ((y + 1) % 4).tofile(path)  # same size, other labels
+    assert_same(load_mapped(str(npz), root=root), expected)
+    assert len(counted_loads) == 3  # the entry was decoded again, not trusted
+
+
+@pytest.mark.filterwarnings("ignore::aanntwin.idx.UnverifiedDataWarning")
+def test_each_copy_of_the_same_files_is_named_as_itself(tmp_path, counted_loads):
+    """The entry is shared by content (a registered name: the same key for any folder): a
+    second folder of the same files was reported as the first one (an error named the folder
+    the user had not given)."""
+    import shutil
+
+    first = write_cifar(tmp_path / "a")
+    shutil.copytree(first, tmp_path / "b")
+    root = tmp_path / "c"
+    a = load_mapped("cifar10", first, root=root)
+    for _ in range(2):  # decoded (mapping a's entry), then found by its record
+        b = load_mapped("cifar10", tmp_path / "b", root=root)
+        assert b.fingerprint == a.fingerprint and b.source != a.source
+        assert str(tmp_path / "b") in b.source and str(tmp_path / "a") not in b.source
+
+
 _TOGETHER = """
 import sys, time
 import aanntwin.dataset_cache as dc
