@@ -97,3 +97,24 @@ def test_the_command_line_and_the_workbook_refuse_the_same_values(capsys, argv, 
     defaults = notebook_defaults(notebook_paths(NOTEBOOKS_DIR))
     with pytest.raises(Exception, match=f"{parameter} = .*out of range"):
         validate("p.yaml", {parameter: value}, defaults)
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"quick": "false"}, "parameter quick = 'false': must be True or False"),
+        ({"epochs": 1.9}, "parameter epochs = 1.9: must be an integer"),
+        ({"epochs": "three"}, "parameter epochs = 'three': must be an integer"),
+        ({"epochs": 0}, "parameter epochs = 0: out of range: allowed integers 1..100000"),
+        ({"confidence": "high"}, "parameter confidence = 'high': has type str"),
+    ],
+)
+def test_a_notebook_run_alone_checks_its_parameters(params, needle):
+    """papermill -p quick false passed the string 'false' (a quick run of 2 epochs); -p
+    epochs 1.9 trained 1 epoch; -p epochs three was a bare ValueError naming no parameter."""
+    from aanntwin.errors import AanntwinError
+    from aanntwin.report.notebook import setup
+
+    with pytest.raises(AanntwinError) as err:
+        setup({"out_dir": "unused", **params})
+    assert needle in str(err.value), str(err.value)

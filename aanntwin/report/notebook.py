@@ -47,6 +47,7 @@ from .nonideality_params import (  # noqa: F401  (notebooks call nb.nonidealitie
     nonidealities_table,
 )
 from .nonideality_params import resolve as resolve_nonidealities
+from .param_ranges import check_values
 from .plans import (  # noqa: F401  (notebooks call nb.quantization_plan, nb.spec_kinds)
     QUICK_EPOCHS,
     quantization_plan,
@@ -202,6 +203,7 @@ def setup(params: dict[str, Any], namespace: dict[str, Any] | None = None) -> Co
     loaded (a file, a mapping, and single fields found in ``params`` or ``namespace``: pass the
     notebook's ``globals()``, where papermill injects ``-p input_noise 0.3``)."""
     p = dict(params)
+    check_values(p)
     fields = {**field_overrides(namespace), **field_overrides(p)}
     p.update(fields)
     data_dir = p.get("data_dir")

@@ -30,6 +30,7 @@ from ..bounds import (
     target_drop_ok,
 )
 from ..characterization.circuits import MULTIPLIERS
+from ..errors import AanntwinError
 
 DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
@@ -104,3 +105,29 @@ def range_problem(key: str, value: Any) -> str | None:
     """Why ``value`` is not an allowed value of parameter ``key``; None when it is."""
     check = RANGES.get(key)
     return None if check is None else check(value)
+
+
+_INTS = ("epochs", "seed", "chip_seed", "runs", "spec_runs", "chip_instances", "images", "chips")
+
+
+def check_values(p: dict[str, Any]) -> None:
+    """The parameters' types and ranges (the workbook's), checked by ``nb.setup`` also when a
+    notebook runs alone (papermill ``-p quick false`` passes the string 'false', which counted
+    as true; ``-p epochs 1.9`` trained 1 epoch)."""
+    for key, value in p.items():
+        why = None
+        if key == "quick" and not isinstance(value, bool):
+            why = "must be True or False (papermill: -p quick True)"
+        elif (
+            key in _INTS
+            and value is not None
+            and (isinstance(value, bool) or not isinstance(value, int))
+        ):
+            why = "must be an integer"
+        elif value is not None:
+            try:
+                why = range_problem(key, value)
+            except TypeError:
+                why = f"has type {type(value).__name__}"
+        if why:
+            raise AanntwinError(f"parameter {key} = {value!r}: {why}")
