@@ -60,7 +60,7 @@ def test_setup_takes_single_fields_from_the_notebook_namespace(tmp_path):
 
 
 def test_the_device_parameter_is_checked():
-    with pytest.raises(AanntwinError, match="parameter device 'gpu': not a device"):
+    with pytest.raises(AanntwinError, match="parameter device = 'gpu': not allowed: allowed cpu"):
         nb.setup(dict(BASE, device="gpu"))
 
 
