@@ -22,6 +22,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from .checksums import NAME as SUMS
+from .checksums import check_sums
 from .errors import DataError
 from .idx import DATA_DIR_ENV, default_data_dir
 from .io import atomic_path, read_bytes, write_bytes_atomic
@@ -41,7 +43,6 @@ RECORD = 1 + 3 * 32 * 32
 """Bytes of one record: a label byte, then the red, green and blue 32x32 planes."""
 RECORDS_PER_FILE = 10_000
 """Records in each file of the real dataset."""
-SUMS = "SHA256SUMS"
 PYTHON_VERSION = ("data_batch_1", "cifar-10-batches-py", "cifar-10-python.tar.gz")
 """What the refused pickled "python version" looks like in a folder."""
 HOME = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -197,21 +198,9 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
 
 def _check_sums(folder: Path, digests: dict[str, str]) -> bool:
     """Whether ``folder/SHA256SUMS`` lists every file with its digest; ``DataError`` on a
-    mismatch (a corrupt file); False when there is no such file."""
-    sums_file = folder / SUMS
-    if not sums_file.is_file():
-        return False
-    sums = {}
-    for line in sums_file.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            sums[parts[1].lstrip("*")] = parts[0]
-    for name, digest in digests.items():
-        if name in sums and sums[name] != digest:
-            raise DataError(
-                f"{folder / name}: SHA-256 does not match {sums_file}; the file is corrupt"
-            )
-    return all(name in sums for name in digests)
+    mismatch (a corrupt file); False when there is no such file (:mod:`aanntwin.checksums`)."""
+    listed = check_sums(folder / SUMS, {folder / name: d for name, d in digests.items()})
+    return len(listed) == len(digests)
 
 
 def load_cifar10_arrays(
