@@ -121,6 +121,8 @@ def test_anything_but_a_scheduler_is_one_error_line_within_the_timeout(
     err = _error(capsys)
     assert f"--dask-scheduler {address}: cannot connect to a Dask scheduler there (" in err
     assert not (tmp_path / "o").exists()
+    if there == "nothing listening":  # said at once, not after Dask's retries
+        assert "(connection refused: nothing listens on that port)" in err
 
 
 def test_the_python_api_refuses_an_empty_address_instead_of_running_locally():

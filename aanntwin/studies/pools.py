@@ -286,11 +286,31 @@ def _no_scheduler(address: str, reason: object) -> AanntwinError:
     )
 
 
+async def _reach(address: str) -> None:
+    """Open and close a TCP connection to ``address`` (not ``ucx://``): a refused connection or
+    an unknown host fails at once, named, where Dask would retry until its timeout."""
+    import asyncio
+    import socket
+
+    m = _DASK_ADDRESS.fullmatch(address)
+    if m is None or (m["scheme"] or "tcp").lower() == "ucx":
+        return
+    host = m["host"].strip("[]")
+    try:
+        _, writer = await asyncio.open_connection(host, int(m["port"]))
+    except ConnectionRefusedError:
+        raise ConnectionRefusedError("connection refused: nothing listens on that port") from None
+    except socket.gaierror as exc:
+        raise OSError(f"host {host} not found ({exc.strerror})") from None
+    writer.close()
+
+
 async def _identify(address: str, timeout: float) -> object:
     """What the process at ``address`` says it is, asked as a Dask client asks."""
     from distributed.comm import connect
     from distributed.security import Security
 
+    await _reach(address)
     args = Security().get_connection_args("client")
     comm = await connect(address, timeout=timeout, **args)
     try:
