@@ -14,7 +14,7 @@ import pytest
 
 from aanntwin.cli import main
 from aanntwin.errors import AanntwinError
-from aanntwin.studies import pools
+from aanntwin.studies import dask_scheduler, pools
 
 SWEEP = ["sweep", "architecture", "--dataset", "digits", "--epochs", "1", "--channels", "1",
          "--kernel", "3", "--stride", "1", "--pool", "1,2", "--limit", "2"]  # fmt: skip
@@ -104,7 +104,7 @@ def _closed_port() -> int:
 def test_anything_but_a_scheduler_is_one_error_line_within_the_timeout(
     tmp_path, capsys, monkeypatch, there
 ):
-    monkeypatch.setattr(pools, "DASK_CONNECT_TIMEOUT", TIMEOUT)
+    monkeypatch.setattr(dask_scheduler, "DASK_CONNECT_TIMEOUT", TIMEOUT)
     server = None
     if there == "nothing listening":
         port = _closed_port()

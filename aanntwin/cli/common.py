@@ -13,7 +13,7 @@ from ..config import DATASETS
 from ..errors import AanntwinError, ConfigError
 from ..registry import NPZ_FORM, check_name
 from ..schema import FLOAT32_MAX
-from ..studies.pools import DASK_CONNECT_TIMEOUT, check_dask_address
+from ..studies.dask_scheduler import DASK_CONNECT_TIMEOUT, check_dask_address
 
 if TYPE_CHECKING:
     import torch
