@@ -7,8 +7,10 @@ holds ``data_batch_1.bin`` .. ``data_batch_5.bin`` (training) and ``test_batch.b
 file. The pickled "python version" is refused: unpickling a file can run arbitrary code.
 
 A folder we extracted from the verified archive holds a ``SHA256SUMS`` of the six files: they
-are checked against it and load as verified; a folder without it loads with one
-``UnverifiedDataWarning`` (``Dataset.verified = False``).
+are checked against it. They load as verified when it lists all six and each holds the real
+dataset's 10,000 records (50,000 training, 10,000 test images): the official per-file digests
+are not known here, only the archive's. Any other folder loads with one
+``UnverifiedDataWarning`` (``Dataset.verified = False``) saying why.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from .checksums import NAME as SUMS
+from .checksums import check_sums
 from .errors import DataError
 from .idx import DATA_DIR_ENV, default_data_dir
 from .io import atomic_path, read_bytes, write_bytes_atomic
@@ -41,7 +45,6 @@ RECORD = 1 + 3 * 32 * 32
 """Bytes of one record: a label byte, then the red, green and blue 32x32 planes."""
 RECORDS_PER_FILE = 10_000
 """Records in each file of the real dataset."""
-SUMS = "SHA256SUMS"
 PYTHON_VERSION = ("data_batch_1", "cifar-10-batches-py", "cifar-10-python.tar.gz")
 """What the refused pickled "python version" looks like in a folder."""
 HOME = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -195,32 +198,30 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     return records[:, 1:].reshape(-1, *SHAPE), labels, hashlib.sha256(raw).hexdigest()
 
 
-def _check_sums(folder: Path, digests: dict[str, str]) -> bool:
-    """Whether ``folder/SHA256SUMS`` lists every file with its digest; ``DataError`` on a
-    mismatch (a corrupt file); False when there is no such file."""
-    sums_file = folder / SUMS
-    if not sums_file.is_file():
-        return False
-    sums = {}
-    for line in sums_file.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            sums[parts[1].lstrip("*")] = parts[0]
-    for name, digest in digests.items():
-        if name in sums and sums[name] != digest:
-            raise DataError(
-                f"{folder / name}: SHA-256 does not match {sums_file}; the file is corrupt"
-            )
-    return all(name in sums for name in digests)
+def _unverified(folder: Path, digests: dict[str, str], counts: list[int]) -> str | None:
+    """Why the files are not verified, or None: verified are the six files a ``SHA256SUMS``
+    lists (as :func:`extract` writes it from the verified archive) holding the real dataset's
+    :data:`RECORDS_PER_FILE` records each (the official per-file digests are not known here,
+    only the archive's). ``DataError`` on a file the ``SHA256SUMS`` lists with another digest."""
+    listed = check_sums(folder / SUMS, {folder / name: d for name, d in digests.items()})
+    if len(listed) != len(digests):
+        return f"no {SUMS} listing the six files, as extracting the verified archive writes"
+    if any(n != RECORDS_PER_FILE for n in counts):
+        return (
+            f"records per file: {', '.join(map(str, counts))}; the real files hold "
+            f"{RECORDS_PER_FILE} each ({len(TRAIN_FILES) * RECORDS_PER_FILE:,} training and "
+            f"{RECORDS_PER_FILE:,} test images)"
+        )
+    return None
 
 
 def load_cifar10_arrays(
     data_dir: str | os.PathLike[str] | None = None, download_ok: bool = True
-) -> tuple[dict[str, np.ndarray], str, Path, bool, list[int]]:
+) -> tuple[dict[str, np.ndarray], str, Path, str | None]:
     """The six batch files read and checked: ``{x_train, y_train, x_test, y_test}`` (pixels
     uint8 ``N x 3 x 32 x 32``, labels uint8), the content fingerprint (SHA-256 prefix over the
-    files' digests), the folder, whether ``SHA256SUMS`` verified every file, and the record
-    count of each file."""
+    files' digests), the folder and why the content is not verified (None: verified, see
+    :func:`_unverified`)."""
     folder = locate(data_dir, download_ok)
     x_train, y_train, digests, counts = _read_split(folder, TRAIN_FILES)
     x_test, y_test, test_digests, test_counts = _read_split(folder, (TEST_FILE,))
@@ -234,7 +235,7 @@ def load_cifar10_arrays(
     for name in FILES:
         h.update(digests[name].encode())
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    return arrays, h.hexdigest()[:16], folder, _check_sums(folder, digests), counts + test_counts
+    return arrays, h.hexdigest()[:16], folder, _unverified(folder, digests, counts + test_counts)
 
 
 def _read_split(

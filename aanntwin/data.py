@@ -65,7 +65,8 @@ class Dataset:
     """Where it came from (a folder, or the scikit-learn package)."""
     verified: bool = True
     """Whether the content matched the SHA-256 digests known for ``name`` (``SOURCES``,
-    ``CONTENT_SHA256``; CIFAR-10: a ``SHA256SUMS`` from the verified archive); False loads came
+    ``CONTENT_SHA256``; CIFAR-10: a ``SHA256SUMS`` from the verified archive and the real record
+    counts, see :func:`aanntwin.cifar.load_cifar10_arrays`); False loads came
     with an ``UnverifiedDataWarning``, except a ``.npz`` (own data: nothing to verify against)."""
     train_codes: Tensor | None = None
     """``x_train`` as uint8 pixel codes (``x_train == decode_unit(train_codes)`` bit for bit), or
@@ -198,14 +199,13 @@ def _tensor(arrays: dict[str, np.ndarray], key: str) -> Tensor:
 
 def load_cifar10(data_dir: str | os.PathLike[str] | None = None, download: bool = True) -> Dataset:
     """CIFAR-10 (binary version) from ``data_dir`` (or downloaded): 3x32x32 images in [0, 1]."""
-    from .cifar import RECORDS_PER_FILE, SUMS, load_cifar10_arrays
+    from .cifar import ARCHIVE, load_cifar10_arrays
 
-    arrays, fingerprint, folder, verified, counts = load_cifar10_arrays(data_dir, download)
-    if not verified:
+    arrays, fingerprint, folder, unverified = load_cifar10_arrays(data_dir, download)
+    if unverified:
         warnings.warn(
-            f"cifar10: content of {folder} is unverified: no {SUMS} from a verified download "
-            f"(records per file: {', '.join(map(str, counts))}; the real files hold "
-            f"{RECORDS_PER_FILE}); put cifar-10-binary.tar.gz there to have it checked",
+            f"cifar10: content of {folder} is unverified: {unverified}; to have it checked, "
+            f"put {ARCHIVE} in an empty folder and pass that",
             UnverifiedDataWarning,
             stacklevel=3,
         )
@@ -220,7 +220,7 @@ def load_cifar10(data_dir: str | os.PathLike[str] | None = None, download: bool 
         info("cifar10").n_classes,
         fingerprint,
         str(folder),
-        verified=verified,
+        verified=not unverified,
     )
 
 

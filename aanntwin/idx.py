@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cache_root
+from .checksums import NAME as SUMS_NAME
+from .checksums import check_sums
 from .errors import DataError
 from .io import atomic_path, read_bytes
 from .registry import info
@@ -150,19 +152,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _verify_sums(folder: Path, files: list[IdxFile]) -> None:
-    """Check files against a ``SHA256SUMS`` in their folder, when there is one."""
-    sums_file = folder / "SHA256SUMS"
-    if not sums_file.exists():
-        return
-    sums = {}
-    for line in sums_file.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            sums[parts[1].lstrip("*")] = parts[0]
-    for f in files:
-        want = sums.get(f.path.name)
-        if want is not None and f.file_sha256 != want:
-            raise DataError(f"{f.path}: SHA-256 does not match {sums_file}; the file is corrupt")
+    """Check files against a ``SHA256SUMS`` in their folder, when there is one
+    (:mod:`aanntwin.checksums`)."""
+    check_sums(folder / SUMS_NAME, {f.path: f.file_sha256 for f in files})
 
 
 def _known_digests() -> dict[str, tuple[str, str]]:

@@ -127,7 +127,8 @@ def _archive(tmp_path: Path, members: dict[str, bytes], links: tuple[str, ...] =
 
 def _serve(monkeypatch, path: Path, sha256: str | None = None) -> None:
     """Serve ``path`` as the download (file:// URL); the archive's size and (unless given)
-    SHA-256 become the expected ones."""
+    SHA-256 become the expected ones, and its 20 records per file the real dataset's."""
+    monkeypatch.setattr(cifar, "RECORDS_PER_FILE", 20)
     monkeypatch.setattr(cifar, "URL", path.as_uri())
     monkeypatch.setattr(cifar, "ARCHIVE_SIZE", path.stat().st_size)
     monkeypatch.setattr(
@@ -194,6 +195,33 @@ def test_an_archive_placed_in_the_folder_is_verified_and_extracted_offline(tmp_p
     monkeypatch.setattr(cifar, "URL", "https://unreachable.invalid/x.tar.gz")
     d = load_dataset("cifar10", archive.parent, download=False)
     assert d.verified and tuple(d.x_test.shape) == (20, 3, 32, 32)
+
+
+def _handmade_sums(folder: Path) -> None:
+    """A ``SHA256SUMS`` of the six files, made with hashlib (not from the verified archive)."""
+    lines = [f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}" for n in CIFAR_FILES]
+    (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+
+
+def test_a_handmade_sha256sums_over_small_files_is_not_verified(tmp_path, capsys):
+    folder = write_cifar(tmp_path / "cf", sub=None)  # 20 random records per file
+    _handmade_sums(folder)
+    out = tmp_path / "rc1"
+    argv = ["train", "--dataset", "cifar10", "--data-dir", str(folder), "--epochs", "1",
+            "--channels", "1", "--threads", "1", "--no-progress", "--out", str(out)]  # fmt: skip
+    with pytest.warns(UnverifiedDataWarning, match=r"unverified: records per file: 20, .*10000"):
+        assert main(argv) == 0
+    dataset = json.loads((out / "metrics.json").read_text())["dataset"]
+    assert dataset["verified"] is False and dataset["n_train"] == 100
+
+
+def test_the_real_record_counts_with_a_matching_sha256sums_load_as_verified(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar, "RECORDS_PER_FILE", 20)  # stands in for 10,000
+    folder = write_cifar(tmp_path / "cf", sub=None)
+    _handmade_sums(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnverifiedDataWarning)
+        assert load_dataset("cifar10", folder, download=False).verified
 
 
 def test_the_fingerprint_covers_the_content(tmp_path):

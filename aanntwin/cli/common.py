@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..bounds import EPOCHS, MAX_RUNS, MAX_SEED, RUNS_NOTE
 from ..config import DATASETS
-from ..errors import ConfigError
+from ..errors import AanntwinError, ConfigError
 from ..registry import NPZ_FORM, check_name
 from ..schema import FLOAT32_MAX
+from ..studies.dask_scheduler import DASK_CONNECT_TIMEOUT, check_dask_address
 
 if TYPE_CHECKING:
     import torch
@@ -143,7 +144,24 @@ def add_workers(p: Any, what: str) -> None:
         help=f"local processes for {what}: auto (default: one per core, at most one per task, "
         "each with cores/workers torch threads) or N (1: in this process)",
     )
-    p.add_argument("--dask-scheduler", help="address of a Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument(
+        "--dask-scheduler",
+        type=dask_address_arg,
+        metavar="ADDRESS",
+        help="run on the Dask scheduler at scheme://host:port or host:port, e.g. "
+        f"tcp://host:8786; it must answer within {DASK_CONNECT_TIMEOUT:g} s",
+    )
+
+
+def dask_address_arg(text: str) -> str:
+    """argparse type: ``--dask-scheduler``, an address of the form Dask reads (not empty)."""
+    try:
+        return check_dask_address(text)
+    except AanntwinError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--dask-scheduler ")) from None
+
+
+dask_address_arg.__name__ = "address"
 
 
 def add_threads(p: Any) -> None:

@@ -5,6 +5,8 @@ submitted, ``min(cores, tasks)`` of them (one task: in this process), each with
 ``max(1, cores // workers)`` torch threads, so workers x threads stays within the cores. They are
 forked from a server that preloaded torch and the study modules (:func:`worker_context`), see
 the command's environment, and end when the command ends, even by kill -9.
+
+A Dask cluster: :func:`aanntwin.studies.dask_scheduler.dask_executor`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
 from ..errors import AanntwinError
+from .dask_scheduler import dask_executor
 
 
 def die_with_parent(parent: int) -> None:
@@ -242,15 +245,10 @@ def executor_from_args(
 ) -> Executor | None:
     """None (in-process: ``workers`` None or 1), a process pool of ``workers`` (each with
     ``threads`` torch threads, default ``cores // workers``), a :class:`LocalPool` sized by the
-    work (``workers="auto"``), or a Dask client's executor."""
-    if scheduler:
-        try:
-            from distributed import Client  # optional dependency (the dask extra)
-        except ImportError:
-            raise AanntwinError(
-                "--dask-scheduler needs Dask: pip install 'aanntwin[dask]'"
-            ) from None
-        return Client(scheduler).get_executor()
+    work (``workers="auto"``), or a Dask client's executor (``scheduler`` not None: its address,
+    see :func:`~aanntwin.studies.dask_scheduler.dask_executor`)."""
+    if scheduler is not None:
+        return dask_executor(scheduler)
     if workers == "auto":
         return LocalPool(None, threads) if cpu_cores() > 1 else None
     if isinstance(workers, int) and workers > 1:
