@@ -61,15 +61,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 @contextlib.contextmanager
 def _plain_warnings(command: str, debug: bool) -> Iterator[None]:
     """Warnings as one line each, ``aanntwin CMD: warning: ...`` (as errors are), not Python's
-    file, line and source line; with ``--debug`` Python's form."""
-    with warnings.catch_warnings():
-        if not debug:
-
-            def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-                print(f"aanntwin {command}: warning: {message}", file=sys.stderr)
-
-            warnings.showwarning = show
+    file, line and source line; with ``--debug`` Python's form. Only the format changes, so a
+    caller recording warnings (``warnings.catch_warnings(record=True)``) still gets them."""
+    if debug:
         yield
+        return
+    original = warnings.formatwarning
+
+    def one_line(message: Any, category: Any, *args: Any, **kwargs: Any) -> str:
+        return f"aanntwin {command}: warning: {message}\n"
+
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original
 
 
 def main(argv: Sequence[str] | None = None) -> int:
