@@ -3,6 +3,7 @@ one (their argmax is a class), so every evaluation checks its losses before repo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,14 +16,16 @@ class NonFiniteError(AanntwinError):
     """A model's outputs were NaN or inf: an accuracy computed from them would mean nothing."""
 
 
-def check_finite(losses: Tensor, labels: list[str]) -> None:
-    """Raise :class:`NonFiniteError` naming the first of ``labels`` (one per row of
-    ``losses``, the summed losses of its runs) whose losses are not finite: a NaN or inf output
-    makes its loss so, while its argmax still looks like a class."""
-    bad = ~torch.isfinite(losses.reshape(len(labels), -1)).all(1)
+def check_finite(losses: Tensor, label: Callable[[int], str]) -> None:
+    """Raise :class:`NonFiniteError` naming ``label(i)`` for the first row ``i`` of ``losses``
+    (one row per setting, the summed losses of its runs) that is not finite: a NaN or inf
+    output makes its loss so, while its argmax still looks like a class. ``label`` is called
+    only then (describing every setting of a sweep up front cost ~1 ms each)."""
+    rows = losses.reshape(losses.shape[0] if losses.dim() > 1 else 1, -1)
+    bad = ~torch.isfinite(rows).all(1)
     if bool(bad.any()):
         raise NonFiniteError(
-            f"the model's outputs are not finite (NaN or inf) {labels[int(bad.nonzero()[0])]}: "
+            f"the model's outputs are not finite (NaN or inf) {label(int(bad.nonzero()[0]))}: "
             "its weights, or values of these settings, overflow float32 (|x| <= 3.4e38, "
             "products included); an accuracy from such outputs would mean nothing"
         )

@@ -29,7 +29,7 @@ the work per level being the same.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -136,10 +136,10 @@ class _Scores:
         self.loss[i, r] += summed_cross_entropy(out, y, top)
         self.correct[i, r] += (pred == y).sum()
 
-    def result(self, n: int, labels: list[str]) -> tuple[Tensor, Tensor]:
-        """Accuracy and mean loss [setting, run], float64 on the CPU; ``labels``: what each
-        setting is, for the error when its outputs were not finite (:func:`check_finite`)."""
-        check_finite(self.loss, labels)
+    def result(self, n: int, label: Callable[[int], str]) -> tuple[Tensor, Tensor]:
+        """Accuracy and mean loss [setting, run], float64 on the CPU; ``label(i)``: what
+        setting ``i`` is, for the error when its outputs were not finite (:func:`check_finite`)."""
+        check_finite(self.loss, label)
         return (self.correct.double() / n).cpu(), (self.loss / n).cpu()
 
 
@@ -184,7 +184,7 @@ def evaluate_settings(
                 scores.add(i, k, out, y[s])
     model.set_nonidealities(entry)
     model.train(was_training)
-    return scores.result(len(y), [describe(nl.active()) for nl in settings])
+    return scores.result(len(y), lambda i: describe(settings[i].active()))
 
 
 @torch.no_grad()
@@ -234,8 +234,9 @@ def _injected(
                 z = torch.empty_like(h).normal_(0.0, 1.0, generator=gen)
                 for i, level in enumerate(levels):
                     scores.add(i, r, model.forward_from(h, tap, unit_noise=z, sigma=level), y[s])
-        return scores.result(len(y), [describe(base.replace(**{field: lv}).active())
-                                      for lv in levels])  # fmt: skip
+        return scores.result(
+            len(y), lambda i: describe(base.replace(**{field: levels[i]}).active())
+        )
     finally:
         model.set_nonidealities(entry)
         model.train(was_training)
