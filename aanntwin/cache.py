@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .errors import AanntwinError, FaultError
-from .io import write_bytes_atomic, write_error
+from .io import write_bytes_atomic
 
 CACHE_ENV = "AANNTWIN_CACHE"
 _EPOCH_FILE = re.compile(r"^epoch-(\d{4,})\.pt$")
@@ -65,11 +65,7 @@ class CheckpointCache:
         buffer = io.BytesIO()  # serialized in memory: a write error is an OSError of ours, not
         torch.save(state, buffer)  # one from inside torch's zip writer
         try:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise write_error(exc, path.parent) from exc
-            write_bytes_atomic(path, buffer.getvalue())
+            write_bytes_atomic(path, buffer.getvalue())  # makes the folders; errors as ours
         except FaultError:
             raise
         except AanntwinError as exc:

@@ -116,7 +116,7 @@ def _whole(folder: Path) -> dict[str, Any] | None:
             return None
         stamps = manifest["stamps"]
         if all(
-            _file_stamp(folder / f) == [*stamps[f][:1], spec["bytes"], *stamps[f][2:]]
+            _file_stamp(folder / f) == stamps[f] and stamps[f][1] == spec["bytes"]
             for f, spec in tensors.items()
         ):
             return manifest

@@ -18,11 +18,10 @@ class NonFiniteError(AanntwinError):
 
 def check_finite(losses: Tensor, label: Callable[[int], str]) -> None:
     """Raise :class:`NonFiniteError` naming ``label(i)`` for the first row ``i`` of ``losses``
-    (one row per setting, the summed losses of its runs) that is not finite: a NaN or inf
-    output makes its loss so, while its argmax still looks like a class. ``label`` is called
-    only then (describing every setting of a sweep up front cost ~1 ms each)."""
-    rows = losses.reshape(losses.shape[0] if losses.dim() > 1 else 1, -1)
-    bad = ~torch.isfinite(rows).all(1)
+    ``[setting, run]`` (summed losses) that is not finite: a NaN or inf output makes its loss
+    so, while its argmax still looks like a class. ``label`` is called only then (describing
+    every setting of a sweep up front cost ~1 ms each)."""
+    bad = ~torch.isfinite(losses).all(1)
     if bool(bad.any()):
         raise NonFiniteError(
             f"the model's outputs are not finite (NaN or inf) {label(int(bad.nonzero()[0]))}: "

@@ -132,7 +132,7 @@ def evaluate(
             correct[r] += (pred == yb).sum()
             confusion += torch.bincount(yb * c + pred, minlength=c * c)
     model.train(was_training)
-    check_finite(losses, lambda _: describe(model.nonidealities.active()))
+    check_finite(losses[None], lambda _: describe(model.nonidealities.active()))
     acc = (correct.double() / n).cpu()
     loss = (losses / n).cpu()
     conf = confusion.view(c, c).cpu()

@@ -9,6 +9,7 @@ import pytest
 from aanntwin.cli import main
 from aanntwin.report.params import notebook_defaults, validate
 from aanntwin.report.workbook import NOTEBOOKS_DIR, notebook_paths
+from tests.test_workbook_messages import _workbook
 
 
 @pytest.mark.parametrize(
@@ -39,14 +40,9 @@ from aanntwin.report.workbook import NOTEBOOKS_DIR, notebook_paths
 def test_out_of_range_values_exit_2_before_anything_runs(tmp_path, capsys, text, needle):
     params = tmp_path / "p.yaml"
     params.write_text(text)
-    out = tmp_path / "reports"
-    code = main(["workbook", "--params", str(params), "--out", str(out), "--only", "02_training",
-                 "--no-pdf", "--no-code-html"])  # fmt: skip
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert "\n" not in err and err.startswith(f"aanntwin workbook: error: {params}: "), err
+    err = _workbook(tmp_path, capsys, str(params))  # exit 2, one line, nothing written
+    assert err.startswith(f"aanntwin workbook: error: {params}: "), err
     assert needle in err, err
-    assert not out.exists()
 
 
 def test_values_inside_the_ranges_pass():
