@@ -197,7 +197,7 @@ def test_conflicting_executors_are_named_before_any_data_is_read(
     def no_data(*args, **kwargs):
         raise AssertionError("the dataset was read before the options were checked")
 
-    monkeypatch.setattr("aanntwin.cli.specs.cached_dataset", no_data)
+    monkeypatch.setattr("aanntwin.studies.common.cached_dataset", no_data)  # run_dataset too
     argv = ["specs", str(folder), "--out", str(tmp_path / "s"), "--workers", "2",
             "--dask-scheduler", "tcp://127.0.0.1:9"]  # fmt: skip
     assert main(argv) == 2

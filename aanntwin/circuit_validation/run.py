@@ -37,9 +37,9 @@ from ..config import Nonidealities, load_nonidealities
 from ..errors import DataError
 from ..io import read_json_file, write_json_atomic
 from ..model import Main
-from ..runs import check_trained_on, load_run, weights_sha256
+from ..runs import load_run, weights_sha256
 from ..schema import stable_hash
-from ..studies.common import cached_dataset
+from ..studies.common import run_dataset
 from ..studies.runner import ResultStore, Task, run_tasks
 from . import chips as C
 from .compare import decisions, lines, summarize
@@ -210,8 +210,7 @@ def validate(
     circuit = Circuit(CellBench.from_mac(spice.Netlist.load(top.mac)), spice.Netlist.load(RELU))
     circuit.check(report.get("normalization"))
     dataset_dir = None if data_dir is None else os.fspath(data_dir)
-    data = cached_dataset(cfg.dataset, dataset_dir, "cpu")  # the copy notebook 06 already holds
-    check_trained_on(run_dir, data)
+    data = run_dataset(run_dir, cfg, dataset_dir, "cpu")  # the copy notebook 06 already holds
     if not 1 <= images <= len(data.x_test):
         raise DataError(f"--images {images}: choose 1..{len(data.x_test)} (test images)")
     ident = stable_hash({"weights": weights_sha256(run_dir), "nl": nl.to_dict(),

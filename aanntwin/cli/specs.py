@@ -15,8 +15,8 @@ from ..bounds import CONFIDENCE, TARGET_DROP, confidence_ok, target_drop_ok
 from ..config import MISMATCH_FIELDS, load_nonidealities
 from ..errors import AanntwinError
 from ..io import check_output_path, output_dir, write_json_atomic
-from ..runs import check_trained_on, load_run
-from ..studies.common import cached_dataset
+from ..runs import load_run
+from ..studies.common import run_dataset
 from ..studies.grid import parse_choices
 from ..studies.noise import KINDS
 from ..studies.spec_report import cost, derive_and_write, summary
@@ -76,8 +76,7 @@ def add_parsers(sub: Any) -> None:
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     device = str(torch_device(args))
     cfg, model = load_run(args.run_dir, device=device)
-    data = cached_dataset(cfg.dataset, args.data_dir, device)
-    check_trained_on(args.run_dir, data)
+    data = run_dataset(args.run_dir, cfg, args.data_dir, device)
     return cfg, model, data
 
 

@@ -19,10 +19,10 @@ import pandas as pd
 from ..config import Nonidealities, RunConfig, load_config, load_nonidealities
 from ..errors import AanntwinError
 from ..io import atomic_path, check_output_path, output_dir
-from ..runs import RUN_FILES, RUN_OWNS, check_trained_on, load_run, read_config
+from ..runs import RUN_FILES, RUN_OWNS, load_run, read_config
 from ..schema import FLOAT32_MAX
 from ..studies.architecture import pareto_front, run_architecture_sweep
-from ..studies.common import cached_dataset
+from ..studies.common import cached_dataset, run_dataset
 from ..studies.grid import (
     REFERENCE_TEST_LEVELS,
     REFERENCE_TRAIN_LEVELS,
@@ -275,8 +275,7 @@ def run_quantization_study(args: argparse.Namespace) -> int:
     kw.update(device=str(torch_device(args)), resume=args.resume, progress=not args.no_progress)
     pool = executor(args)
     try:
-        data = cached_dataset(read_config(args.run_dir).dataset, args.data_dir, kw["device"])
-        check_trained_on(args.run_dir, data)  # before any work
+        run_dataset(args.run_dir, read_config(args.run_dir), args.data_dir, kw["device"])
         df = run_quantization(args.run_dir, args.out, executor=pool, **kw)
     finally:
         if pool is not None:

@@ -18,7 +18,7 @@ from ..data import Dataset, load_dataset
 from ..dataset_cache import load_mapped
 from ..device import resolve_device as checked_device
 from ..registry import is_npz
-from ..runs import write_run
+from ..runs import check_trained_on, write_run
 from ..training import TrainResult, evaluate, train
 
 
@@ -38,6 +38,17 @@ def cached_dataset(name: str, data_dir: str | None, device: str = "cpu") -> Data
 
 
 @functools.lru_cache(maxsize=4)
+def run_dataset(
+    run_dir: str | os.PathLike[str], cfg: RunConfig, data_dir: str | None, device: str = "cpu"
+) -> Dataset:
+    """The dataset the run in ``run_dir`` (configuration ``cfg``) trained on, as
+    :func:`cached_dataset` loads it, refused when its content is not what the run recorded
+    (:func:`~aanntwin.runs.check_trained_on`: a relative ``.npz`` path from another folder)."""
+    data = cached_dataset(cfg.dataset, data_dir, device)
+    check_trained_on(run_dir, data)
+    return data
+
+
 def _cached(name: str, data_dir: str | None, device: str, stamp: object) -> Dataset:
     if torch.device(device).type == "cpu":  # one copy in the page cache for every process
         return load_mapped(name, data_dir)

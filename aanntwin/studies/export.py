@@ -27,10 +27,10 @@ from ..data import load_dataset
 from ..errors import AanntwinError
 from ..io import read_json_file, read_text, write_json_atomic
 from ..model import Main
-from ..runs import build_model, check_trained_on, load_run
+from ..runs import build_model, load_run
 from ..schema import stable_hash
 from ..training import evaluate
-from .common import cached_dataset
+from .common import run_dataset
 from .export_quant import reference, resolve_quantization, snap
 from .normalize import calibrate
 
@@ -203,9 +203,7 @@ def export_run(
     normalization = read_json_file(norm_file, "normalization") if norm_file.exists() else None
     x = None
     if normalization is None:
-        data = cached_dataset(cfg.dataset, data_dir)
-        check_trained_on(run_dir, data)
-        x = data.x_train[:calibration_images]
+        x = run_dataset(run_dir, cfg, data_dir).x_train[:calibration_images]
     return export_model(model, cfg, out, bits=bits, normalization=normalization, x=x, **options)
 
 

@@ -28,8 +28,8 @@ from torch import Tensor
 from ..errors import AanntwinError
 from ..io import write_json_atomic
 from ..model import Main
-from ..runs import check_trained_on, load_run, write_model
-from .common import cached_dataset, resolve_device
+from ..runs import load_run, write_model
+from .common import resolve_device, run_dataset
 
 
 @dataclass
@@ -234,8 +234,7 @@ def normalize_run(
     dev = resolve_device(device)
     cfg, model = load_run(src, device=dev)
     _targets(targets, model.stage_names())  # fail before loading any data
-    data = cached_dataset(cfg.dataset, data_dir, dev)
-    check_trained_on(src, data)
+    data = run_dataset(src, cfg, data_dir, dev)
     x = data.x_train[:calibration_images]
     bounds = model.weight_bounds(cfg.nonidealities)
     result = normalize(model, x, targets, quantile=quantile, signed=signed, bounds=bounds)
