@@ -37,7 +37,6 @@ def cached_dataset(name: str, data_dir: str | None, device: str = "cpu") -> Data
     return _cached(name, data_dir, device, stamp)
 
 
-@functools.lru_cache(maxsize=4)
 def run_dataset(
     run_dir: str | os.PathLike[str], cfg: RunConfig, data_dir: str | None, device: str = "cpu"
 ) -> Dataset:
@@ -49,6 +48,7 @@ def run_dataset(
     return data
 
 
+@functools.lru_cache(maxsize=4)
 def _cached(name: str, data_dir: str | None, device: str, stamp: object) -> Dataset:
     if torch.device(device).type == "cpu":  # one copy in the page cache for every process
         return load_mapped(name, data_dir)
